@@ -1,0 +1,157 @@
+"""The one model contract (`Recommender`), the data a model is fitted on, and the registry."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from datasets.errors import FusebenchError
+
+FAMILIES = ("baseline/cf", "baseline/content", "baseline/hybrid", "fusion")
+
+
+@dataclass
+class FitData:
+    """What a model sees: the training matrix, item content, a seed and a device.
+
+    Validation and test matrices are deliberately absent: the benchmark owns evaluation.
+    """
+
+    train: sp.csr_matrix
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    item_text: list[str] | None = None
+    seed: int = 0
+    device: str = "cpu"
+
+    @property
+    def n_users(self) -> int:
+        return self.train.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.train.shape[1]
+
+
+class Recommender:
+    """Base class: hyper-parameters are constructor arguments, learned state ends in `_`.
+
+    One-shot models implement `fit`. Iterative models set `iterative = True` and implement
+    `init(data)` and `train_epoch() -> float`, plus `get_state()`/`set_state()` so the
+    benchmark's loop can keep the best epoch; their `fit` trains a fixed number of epochs.
+    """
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    iterative: ClassVar[bool] = False
+
+    # --- scikit-learn style parameter handling -------------------------------------------
+    @classmethod
+    def param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        sig = inspect.signature(cls.__init__)
+        return {k: p.default for k, p in sig.parameters.items() if k != "self"}
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.param_names()}
+
+    @classmethod
+    def search_space(cls, trial) -> dict[str, Any]:
+        """The model's Optuna space: one place per model. Empty when nothing is tuned."""
+        return {}
+
+    # --- the contract ---------------------------------------------------------------------
+    def fit(self, data: FitData) -> Recommender:
+        if not self.iterative:
+            raise NotImplementedError
+        self.init(data)
+        for _ in range(self.epochs):
+            self.train_epoch()
+        return self
+
+    def init(self, data: FitData) -> None:
+        raise NotImplementedError
+
+    def train_epoch(self) -> float:
+        raise NotImplementedError
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def get_state(self) -> Any:
+        """A snapshot of the learned state (iterative models: to restore the best epoch)."""
+        return copy.deepcopy({k: v for k, v in vars(self).items() if k.endswith("_")})
+
+    def set_state(self, state: Any) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+    def n_parameters(self) -> int:
+        """Number of learned scalars used at scoring time (reported next to accuracy)."""
+        total = 0
+        for k, v in vars(self).items():
+            if not k.endswith("_"):
+                continue
+            if isinstance(v, np.ndarray):
+                total += v.size
+            elif sp.issparse(v):
+                total += v.nnz
+        return total
+
+    # --- shared helpers for subclasses -----------------------------------------------------
+    @staticmethod
+    def _check_positive(**values: float) -> None:
+        for k, v in values.items():
+            if not v > 0:
+                raise FusebenchError(f"parameter {k} must be > 0, got {v!r}")
+
+    @staticmethod
+    def _check_non_negative(**values: float) -> None:
+        for k, v in values.items():
+            if not v >= 0:
+                raise FusebenchError(f"parameter {k} must be >= 0, got {v!r}")
+
+
+_REGISTRY: dict[str, type[Recommender]] = {}
+
+
+def register(cls: type[Recommender]) -> type[Recommender]:
+    """Class decorator: make a model available by its registry name."""
+    if not cls.name or cls.family not in FAMILIES:
+        raise TypeError(f"{cls.__qualname__} needs a name and a family in {FAMILIES}")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise TypeError(f"model name {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def model_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_model_class(name: str) -> type[Recommender]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise FusebenchError(f"unknown model {name!r}; available: {', '.join(model_names())}") from None
+
+
+def make_model(name: str, params: dict[str, Any] | None = None) -> Recommender:
+    """Instantiate a registered model; an unknown parameter name is a user error."""
+    cls = get_model_class(name)
+    params = dict(params or {})
+    unknown = set(params) - set(cls.param_names())
+    if unknown:
+        raise FusebenchError(
+            f"model {name!r} has no parameter {', '.join(sorted(unknown))}; "
+            f"its parameters: {', '.join(cls.param_names()) or '(none)'}"
+        )
+    return cls(**params)
