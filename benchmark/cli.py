@@ -1,0 +1,247 @@
+"""`python -m benchmark ...`: run, leaderboard, datasets, models, perf.
+
+Errors the user can cause surface as one line on stderr and exit code 2; everything is
+validated (models, parameters, datasets) before the first record is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, Sequence
+
+from tqdm import tqdm
+
+import baselines
+import fusion_models  # noqa: F401  (registers the fusion models)
+import datasets
+from baselines.base import get_model_class, make_model, model_names
+from datasets.errors import FusebenchError
+
+from .records import RecordStore
+from .runner import RunConfig, run_one
+
+DEFAULT_DATASETS = ("ml-100k", "ml-latest-small", "lfm2k")
+
+
+class UsageError(FusebenchError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on bad usage already; keep its message to one line."""
+
+    def error(self, message):  # pragma: no cover - exercised through the CLI tests
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _coerce(name: str, raw: str, default: Any) -> Any:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise UsageError(f"parameter {name} expects true/false, got {raw!r}")
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise UsageError(f"parameter {name} expects an integer, got {raw!r}")
+    if isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise UsageError(f"parameter {name} expects a number, got {raw!r}")
+    return value
+
+
+def parse_params(model: str, items: Sequence[str]) -> dict[str, Any]:
+    cls = get_model_class(model)
+    defaults = cls.defaults()
+    params: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--param expects NAME=VALUE, got {item!r}")
+        if name not in defaults:
+            raise UsageError(
+                f"model {model!r} has no parameter {name!r}; its parameters: {', '.join(defaults) or '(none)'}"
+            )
+        params[name] = _coerce(name, raw, defaults[name])
+    make_model(model, params)  # let the model reject values it cannot take, before any run
+    return params
+
+
+def _split_list(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def cmd_run(args) -> int:
+    from baselines.torch_base import resolve_device
+
+    if args.all == bool(args.dataset or args.model):
+        raise UsageError("run needs either --all or both --dataset and --model")
+    if not args.all and not (args.dataset and args.model):
+        raise UsageError("run needs both --dataset and --model (or --all)")
+    models = _split_list(args.models) if args.all else [args.model]
+    models = models or model_names()
+    for m in models:
+        get_model_class(m)
+    if args.param and len(models) != 1:
+        raise UsageError("--param applies to one model: use it with --model")
+    params = parse_params(models[0], args.param) if args.param else {}
+    names = (_split_list(args.datasets) or list(DEFAULT_DATASETS)) if args.all else [args.dataset]
+    if args.seed is not None:
+        seeds = [args.seed]
+    else:
+        if args.seeds < 1:
+            raise UsageError("--seeds must be >= 1")
+        seeds = list(range(args.seeds))
+    if args.protocol is not None and args.protocol not in datasets.PROTOCOLS:
+        raise UsageError(f"unknown protocol {args.protocol!r}; available: {', '.join(datasets.PROTOCOLS)}")
+    cfg = RunConfig(metric=args.metric, patience=args.patience, eval_every=args.eval_every,
+                    device=str(resolve_device(args.device)))
+
+    # Load every dataset before running anything, so a malformed one stops the run before
+    # a single record is written; unavailable ones (no mirror, no network) are skipped.
+    loaded = []
+    for name in names:
+        try:
+            loaded.append(datasets.load(name, data_dir=args.data_dir, rating_threshold=args.rating_threshold))
+        except datasets.DatasetUnavailable as e:
+            if not args.all:
+                raise
+            print(f"skipped dataset {name}: {e}", file=sys.stderr)
+    store = RecordStore(args.results)
+    jobs = [(ds, m, s) for ds in loaded for m in models for s in seeds]
+    splits: dict[tuple[str, int], datasets.Split] = {}
+    done = skipped = 0
+    bar = tqdm(jobs, desc="fusebench", unit="run", disable=None, dynamic_ncols=True)
+    for ds, model, seed in bar:
+        bar.set_postfix_str(f"{ds.name} {model} seed={seed}")
+        protocol = args.protocol or ("given" if ds.given_split is not None else "random")
+        if (ds.name, seed) not in splits:
+            splits[(ds.name, seed)] = datasets.split(ds, protocol=protocol, seed=seed)
+        out = run_one(store, ds, splits[(ds.name, seed)], model, params, cfg, force=args.force)
+        if out.status == "skipped":
+            skipped += 1
+            continue
+        done += 1
+        rec = out.record
+        tqdm.write(
+            f"{ds.name:16s} {model:12s} seed={seed} recall@20={rec['test']['recall@20']:.4f} "
+            f"ndcg@20={rec['test']['ndcg@20']:.4f} train={rec['train_seconds']:.1f}s",
+            file=sys.stderr,
+        )
+    bar.close()
+    from .leaderboard import write_leaderboard
+
+    path = write_leaderboard(args.results)
+    print(f"{done} runs done, {skipped} already finished (skipped; --force reruns them); wrote {path}")
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from .leaderboard import write_leaderboard
+
+    print(f"wrote {write_leaderboard(args.results)}")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    if args.action == "list":
+        for name in datasets.available():
+            print(name)
+        return 0
+    if not args.name:
+        raise UsageError("datasets info needs a dataset NAME")
+    ds = datasets.load(args.name, data_dir=args.data_dir, rating_threshold=args.rating_threshold)
+    info = datasets.describe(ds)
+    width = max(len(k) for k in info)
+    for k, v in info.items():
+        if isinstance(v, dict):
+            v = ", ".join(f"{a}: {b}" for a, b in v.items()) or "–"
+        print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    for name in model_names():
+        cls = get_model_class(name)
+        params = ", ".join(f"{k}={v!r}" for k, v in cls.defaults().items()) or "(no hyper-parameters)"
+        kind = "iterative" if cls.iterative else "one-shot"
+        print(f"{name:14s} {cls.family:18s} {kind:9s} {params}")
+    return 0
+
+
+def cmd_perf(args, rest: list[str]) -> int:
+    from . import perf
+
+    return perf.main_metrics(rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m benchmark", description="fusebench: multimodal recommender benchmark")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="train and evaluate models, write run records and the leaderboard")
+    r.add_argument("--all", action="store_true", help="every registered model on every default dataset")
+    r.add_argument("--dataset", help="one dataset (see `datasets list`)")
+    r.add_argument("--model", help="one model (see `models list`)")
+    r.add_argument("--datasets", help="with --all: comma-separated datasets instead of the defaults")
+    r.add_argument("--models", help="with --all: comma-separated models instead of all")
+    r.add_argument("--seed", type=int, help="one seed (split and model initialisation)")
+    r.add_argument("--seeds", type=int, default=1, help="number of seeds 0..N-1 (default 1)")
+    r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="model hyper-parameter")
+    r.add_argument("--protocol", help="split protocol (default: the source's split if it has one, else random 8:1:1)")
+    r.add_argument("--rating-threshold", type=float, help="ratings >= this are positives (default: all)")
+    r.add_argument("--metric", default="recall@20", help="validation metric for early stopping")
+    r.add_argument("--patience", type=int, default=10, help="validations without improvement before stopping")
+    r.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
+    r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    r.add_argument("--data-dir", help="offline mirror folder holding dataset files")
+    r.add_argument("--results", default="results", help="results folder (default ./results)")
+    r.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+    r.set_defaults(func=cmd_run)
+
+    lb = sub.add_parser("leaderboard", help="regenerate results/LEADERBOARD.md from the records")
+    lb.add_argument("--results", default="results")
+    lb.set_defaults(func=cmd_leaderboard)
+
+    d = sub.add_parser("datasets", help="list datasets or summarise one")
+    d.add_argument("action", choices=["list", "info"])
+    d.add_argument("name", nargs="?")
+    d.add_argument("--data-dir")
+    d.add_argument("--rating-threshold", type=float)
+    d.set_defaults(func=cmd_datasets)
+
+    m = sub.add_parser("models", help="list models with their hyper-parameters and defaults")
+    m.add_argument("action", choices=["list"])
+    m.set_defaults(func=cmd_models)
+
+    pf = sub.add_parser("perf", help="speed scripts (metrics: metric core vs RecBole, ranx, numpy)")
+    pf.add_argument("what", choices=["metrics"])
+    pf.set_defaults(func=None)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    try:
+        if args.command == "perf":
+            return cmd_perf(args, rest)
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return args.func(args)
+    except FusebenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; run the same command again to resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,127 @@
+"""One run = (dataset, split, model, params, seed): train, select on valid, test once, record."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from baselines import FitData, make_model
+from datasets import MultimodalDataset, Split
+
+from .evaluate import evaluate
+from .provenance import provenance
+from .records import RECORD_VERSION, RecordStore, record_key
+from .training import train
+
+DEFAULT_METRICS = ("recall", "precision", "hit", "ndcg", "mrr", "map")
+DEFAULT_KS = (10, 20, 50)
+
+
+@dataclass
+class RunConfig:
+    """Protocol settings shared by every run of a benchmark invocation."""
+
+    metric: str = "recall@20"  # validation metric for early stopping / selection
+    patience: int = 10  # evaluations without improvement before stopping
+    eval_every: int = 1
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    ks: tuple[int, ...] = DEFAULT_KS
+    eval_batch_size: int = 1024
+    device: str = "cpu"
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that change results (and so belong in a record's key)."""
+        return {"metric": self.metric, "patience": self.patience, "eval_every": self.eval_every}
+
+
+@dataclass
+class RunOutcome:
+    status: str  # "done" | "skipped"
+    key: str
+    record: dict[str, Any] | None = None
+    path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_identity(dataset: MultimodalDataset, split: Split, model_name: str, params: dict, cfg: RunConfig) -> dict:
+    return {
+        "version": RECORD_VERSION,
+        "dataset": {
+            "name": dataset.name,
+            "fingerprint": dataset.fingerprint(),
+            "rating_threshold": dataset.meta.get("rating_threshold"),
+        },
+        "split": {"protocol": split.protocol, "params": split.params, "seed": split.seed},
+        "model": {"name": model_name, "params": params},
+        "seed": split.seed,
+        "training": cfg.identity(),
+    }
+
+
+def run_one(
+    store: RecordStore,
+    dataset: MultimodalDataset,
+    split: Split,
+    model_name: str,
+    params: dict[str, Any] | None = None,
+    cfg: RunConfig | None = None,
+    *,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    cfg = cfg or RunConfig()
+    model = make_model(model_name, params)  # validates names before anything is written
+    resolved = model.get_params()
+    identity = run_identity(dataset, split, model_name, resolved, cfg)
+    key = record_key(identity)
+    if not force and store.exists(dataset.name, model_name, key):
+        return RunOutcome(status="skipped", key=key)
+
+    data = FitData(
+        train=split.train, features=dataset.features, item_text=dataset.item_text,
+        seed=split.seed, device=cfg.device,
+    )
+    outcome = train(
+        model, data, split.valid, metric=cfg.metric, eval_every=cfg.eval_every,
+        patience=cfg.patience, progress=progress,
+    )
+    popularity = np.asarray(split.train.sum(axis=0)).ravel()
+    valid = evaluate(model.score, split.valid, split.train, metrics=cfg.metrics, ks=cfg.ks,
+                     batch_size=cfg.eval_batch_size, item_popularity=popularity)
+    # test time masks train and valid items: neither can be a test hit
+    test = evaluate(model.score, split.test, split.train + split.valid, metrics=cfg.metrics, ks=cfg.ks,
+                    batch_size=cfg.eval_batch_size, item_popularity=popularity)
+
+    cls = type(model)
+    record = {
+        **identity,
+        "key": key,
+        "dataset": {
+            **identity["dataset"],
+            "n_users": dataset.n_users,
+            "n_items": dataset.n_items,
+            "n_interactions": dataset.n_interactions,
+            "source": dataset.meta.get("source"),
+        },
+        "split": split.describe(),
+        "model": {
+            "name": model_name,
+            "family": cls.family,
+            "params": resolved,
+            "defaults": cls.defaults(),
+            "modalities": model.used_modalities(),
+            "n_parameters": model.n_parameters(),
+        },
+        "training": {**cfg.identity(), **asdict(outcome)},
+        "valid": valid.summary,
+        "test": test.summary,
+        "n_test_users": test.n_users_evaluated,
+        "train_seconds": outcome.train_seconds,
+        "eval_seconds": test.seconds,
+        "provenance": provenance(cfg.device),
+    }
+    path = store.write(record, {k: v.astype(np.float32) for k, v in test.per_user.items()})
+    return RunOutcome(status="done", key=key, record=record, path=str(path))
