@@ -1,0 +1,26 @@
+"""fusebench datasets: loaders -> MultimodalDataset, split protocols -> Split.
+
+    >>> import datasets
+    >>> ds = datasets.load("ml-latest-small")
+    >>> sp = datasets.split(ds, "random", seed=0)
+"""
+
+from .core import MultimodalDataset, Split, interactions_to_csr
+from .download import DatasetUnavailable
+from .errors import FusebenchError
+from .registry import available, load
+from .splits import PROTOCOLS, split
+from .summary import describe
+
+__all__ = [
+    "MultimodalDataset",
+    "Split",
+    "FusebenchError",
+    "DatasetUnavailable",
+    "interactions_to_csr",
+    "load",
+    "available",
+    "split",
+    "PROTOCOLS",
+    "describe",
+]

@@ -1,0 +1,117 @@
+"""`load(name)` and `available()`: the dataset names fusebench knows.
+
+Names: ``ml-100k`` (from the installed recbole package), ``ml-latest-small`` (vendored),
+``lfm2k`` (mirror / cache / verified download) and ``mmrec:PATH`` (any MMRec-format folder).
+Loaded datasets are cached in-process (they are immutable: their feature matrices and
+given split are read-only arrays), keyed by name, resolved mirror/cache folders and
+rating threshold.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .core import MultimodalDataset
+from .download import cache_dir, mirror_dir
+from .errors import FusebenchError
+
+MMREC_PREFIX = "mmrec:"
+
+
+def _ml100k(data_dir):
+    from .movielens import load_ml100k
+
+    return load_ml100k()
+
+
+def _mls(data_dir):
+    from .movielens import load_ml_latest_small
+
+    return load_ml_latest_small()
+
+
+def _lfm2k(data_dir):
+    from .lfm2k import load_lfm2k
+
+    return load_lfm2k(data_dir)
+
+
+LOADERS: dict[str, Callable[[str | None], MultimodalDataset]] = {
+    "ml-100k": _ml100k,
+    "ml-latest-small": _mls,
+    "lfm2k": _lfm2k,
+}
+
+
+def available() -> list[str]:
+    """Names `load` accepts (plus ``mmrec:PATH`` for any MMRec-format folder)."""
+    return list(LOADERS)
+
+
+def _freeze(ds: MultimodalDataset) -> MultimodalDataset:
+    for mat in ds.features.values():
+        mat.flags.writeable = False
+    if ds.given_split is not None:
+        ds.given_split.flags.writeable = False
+    for arr in (ds.user_ids, ds.item_ids):
+        if isinstance(arr, np.ndarray):
+            arr.flags.writeable = False
+    return ds
+
+
+@lru_cache(maxsize=16)
+def _load_cached(name: str, mirror: str | None, cache: str, threshold: float | None) -> MultimodalDataset:
+    if threshold is not None:
+        return _freeze(_load_cached(name, mirror, cache, None).implicit(threshold))
+    if name.startswith(MMREC_PREFIX):
+        from .mmrec import load_mmrec_folder
+
+        return _freeze(load_mmrec_folder(name[len(MMREC_PREFIX):]))
+    return _freeze(LOADERS[name](mirror))
+
+
+def load(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    rating_threshold: float | None = None,
+) -> MultimodalDataset:
+    """Load a dataset by name; ``rating_threshold`` keeps ratings >= it as positives.
+
+    ``data_dir`` is an offline mirror folder (default ``$FUSEBENCH_DATA_DIR``) holding
+    ``<dataset>/<file>`` or ``<file>``; it matters for downloaded datasets (lfm2k).
+    """
+    if not isinstance(name, str):
+        raise FusebenchError(f"dataset name must be a string, got {name!r}")
+    if name.startswith(MMREC_PREFIX):
+        path = name[len(MMREC_PREFIX):]
+        if not path:
+            raise FusebenchError("mmrec: needs a folder, e.g. mmrec:/data/baby")
+        name = MMREC_PREFIX + str(Path(path).expanduser().resolve())
+    elif name not in LOADERS:
+        raise FusebenchError(
+            f"unknown dataset {name!r}; available: {', '.join(available())} (or mmrec:PATH for an MMRec folder)"
+        )
+    if rating_threshold is not None:
+        try:
+            rating_threshold = float(rating_threshold)
+        except (TypeError, ValueError) as exc:
+            raise FusebenchError(f"rating_threshold must be a number, got {rating_threshold!r}") from exc
+        if not np.isfinite(rating_threshold):
+            raise FusebenchError(f"rating_threshold must be finite, got {rating_threshold!r}")
+    mirror = mirror_dir(data_dir)
+    return _load_cached(
+        name,
+        None if mirror is None else str(mirror.resolve()),
+        str(cache_dir().resolve()),
+        rating_threshold,
+    )
+
+
+def clear_cache() -> None:
+    """Forget datasets loaded in this process (e.g. after the files changed)."""
+    _load_cached.cache_clear()
