@@ -1,0 +1,85 @@
+"""Shared test setup: offline data mirror, a throw-away cache, dataset fixtures.
+
+At import (so that subprocesses started by tests inherit it too):
+- ``FUSEBENCH_DATA_DIR`` points at ``../shared/data`` beside the repository when it exists;
+- ``FUSEBENCH_CACHE`` points at a temporary folder (tests never write to ``~/.cache``);
+- ``FUSEBENCH_OFFLINE=1``: no test may reach the network; download tests unset it and
+  serve files from a ``file://`` URL or a monkeypatched ``urlopen``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+if SHARED_DATA.is_dir():
+    os.environ["FUSEBENCH_DATA_DIR"] = str(SHARED_DATA)
+_CACHE = tempfile.mkdtemp(prefix="fusebench-test-cache-")
+os.environ["FUSEBENCH_CACHE"] = _CACHE
+os.environ["FUSEBENCH_OFFLINE"] = "1"
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+
+from datasets import DatasetUnavailable, MultimodalDataset, load  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ml100k() -> MultimodalDataset:
+    if importlib.util.find_spec("recbole") is None:
+        pytest.skip("recbole is not installed (it ships MovieLens-100K)")
+    return load("ml-100k")
+
+
+@pytest.fixture(scope="session")
+def mls() -> MultimodalDataset:
+    return load("ml-latest-small")
+
+
+@pytest.fixture(scope="session")
+def lfm2k() -> MultimodalDataset:
+    try:
+        return load("lfm2k")
+    except DatasetUnavailable as exc:
+        pytest.skip(f"lfm2k files are not in the offline mirror: {exc}")
+
+
+def make_tiny_dataset(with_timestamps: bool = True, name: str = "tiny") -> MultimodalDataset:
+    """5 users x 6 items, 17 interactions: user 0 has 6, user 1 has 5, user 2 has 3,
+    user 3 has 2, user 4 has 1; ratings 1..5; timestamps increasing per user."""
+    rows = [
+        (0, 0, 5, 10), (0, 1, 4, 11), (0, 2, 3, 12), (0, 3, 2, 13), (0, 4, 1, 14), (0, 5, 5, 15),
+        (1, 1, 4, 20), (1, 2, 5, 21), (1, 3, 2, 22), (1, 0, 3, 23), (1, 5, 4, 24),
+        (2, 0, 5, 30), (2, 4, 3, 31), (2, 5, 1, 32),
+        (3, 2, 4, 40), (3, 3, 5, 41),
+        (4, 1, 2, 50),
+    ]
+    df = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+    df = df.astype({"user": np.int32, "item": np.int32, "rating": np.float32, "timestamp": np.int64})
+    if not with_timestamps:
+        df["timestamp"] = np.int64(-1)
+    rng = np.random.default_rng(0)
+    text = rng.normal(size=(6, 8)).astype(np.float32)
+    return MultimodalDataset(
+        name=name,
+        interactions=df,
+        n_users=5,
+        n_items=6,
+        user_ids=np.array([f"u{i}" for i in range(5)], dtype=object),
+        item_ids=np.array([100 + i for i in range(6)], dtype=np.int64),
+        features={"text": text},
+        item_text=["red apple", "green apple", "red car", "blue car", "blue sky", ""],
+        meta={"source": "in-memory test fixture", "license": "CC0", "citation": ""},
+    )
+
+
+@pytest.fixture
+def tiny_dataset() -> MultimodalDataset:
+    return make_tiny_dataset()
