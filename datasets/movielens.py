@@ -47,8 +47,7 @@ MLS_URL = "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip"
 
 def _with_text(df, user_ids, item_ids, texts, name, meta) -> MultimodalDataset:
     feats = {"text": tfidf_svd(texts, dim=TEXT_DIM, seed=0)}
-    meta = {**meta, "features": {"text": encoder_name(TEXT_DIM)},
-            "text_source": meta.get("text_source", ""), "rating_threshold": None}
+    meta = {**meta, "features": {"text": encoder_name(TEXT_DIM)}, "rating_threshold": None}
     return MultimodalDataset(
         name=name, interactions=df, n_users=len(user_ids), n_items=len(item_ids),
         user_ids=user_ids, item_ids=item_ids, features=feats, item_text=list(texts),
