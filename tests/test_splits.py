@@ -194,14 +194,14 @@ def test_cold_start_items(mls):
         split(mls, "cold-start-items", cold_ratio=1.5)
 
 
-def test_errors(lfm2k, tiny_dataset, ml100k):
+def test_errors(lfm2k, tiny_dataset, mls):
     for protocol in ("user-temporal", "global-temporal"):
         with pytest.raises(FusebenchError, match="timestamps"):
             split(lfm2k, protocol)
         with pytest.raises(FusebenchError, match="timestamps"):
             split(make_tiny_dataset(with_timestamps=False), protocol)
     with pytest.raises(FusebenchError, match="no given split"):
-        split(ml100k, "given")
+        split(mls, "given")
     with pytest.raises(FusebenchError, match="unknown split protocol.*random"):
         split(tiny_dataset, "chronological")
     with pytest.raises(FusebenchError, match="ratios"):
