@@ -24,7 +24,7 @@ from .evaluate import evaluate
 def parse_metric(metric: str) -> tuple[str, int]:
     """'recall@20' -> ('recall', 20)."""
     name, sep, k = metric.partition("@")
-    if not sep or not k.isdigit() or int(k) <= 0:
+    if not name or not sep or not k.isdigit() or int(k) <= 0:
         raise FusebenchError(f"metric must look like 'recall@20', got {metric!r}")
     return name, int(k)
 
