@@ -556,10 +556,9 @@ def list_metrics(
 def warmup() -> None:
     """Compile (or load from the on-disk cache) every kernel on tiny inputs."""
     rng = np.random.default_rng(0)
-    truth = sp.csr_matrix(
-        (np.ones(3, dtype=np.float32), np.array([0, 2, 1], dtype=np.int32), np.array([0, 2, 3, 3], dtype=np.int32)),
-        shape=(3, 5),
-    )
+    indices = np.array([0, 2, 1], dtype=np.int32)
+    indptr = np.array([0, 2, 3, 3], dtype=np.int32)
+    truth = sp.csr_matrix((np.ones(3, dtype=np.float32), indices, indptr), shape=(3, 5))
     for dtype in (np.float32, np.float64):
         s = rng.random((3, 5)).astype(dtype)
         topk_items(s, 2)

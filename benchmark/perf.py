@@ -387,8 +387,9 @@ def main_metrics(argv: list[str] | None = None) -> int:
         d_user = _max_diff(ours, recbole_per_user(hit, pos_len, ks), ours.keys())
         rb_ok = d_mean <= 1e-9 and d_user <= 1e-9
         rows.append(("RecBole: rec.topk build + metric classes", t_rb,
-                     f"(build {t_build:.3f} s + classes {t_cls:.3f} s) means |diff| {d_mean:.1e}, per-user "
-                     f"|diff| {d_user:.1e} -> {'equal' if rb_ok else 'DIFFERENT'} to 1e-9"))
+                     f"(build {t_build:.3f} s + classes {t_cls:.3f} s) means |diff| "
+                     f"{d_mean:.1e}, per-user |diff| {d_user:.1e} -> "
+                     f"{'equal' if rb_ok else 'DIFFERENT'} to 1e-9"))
 
     # (c) ranx
     t_rx = None
