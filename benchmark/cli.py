@@ -9,12 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any, Sequence
 
 from tqdm import tqdm
 
-import baselines
 import fusion_models  # noqa: F401  (registers the fusion models)
 import datasets
 from baselines.base import get_model_class, make_model, model_names
@@ -165,6 +163,8 @@ def cmd_datasets(args) -> int:
     for k, v in info.items():
         if isinstance(v, dict):
             v = ", ".join(f"{a}: {b}" for a, b in v.items()) or "–"
+        elif isinstance(v, float):
+            v = f"{v:.6g}"
         print(f"{k:<{width}}  {v}")
     return 0
 
