@@ -1,8 +1,10 @@
 """Shared machinery for torch models: device choice, seeding, the epoch loop, state keeping.
 
 A torch model subclasses `TorchRecommender`, builds its `nn.Module` in `build(data)`, and
-defines `batch_loss(users, pos, neg)`; the epoch loop, optimiser, sampling, best-state
-snapshots and parameter counting live here once.
+defines `batch_loss(*batch)`; by default a batch is (users, positives, sampled negatives)
+covering every training pair once per epoch, and a model with other batches (e.g. user rows
+for an autoencoder) overrides `epoch_batches()`. The epoch loop, optimiser, sampling,
+best-state snapshots and parameter counting live here once.
 """
 
 from __future__ import annotations
@@ -53,8 +55,13 @@ class TorchRecommender(Recommender):
     def build(self, data: FitData) -> torch.nn.Module:
         raise NotImplementedError
 
-    def batch_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    def batch_loss(self, *batch: torch.Tensor) -> torch.Tensor:
+        """Mean loss of one batch (tensors already on the model's device)."""
         raise NotImplementedError
+
+    def epoch_batches(self):
+        """One epoch of numpy batches; default: BPR triples (user, positive, negative)."""
+        return self._sampler.epoch_triples(self.batch_size)
 
     def init(self, data: FitData) -> None:
         self._check_positive(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate)
@@ -70,16 +77,14 @@ class TorchRecommender(Recommender):
     def train_epoch(self) -> float:
         self.module_.train()
         total, n = 0.0, 0
-        for u, i, j in self._sampler.epoch_triples(self.batch_size):
-            users = torch.from_numpy(u).to(self.device_)
-            pos = torch.from_numpy(i).to(self.device_)
-            neg = torch.from_numpy(j).to(self.device_)
-            loss = self.batch_loss(users, pos, neg)
+        for batch in self.epoch_batches():
+            tensors = [torch.as_tensor(b).to(self.device_) for b in batch]
+            loss = self.batch_loss(*tensors)
             self._optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self._optimizer.step()
-            total += float(loss.detach()) * len(u)
-            n += len(u)
+            total += float(loss.detach()) * len(batch[0])
+            n += len(batch[0])
         return total / max(n, 1)
 
     @torch.no_grad()
