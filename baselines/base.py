@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -125,6 +125,13 @@ class Recommender:
 
 
 _REGISTRY: dict[str, type[Recommender]] = {}
+# "prefix:NAME" families of models made on demand (e.g. "recbole:LightGCN"): prefix -> factory
+_PREFIXES: dict[str, Callable[[str], type[Recommender]]] = {}
+
+
+def register_prefix(prefix: str, factory) -> None:
+    """Let `factory(rest)` build the class for model names of the form 'prefix:rest'."""
+    _PREFIXES[prefix] = factory
 
 
 def register(cls: type[Recommender]) -> type[Recommender]:
@@ -142,6 +149,9 @@ def model_names() -> list[str]:
 
 
 def get_model_class(name: str) -> type[Recommender]:
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in _PREFIXES:
+        return _PREFIXES[prefix](rest)  # the factory raises FusebenchError for unknown names
     try:
         return _REGISTRY[name]
     except KeyError:

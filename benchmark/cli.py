@@ -156,7 +156,15 @@ def cmd_datasets(args) -> int:
             print(name)
         return 0
     if not args.name:
-        raise UsageError("datasets info needs a dataset NAME")
+        raise UsageError(f"datasets {args.action} needs a dataset NAME")
+    if args.action == "export":
+        from datasets.export import export
+
+        if not args.out:
+            raise UsageError("datasets export needs an output folder: datasets export NAME --format F OUT")
+        ds = datasets.load(args.name, data_dir=args.data_dir, rating_threshold=args.rating_threshold)
+        print(f"wrote {export(ds, args.format, args.out)}")
+        return 0
     ds = datasets.load(args.name, data_dir=args.data_dir, rating_threshold=args.rating_threshold)
     info = datasets.describe(ds)
     width = max(len(k) for k in info)
@@ -213,8 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     lb.set_defaults(func=cmd_leaderboard)
 
     d = sub.add_parser("datasets", help="list datasets or summarise one")
-    d.add_argument("action", choices=["list", "info"])
+    d.add_argument("action", choices=["list", "info", "export"])
     d.add_argument("name", nargs="?")
+    d.add_argument("out", nargs="?", help="export: output folder")
+    d.add_argument("--format", choices=["recbole", "mmrec"], default="recbole", help="export format")
     d.add_argument("--data-dir")
     d.add_argument("--rating-threshold", type=float)
     d.set_defaults(func=cmd_datasets)
