@@ -1,7 +1,8 @@
 """`load(name)` and `available()`: the dataset names fusebench knows.
 
 Names: ``ml-100k`` (from the installed recbole package), ``ml-latest-small`` (vendored),
-``lfm2k`` (mirror / cache / verified download) and ``mmrec:PATH`` (any MMRec-format folder).
+``lfm2k`` (mirror / cache / verified download), ``mmrec:PATH`` (any MMRec-format folder) and
+``recbole:PATH`` (any RecBole atomic dataset folder; see `datasets.atomic.load_recbole_folder`).
 Loaded datasets are cached in-process (they are immutable: their feature matrices and
 given split are read-only arrays), keyed by name, resolved mirror/cache folders and
 rating threshold.
@@ -21,6 +22,7 @@ from .download import cache_dir, mirror_dir
 from .errors import FusebenchError
 
 MMREC_PREFIX = "mmrec:"
+RECBOLE_PREFIX = "recbole:"
 
 
 def _ml100k(data_dir):
@@ -49,7 +51,7 @@ LOADERS: dict[str, Callable[[str | None], MultimodalDataset]] = {
 
 
 def available() -> list[str]:
-    """Names `load` accepts (plus ``mmrec:PATH`` for any MMRec-format folder)."""
+    """Names `load` accepts (plus ``mmrec:PATH`` / ``recbole:PATH`` for MMRec / RecBole folders)."""
     return list(LOADERS)
 
 
@@ -72,6 +74,10 @@ def _load_cached(name: str, mirror: str | None, cache: str, threshold: float | N
         from .mmrec import load_mmrec_folder
 
         return _freeze(load_mmrec_folder(name[len(MMREC_PREFIX):]))
+    if name.startswith(RECBOLE_PREFIX):
+        from .atomic import load_recbole_folder
+
+        return _freeze(load_recbole_folder(name[len(RECBOLE_PREFIX):]))
     return _freeze(LOADERS[name](mirror))
 
 
@@ -87,14 +93,15 @@ def load(
     """
     if not isinstance(name, str):
         raise FusebenchError(f"dataset name must be a string, got {name!r}")
-    if name.startswith(MMREC_PREFIX):
-        path = name[len(MMREC_PREFIX):]
+    if name.startswith((MMREC_PREFIX, RECBOLE_PREFIX)):
+        prefix = MMREC_PREFIX if name.startswith(MMREC_PREFIX) else RECBOLE_PREFIX
+        path = name[len(prefix):]
         if not path:
-            raise FusebenchError("mmrec: needs a folder, e.g. mmrec:/data/baby")
-        name = MMREC_PREFIX + str(Path(path).expanduser().resolve())
+            raise FusebenchError(f"{prefix} needs a folder, e.g. {prefix}/data/baby")
+        name = prefix + str(Path(path).expanduser().resolve())
     elif name not in LOADERS:
         raise FusebenchError(
-            f"unknown dataset {name!r}; available: {', '.join(available())} (or mmrec:PATH for an MMRec folder)"
+            f"unknown dataset {name!r}; available: {', '.join(available())} (or mmrec:PATH / recbole:PATH for an MMRec / RecBole atomic folder)"
         )
     if rating_threshold is not None:
         try:
