@@ -27,6 +27,8 @@ How it works
   RecBole's ``TraditionalTrainer`` runs.
 - Scoring: ``model.full_sort_predict`` on an Interaction holding our users' RecBole ids; the
   columns are reordered back to our dense item order (float32, ``(len(users), n_items)``).
+  Models without ``full_sort_predict`` (NeuMF, NNCF, ConvNCF) are scored with ``predict`` on
+  every (user, item) pair, RecBole's own fallback.
 - State: `get_state` is a deep copy of ``state_dict()`` plus RecBole's
   ``other_parameter()`` (e.g. LightGCN's cached embeddings), exactly what RecBole itself
   checkpoints.
@@ -315,7 +317,10 @@ class RecBoleRecommender(Recommender):
         try:
             _write_train_files(tmp / DATASET_TOKEN, data.train)
             with _recbole_scope():
-                self._init_recbole(data, tmp, device)
+                try:
+                    self._init_recbole(data, tmp, device)
+                except ImportError as exc:  # e.g. NCL needs faiss
+                    raise FusebenchError(f"{self.name} needs a package that is not installed: {exc}") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         self.n_users_, self.n_items_ = data.n_users, data.n_items
@@ -328,10 +333,16 @@ class RecBoleRecommender(Recommender):
         from recbole.utils import get_model, get_trainer, init_seed
 
         cfg = self._config_dict(data, tmp, device)
+        old_cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
         try:
             config = Config(model=self.recbole_model, dataset=DATASET_TOKEN, config_dict=cfg)
         except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
             raise FusebenchError(f"{self.name}: RecBole rejected the config: {exc}") from None
+        finally:  # Config sets CUDA_VISIBLE_DEVICES: undo before anything initialises CUDA
+            if old_cvd is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = old_cvd
         config["device"] = device
         init_seed(config["seed"], config["reproducibility"])
         dataset = create_dataset(config)
@@ -358,9 +369,12 @@ class RecBoleRecommender(Recommender):
     def train_epoch(self) -> float:
         with _recbole_scope():
             m_step = getattr(self._trainer, "num_m_step", None)  # NCLTrainer.fit's E-step
-            if m_step and self.epoch_ % m_step == 0 and hasattr(self.module_, "e_step"):
-                self.module_.e_step()
-            loss = self._trainer._train_epoch(self._train_data, self.epoch_, show_progress=False)
+            try:
+                if m_step and self.epoch_ % m_step == 0 and hasattr(self.module_, "e_step"):
+                    self.module_.e_step()
+                loss = self._trainer._train_epoch(self._train_data, self.epoch_, show_progress=False)
+            except ImportError as exc:  # e.g. NCL's E-step imports faiss
+                raise FusebenchError(f"{self.name} needs a package that is not installed: {exc}") from None
         self.epoch_ += 1
         if isinstance(loss, tuple):
             loss = sum(loss)
@@ -374,11 +388,31 @@ class RecBoleRecommender(Recommender):
         users = np.asarray(users, dtype=np.int64)
         with _recbole_scope(), torch.no_grad():
             self.module_.eval()
-            inter = Interaction({"user_id": torch.from_numpy(self.user_map_[users])}).to(self.device_)
-            scores = self.module_.full_sort_predict(inter)
-            scores = scores.view(len(users), -1)
-            out = scores[:, torch.from_numpy(self.item_map_).to(scores.device)]
+            rb_users = torch.from_numpy(self.user_map_[users])
+            try:
+                scores = self.module_.full_sort_predict(Interaction({"user_id": rb_users}).to(self.device_))
+                scores = scores.view(len(users), -1)
+                out = scores[:, torch.from_numpy(self.item_map_).to(scores.device)]
+            except NotImplementedError:
+                # no full_sort_predict (NeuMF, NNCF, ConvNCF): `predict` on every (user, item)
+                # pair, as RecBole's Trainer._full_sort_batch_eval falls back to
+                out = self._predict_pairs(rb_users, torch.from_numpy(self.item_map_))
             return out.detach().float().cpu().numpy()
+
+    def _predict_pairs(self, rb_users, rb_items, max_pairs: int = 1 << 20):
+        import torch
+        from recbole.data.interaction import Interaction
+
+        rows = []
+        step = max(1, max_pairs // max(1, len(rb_items)))
+        for lo in range(0, len(rb_users), step):
+            u = rb_users[lo:lo + step]
+            inter = Interaction({
+                "user_id": u.repeat_interleave(len(rb_items)),
+                "item_id": rb_items.repeat(len(u)),
+            }).to(self.device_)
+            rows.append(self.module_.predict(inter).view(len(u), len(rb_items)))
+        return torch.cat(rows, dim=0)
 
     def get_state(self) -> Any:
         return copy.deepcopy({"state_dict": self.module_.state_dict(), "other": self.module_.other_parameter()})

@@ -49,7 +49,7 @@ def test_adapter_imports_without_recbole():
         "    assert 'recbole is not installed' in str(e), e\n"
         "    print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
@@ -241,7 +241,7 @@ def test_cli_export(tiny_dataset, tmp_path):
     out = subprocess.run(
         # (the options go last: argparse does not take the OUT positional after --format)
         [sys.executable, "-m", "benchmark", "datasets", "export", f"recbole:{folder}", str(tmp_path / "out"),
-         "--format", "mmrec"], cwd=REPO, capture_output=True, text=True, timeout=120,
+         "--format", "mmrec"], cwd=REPO, capture_output=True, text=True, timeout=600,
         env={**os.environ},
     )
     assert out.returncode == 0, out.stderr
