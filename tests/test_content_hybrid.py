@@ -22,6 +22,16 @@ from datasets.errors import FusebenchError
 NEW_MODELS = ("content-knn", "text-profile", "hybrid-blend", "feature-mf")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny torch batches: one thread is faster, and on a busy machine much faster
+    (OpenMP spin-waiting); restored after the module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _csr(dense) -> sp.csr_matrix:
     return sp.csr_matrix(np.asarray(dense, dtype=np.float32))
 
@@ -373,10 +383,9 @@ def _cold_recall(model, s, n_items):
 def test_cold_start_items_lfm2k(lfm2k):
     s = split(lfm2k, "cold-start-items", seed=0)
     data = _fit_data(lfm2k, s)
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     got = {}
     for name, params in [("ease", {}), ("content-knn", {}), ("text-profile", {}),
-                         ("feature-mf", {"epochs": 15, "learning_rate": 1e-2})]:
+                         ("feature-mf", {"epochs": 5, "learning_rate": 1e-2})]:
         m = make_model(name, params)
         m.fit(data)
         got[name] = _cold_recall(m, s, lfm2k.n_items)
@@ -390,7 +399,7 @@ def test_new_models_on_ml100k(ml100k):
     data = _fit_data(ml100k, s)
     got = {}
     for name, params in [("ease", {}), ("content-knn", {}), ("text-profile", {}), ("hybrid-blend", {}),
-                         ("feature-mf", {"epochs": 8, "learning_rate": 1e-2})]:
+                         ("feature-mf", {"epochs": 5, "learning_rate": 1e-2})]:
         m = make_model(name, params)
         train(m, data, s.valid, patience=3)
         got[name] = evaluate(m.score, s.test, s.train + s.valid, metrics=("recall",), ks=(20,)).summary["recall@20"]
