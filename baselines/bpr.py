@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import FitData, register
-from .torch_base import TorchRecommender
+from .torch_base import TorchRecommender, embedding_space
 
 
 class MF(nn.Module):
@@ -49,11 +49,7 @@ class BPRMF(TorchRecommender):
 
     @classmethod
     def search_space(cls, trial):
-        return {
-            "embedding_size": trial.suggest_categorical("embedding_size", [32, 64, 128]),
-            "learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-8, 1e-3, log=True),
-        }
+        return embedding_space(trial)
 
     def build(self, data: FitData) -> nn.Module:
         self._check_positive(embedding_size=self.embedding_size)

@@ -39,7 +39,7 @@ from datasets.errors import FusebenchError
 
 from .base import FitData, register
 from .modalities import select_features, stack_features
-from .torch_base import TorchRecommender
+from .torch_base import TorchRecommender, embedding_space
 
 LOSSES = ("bpr", "warp")
 
@@ -98,12 +98,7 @@ class FeatureMFRecommender(TorchRecommender):
 
     @classmethod
     def search_space(cls, trial):
-        return {
-            "embedding_size": trial.suggest_categorical("embedding_size", [32, 64, 128]),
-            "learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-8, 1e-3, log=True),
-            "loss": trial.suggest_categorical("loss", list(LOSSES)),
-        }
+        return {**embedding_space(trial), "loss": trial.suggest_categorical("loss", list(LOSSES))}
 
     # --- setup ---------------------------------------------------------------------------
     def init(self, data: FitData) -> None:

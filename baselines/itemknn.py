@@ -47,6 +47,14 @@ def topk_cosine(x: sp.csr_matrix, k: int, shrink: float, block: int = 1024) -> s
     return s
 
 
+def knn_space(trial) -> dict:
+    """The Optuna space of neighbourhood models (Dacrema et al.'s ranges)."""
+    return {
+        "k": trial.suggest_int("k", 5, 1000, log=True),
+        "shrink": trial.suggest_float("shrink", 0.0, 1000.0),
+    }
+
+
 @register
 class ItemKNN(Recommender):
     name = "itemknn"
@@ -58,10 +66,7 @@ class ItemKNN(Recommender):
 
     @classmethod
     def search_space(cls, trial):
-        return {
-            "k": trial.suggest_int("k", 5, 1000, log=True),
-            "shrink": trial.suggest_float("shrink", 0.0, 1000.0),
-        }
+        return knn_space(trial)
 
     def fit(self, data: FitData) -> "ItemKNN":
         self._check_positive(k=self.k)

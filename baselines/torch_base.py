@@ -41,6 +41,15 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def embedding_space(trial) -> dict:
+    """The Optuna space shared by embedding models: size, learning rate, L2 weight decay."""
+    return {
+        "embedding_size": trial.suggest_categorical("embedding_size", [32, 64, 128]),
+        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-8, 1e-3, log=True),
+    }
+
+
 class TorchRecommender(Recommender):
     """Base for iterative torch models trained with sampled pairwise (BPR-style) batches."""
 

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .base import FitData, Recommender, register
-from .itemknn import topk_cosine
+from .itemknn import knn_space, topk_cosine
 
 
 @register
@@ -29,10 +29,7 @@ class UserKNN(Recommender):
 
     @classmethod
     def search_space(cls, trial):
-        return {
-            "k": trial.suggest_int("k", 5, 1000, log=True),
-            "shrink": trial.suggest_float("shrink", 0.0, 1000.0),
-        }
+        return knn_space(trial)
 
     def fit(self, data: FitData) -> "UserKNN":
         self._check_positive(k=self.k)

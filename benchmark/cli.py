@@ -246,6 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "perf":
             return cmd_perf(args, rest)
+        if args.command == "datasets" and args.out is None and len(rest) == 1 and not rest[0].startswith("-"):
+            # argparse cannot take the OUT positional after `--format F`; accept it there too
+            args.out = rest.pop()
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return args.func(args)

@@ -124,3 +124,16 @@ def test_module_entry_point_exit_code(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: unknown model 'nope'")
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("fmt, prefix", [("recbole", "recbole"), ("mmrec", "mmrec")])
+def test_datasets_export_round_trips_through_load(fmt, prefix, capsys, tmp_path, ml100k):
+    import datasets
+
+    code, out, err = run_cli(["datasets", "export", "ml-100k", "--format", fmt, str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    folder = Path(out.split("wrote ", 1)[1].strip())
+    back = datasets.load(f"{prefix}:{folder}")
+    assert back.n_interactions == ml100k.n_interactions
+    assert back.n_users == ml100k.n_users and back.n_items == ml100k.n_items
+    assert back.modalities == ml100k.modalities
