@@ -1,0 +1,115 @@
+"""VBPR (He & McAuley, AAAI 2016), following MMRec's implementation and defaults.
+
+user embedding   p_u in R^{2d}                      (id embedding, Xavier-uniform)
+item embedding   q_i = [e_i ; E f_i + b] in R^{2d}  (id embedding ; linear projection of features)
+score(u, i)      = <p_u, q_i>
+loss             = BPR + reg_weight * (||P_B|| + ||Q_pos|| + ||Q_neg||) / B
+
+d = `embedding_size` (64). `f_i` is the concatenation of the selected modalities in selection
+order (MMRec concatenates text then image). The regulariser is MMRec's `EmbLoss`: the
+Frobenius norms (not squared) of the batch's user, positive and negative item embeddings,
+summed and divided by the batch size, weighted by `reg_weight`. MMRec's VBPR.yaml searches
+`reg_weight` over [2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5]; the default here is its first
+value, 2.0 (with this un-squared, batch-averaged norm it is a mild penalty).
+
+Features are concatenated raw, as MMRec does (`normalize_features=False`, the default, so a
+default run equals a default MMRec run). `normalize_features=True` L2-normalises each modality
+block per item first: raw blocks differ in scale by orders of magnitude (lfm2k: VGGish rows
+have norm ~1500, text rows 1). On lfm2k's given split (seed 0) both reach test Recall@20
+0.379 (raw) and 0.381 (normalised).
+
+Defaults: embedding 64, Adam lr 1e-3, batch 2048, no weight decay, 100 epochs (the benchmark
+early-stops on validation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from baselines.base import FitData, register
+from baselines.bpr import bpr_loss
+from baselines.torch_base import embedding_space
+
+from .layers import FusionRecommender, item_rows
+
+REG_WEIGHTS = [2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5]  # MMRec's VBPR.yaml grid
+
+
+class VBPRModule(nn.Module):
+    def __init__(self, n_users: int, features: np.ndarray, dim: int):
+        super().__init__()
+        n_items, d_feat = features.shape
+        self.user = nn.Embedding(n_users, 2 * dim)
+        self.item = nn.Embedding(n_items, dim)
+        nn.init.xavier_uniform_(self.user.weight)
+        nn.init.xavier_uniform_(self.item.weight)
+        self.proj = nn.Linear(d_feat, dim)
+        nn.init.xavier_normal_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        self.register_buffer("features", torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)),
+                             persistent=False)
+
+    def items(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        if idx is None:
+            return torch.cat([self.item.weight, self.proj(self.features)], dim=-1)
+        return torch.cat([self.item(idx), self.proj(self.features[idx])], dim=-1)
+
+
+def emb_loss(*embeddings: torch.Tensor) -> torch.Tensor:
+    """MMRec's EmbLoss: sum of Frobenius norms, divided by the batch size."""
+    return sum(torch.linalg.norm(e) for e in embeddings) / embeddings[-1].shape[0]
+
+
+@register
+class VBPR(FusionRecommender):
+    name = "vbpr"
+
+    def __init__(
+        self,
+        embedding_size: int = 64,
+        reg_weight: float = 2.0,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        batch_size: int = 2048,
+        epochs: int = 100,
+        normalize_features: bool = False,
+        modalities: str = "all",
+    ):
+        self.embedding_size = embedding_size
+        self.reg_weight = reg_weight
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.normalize_features = normalize_features
+        self.modalities = modalities
+
+    @classmethod
+    def search_space(cls, trial):
+        space = embedding_space(trial)
+        del space["weight_decay"]  # VBPR regularises through reg_weight, as in MMRec
+        space["reg_weight"] = trial.suggest_categorical("reg_weight", REG_WEIGHTS)
+        return space
+
+    def validate(self) -> None:
+        super().validate()
+        self._check_non_negative(reg_weight=self.reg_weight)
+
+    def build(self, data: FitData) -> nn.Module:
+        feats = np.concatenate(list(self._features.values()), axis=1)
+        return VBPRModule(data.n_users, feats, int(self.embedding_size))
+
+    def batch_loss(self, users, pos, neg):
+        m = self.module_
+        p = m.user(users)
+        q_pos, q_neg = item_rows(m.items, m.features.shape[0], pos, neg)
+        loss = bpr_loss((p * q_pos).sum(-1), (p * q_neg).sum(-1))
+        if self.reg_weight:
+            loss = loss + self.reg_weight * emb_loss(p, q_pos, q_neg)
+        return loss
+
+    def score_tensor(self, users):
+        return self.module_.user(users) @ self.module_.items().T
+

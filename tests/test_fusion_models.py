@@ -1,0 +1,153 @@
+"""Fusion models (vbpr, fusion-concat, fusion-late): registry, shared layers, validation,
+determinism, modality selection, and accuracy above popularity on lfm2k's own split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+import fusion_models  # noqa: F401  (registers the fusion models)
+from baselines import FitData, get_model_class, make_model, model_names
+from benchmark.evaluate import evaluate
+from benchmark.training import train
+from datasets import split
+from datasets.errors import FusebenchError
+from fusion_models.layers import ModalityEncoders
+
+FUSION = ("vbpr", "fusion-concat", "fusion-late")
+# a few quick epochs: a higher learning rate than the defaults so that they suffice
+FAST = {"epochs": 8, "learning_rate": 5e-3}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _tiny_data(seed=0, features=None) -> FitData:
+    rng = np.random.default_rng(0)
+    train = sp.random(30, 40, density=0.2, format="csr", random_state=1, dtype=np.float32)
+    train.data[:] = 1.0
+    if features is None:
+        features = {"text": rng.normal(size=(40, 16)).astype(np.float32),
+                    "audio/vggish": rng.normal(size=(40, 8)).astype(np.float32) * 1000}
+    return FitData(train=train, features=features, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def lfm2k_given(lfm2k):
+    return split(lfm2k, "given")
+
+
+def test_registered_as_fusion_with_valid_search_spaces():
+    optuna = pytest.importorskip("optuna")
+    assert set(FUSION) <= set(model_names())
+    for name in FUSION:
+        cls = get_model_class(name)
+        assert cls.family == "fusion"
+        assert cls.defaults()["modalities"] == "all"
+        assert cls.defaults()["embedding_size"] == 64
+        assert cls.defaults()["batch_size"] == 2048
+        assert cls.defaults()["learning_rate"] == 1e-3
+        study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+        for _ in range(3):
+            trial = study.ask()
+            space = cls.search_space(trial)
+            assert space and set(space) <= set(cls.param_names())
+            make_model(name, space)
+            study.tell(trial, 0.0)
+    assert get_model_class("vbpr").defaults()["reg_weight"] == 2.0
+
+
+@pytest.mark.parametrize("dims", [[5], [5, 3], [7, 1, 4], [2, 9, 3, 6]])
+def test_modality_encoders_any_number_and_dimension(dims):
+    feats = {f"m{i}": np.ones((11, d), dtype=np.float32) * (i + 1) for i, d in enumerate(dims)}
+    enc = ModalityEncoders(feats, 6, activation=True, dropout=0.1)
+    assert enc(None).shape == (len(dims), 11, 6)
+    assert enc(torch.tensor([0, 3, 3])).shape == (len(dims), 3, 6)
+    # features are buffers (move with .to), not parameters nor state
+    assert len(list(enc.buffers())) == len(dims)
+    assert not any(k.startswith("feat") for k in enc.state_dict())
+    assert sum(p.numel() for p in enc.parameters()) == sum(d * 6 + 6 for d in dims)
+
+
+@pytest.mark.parametrize("name", FUSION)
+def test_fit_score_shapes_and_determinism(name):
+    data = _tiny_data()
+    a = make_model(name, {"epochs": 3, "embedding_size": 8}).fit(data)
+    b = make_model(name, {"epochs": 3, "embedding_size": 8}).fit(data)
+    users = np.arange(30)
+    sa = a.score(users)
+    assert sa.shape == (30, 40) and sa.dtype == np.float32 and np.isfinite(sa).all()
+    np.testing.assert_array_equal(sa, b.score(users))
+    c = make_model(name, {"epochs": 3, "embedding_size": 8}).fit(_tiny_data(seed=1))
+    assert not np.array_equal(sa, c.score(users))
+    assert a.used_modalities() == ["text", "audio/vggish"]
+    assert a.n_parameters() > 0
+
+
+@pytest.mark.parametrize("name", FUSION)
+def test_modalities_selection(name):
+    m = make_model(name, {"epochs": 1, "embedding_size": 8, "modalities": "text"}).fit(_tiny_data())
+    assert m.used_modalities() == ["text"]
+    m = make_model(name, {"epochs": 1, "embedding_size": 8, "modalities": "audio"}).fit(_tiny_data())
+    assert m.used_modalities() == ["audio/vggish"]
+
+
+@pytest.mark.parametrize("name", FUSION)
+@pytest.mark.parametrize("params", [{"modalities": "image"}, {"modalities": ""}, {"embedding_size": 0},
+                                    {"learning_rate": -1.0}, {"epochs": 0}])
+def test_bad_parameters_raise(name, params):
+    with pytest.raises(FusebenchError):
+        make_model(name, params).fit(_tiny_data())
+
+
+@pytest.mark.parametrize("name", FUSION)
+def test_needs_features(name):
+    with pytest.raises(FusebenchError, match="no modality"):
+        make_model(name).fit(FitData(train=_tiny_data().train))
+
+
+def test_model_specific_validation():
+    with pytest.raises(FusebenchError):
+        make_model("vbpr", {"reg_weight": -1.0}).fit(_tiny_data())
+    with pytest.raises(FusebenchError):
+        make_model("fusion-concat", {"dropout": 1.0}).fit(_tiny_data())
+
+
+def test_late_fusion_weights_sum_to_one():
+    m = make_model("fusion-late", {"epochs": 3, "embedding_size": 8, "learning_rate": 1e-2}).fit(_tiny_data())
+    w = m.modality_weights()
+    assert list(w) == ["id", "text", "audio/vggish"]
+    assert sum(w.values()) == pytest.approx(1.0)
+    assert all(0 < v < 1 for v in w.values())
+    assert len(set(w.values())) > 1  # learned, not left at their equal start
+
+
+def test_vbpr_structure_matches_mmrec():
+    m = make_model("vbpr", {"epochs": 1, "embedding_size": 8}).fit(_tiny_data())
+    mod = m.module_
+    assert mod.user.weight.shape == (30, 16)  # 2 * embedding_size
+    assert mod.item.weight.shape == (40, 8)
+    assert mod.proj.in_features == 16 + 8  # the concatenated selected modalities
+    assert mod.items().shape == (40, 16)
+
+
+@pytest.mark.parametrize("name", FUSION)
+def test_beats_popularity_on_lfm2k(name, lfm2k, lfm2k_given):
+    s = lfm2k_given
+    data = FitData(train=s.train, features=lfm2k.features, seed=0)
+    exclude = s.train + s.valid
+    pop = make_model("pop").fit(data)
+    pop_recall = evaluate(pop.score, s.test, exclude, metrics=("recall",), ks=(20,)).summary["recall@20"]
+    model = make_model(name, FAST)
+    out = train(model, data, s.valid, patience=3)
+    assert out.best_epoch is not None
+    recall = evaluate(model.score, s.test, exclude, metrics=("recall",), ks=(20,)).summary["recall@20"]
+    assert recall > 1.5 * pop_recall, (recall, pop_recall)
+    assert model.used_modalities() == list(lfm2k.features)
