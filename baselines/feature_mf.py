@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from datasets.errors import FusebenchError
 
 from .base import FitData, register
 from .modalities import select_features, stack_features
-from .torch_base import TorchRecommender, embedding_space
+from .bpr import bpr_loss
+from .torch_base import TorchRecommender, embedding_space, item_rows
 
 LOSSES = ("bpr", "warp")
 
@@ -154,18 +154,12 @@ class FeatureMFRecommender(TorchRecommender):
         p = m.user(users)
         if self.loss == "bpr":
             q_pos, q_neg = self._item_rows(pos, neg)
-            return -F.logsigmoid((p * q_pos).sum(-1) - (p * q_neg).sum(-1)).mean()
+            return bpr_loss((p * q_pos).sum(-1), (p * q_neg).sum(-1))
         (q_pos,) = self._item_rows(pos)
         return self._warp_loss(p, (p * q_pos).sum(-1), neg, valid)
 
     def _item_rows(self, *idx):
-        """Item vectors of each index tensor: project all items once when there are fewer
-        items than rows asked for (wide features, small catalogue), else only the rows."""
-        m = self.module_
-        if m.features.shape[0] <= sum(len(i) for i in idx):
-            q = m.items()
-            return [q[i] for i in idx]
-        return [m.items(i) for i in idx]
+        return item_rows(self.module_.items, self.module_.features.shape[0], *idx)
 
     def _warp_loss(self, p, s_pos, cand, valid):
         m = self.module_

@@ -41,6 +41,16 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def item_rows(fn, n_items: int, *idx: torch.Tensor, dim: int = 0) -> list[torch.Tensor]:
+    """`fn(idx)` item vectors for each index tensor (items along axis `dim`): computed once for
+    all items (`fn(None)`) and gathered when the catalogue is smaller than the rows asked for
+    (wide features, small catalogue), else computed only for the rows."""
+    if n_items <= sum(len(i) for i in idx):
+        q = fn(None)
+        return [q.index_select(dim, i) for i in idx]
+    return [fn(i) for i in idx]
+
+
 def embedding_space(trial) -> dict:
     """The Optuna space shared by embedding models: size, learning rate, L2 weight decay."""
     return {

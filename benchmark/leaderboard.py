@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from .provenance import git_revision
 from .records import RecordStore, _atomic_write
 
 COLUMNS = (

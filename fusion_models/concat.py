@@ -20,10 +20,10 @@ from torch import nn
 
 from baselines.base import FitData, register
 from baselines.bpr import bpr_loss
-from baselines.torch_base import embedding_space
+from baselines.torch_base import embedding_space, item_rows
 from datasets.errors import FusebenchError
 
-from .layers import FusionRecommender, ModalityEncoders, item_rows
+from .layers import FusionRecommender, ModalityEncoders
 
 
 class ConcatModule(nn.Module):

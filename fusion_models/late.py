@@ -23,7 +23,7 @@ from torch import nn
 
 from baselines.base import FitData, register
 from baselines.bpr import bpr_loss
-from baselines.torch_base import embedding_space
+from baselines.torch_base import embedding_space, item_rows
 
 from .layers import FusionRecommender, ModalityEncoders
 
@@ -94,12 +94,7 @@ class LateFusion(FusionRecommender):
 
     def batch_loss(self, users, pos, neg):
         m = self.module_
-        n_items = m.encoders.n_items
-        if n_items <= len(pos) + len(neg):
-            q = m.item_vectors()
-            q_pos, q_neg = q[:, pos], q[:, neg]
-        else:
-            q_pos, q_neg = m.item_vectors(pos), m.item_vectors(neg)
+        q_pos, q_neg = item_rows(m.item_vectors, m.encoders.n_items, pos, neg, dim=1)
         return bpr_loss(m.pair_scores(users, q_pos), m.pair_scores(users, q_neg))
 
     def score_tensor(self, users):

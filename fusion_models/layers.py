@@ -86,15 +86,6 @@ class ModalityEncoders(nn.Module):
         return torch.stack([self.encode(m, idx) for m in range(len(self.names))])
 
 
-def item_rows(fn, n_items: int, *idx: torch.Tensor) -> list[torch.Tensor]:
-    """`fn(idx)` item vectors for each index tensor: computed once for all items and gathered
-    when the catalogue is smaller than the rows asked for, else only for the rows."""
-    if n_items <= sum(len(i) for i in idx):
-        q = fn(None)
-        return [q[i] for i in idx]
-    return [fn(i) for i in idx]
-
-
 class FusionRecommender(TorchRecommender):
     """Common face of the feature-reading fusion models: modality selection and validation at
     the top of `init`, the selected names recorded in `modalities_`, `used_modalities()`.

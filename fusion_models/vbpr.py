@@ -30,9 +30,9 @@ from torch import nn
 
 from baselines.base import FitData, register
 from baselines.bpr import bpr_loss
-from baselines.torch_base import embedding_space
+from baselines.torch_base import embedding_space, item_rows
 
-from .layers import FusionRecommender, item_rows
+from .layers import FusionRecommender
 
 REG_WEIGHTS = [2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5]  # MMRec's VBPR.yaml grid
 

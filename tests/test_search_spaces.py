@@ -1,6 +1,5 @@
 """Every model's Optuna space yields valid models; EASE, RP3beta and ItemKNN tune for real."""
 
-import numpy as np
 import optuna
 import pytest
 
