@@ -27,6 +27,9 @@ class FitData:
     item_text: list[str] | None = None
     seed: int = 0
     device: str = "cpu"
+    # modality name -> bool (n_items,), True where the item's feature is present; a modality
+    # without an entry is present for every item (see MultimodalDataset.feature_masks)
+    feature_masks: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_users(self) -> int:
