@@ -19,7 +19,7 @@ from baselines.base import get_model_class, make_model, model_names
 from datasets.errors import FusebenchError
 
 from .records import RecordStore
-from .runner import RunConfig, run_one
+from .runner import RunConfig, mmrec_config, run_one
 
 DEFAULT_DATASETS = ("ml-100k", "ml-latest-small", "lfm2k")
 
@@ -78,6 +78,31 @@ def _split_list(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
+def modality_params(models: list[str], value: str, params: dict[str, Any]) -> dict[str, Any]:
+    """--modalities applies to feature-reading models; it is an error on a run without one."""
+    if not any("modalities" in get_model_class(m).param_names() for m in models):
+        raise UsageError(f"--modalities: none of {', '.join(models)} reads item features")
+    if len(models) == 1:
+        return {**params, "modalities": value}
+    raise UsageError("--modalities applies to one model: use it with --model (or --param modalities=...)")
+
+
+def run_config(args, device: str) -> tuple[str | None, RunConfig]:
+    """(split protocol or None for the dataset's default, evaluation settings) from the CLI.
+
+    `--protocol mmrec` is MMRec's protocol: the dataset's given split, early stopping with
+    patience 20 over up to 1000 epochs, and only training items masked at test time."""
+    protocols = (*datasets.PROTOCOLS, "mmrec")
+    if args.protocol is not None and args.protocol not in protocols:
+        raise UsageError(f"unknown protocol {args.protocol!r}; available: {', '.join(protocols)}")
+    common = {"metric": args.metric, "eval_every": args.eval_every, "device": device}
+    if args.patience is not None:
+        common["patience"] = args.patience
+    if args.protocol == "mmrec":
+        return "given", mmrec_config(**common)
+    return args.protocol, RunConfig(**common)
+
+
 def cmd_run(args) -> int:
     from baselines.torch_base import resolve_device
 
@@ -92,6 +117,8 @@ def cmd_run(args) -> int:
     if args.param and len(models) != 1:
         raise UsageError("--param applies to one model: use it with --model")
     params = parse_params(models[0], args.param) if args.param else {}
+    if args.modalities is not None:
+        params = modality_params(models, args.modalities, params)
     names = (_split_list(args.datasets) or list(DEFAULT_DATASETS)) if args.all else [args.dataset]
     if args.seed is not None:
         seeds = [args.seed]
@@ -99,10 +126,7 @@ def cmd_run(args) -> int:
         if args.seeds < 1:
             raise UsageError("--seeds must be >= 1")
         seeds = list(range(args.seeds))
-    if args.protocol is not None and args.protocol not in datasets.PROTOCOLS:
-        raise UsageError(f"unknown protocol {args.protocol!r}; available: {', '.join(datasets.PROTOCOLS)}")
-    cfg = RunConfig(metric=args.metric, patience=args.patience, eval_every=args.eval_every,
-                    device=str(resolve_device(args.device)))
+    split_protocol, cfg = run_config(args, str(resolve_device(args.device)))
 
     # Load every dataset before running anything, so a malformed one stops the run before
     # a single record is written; unavailable ones (no mirror, no network) are skipped.
@@ -114,6 +138,13 @@ def cmd_run(args) -> int:
             if not args.all:
                 raise
             print(f"skipped dataset {name}: {e}", file=sys.stderr)
+    if split_protocol == "given":
+        lacking = [ds.name for ds in loaded if ds.given_split is None]
+        if lacking and not args.all:
+            raise UsageError(f"dataset {lacking[0]!r} has no split of its own; --protocol {args.protocol} needs one")
+        for name in lacking:
+            print(f"skipped dataset {name}: no split of its own for --protocol {args.protocol}", file=sys.stderr)
+        loaded = [ds for ds in loaded if ds.given_split is not None]
     store = RecordStore(args.results)
     jobs = [(ds, m, s) for ds in loaded for m in models for s in seeds]
     splits: dict[tuple[str, int], datasets.Split] = {}
@@ -121,7 +152,7 @@ def cmd_run(args) -> int:
     bar = tqdm(jobs, desc="fusebench", unit="run", disable=None, dynamic_ncols=True)
     for ds, model, seed in bar:
         bar.set_postfix_str(f"{ds.name} {model} seed={seed}")
-        protocol = args.protocol or ("given" if ds.given_split is not None else "random")
+        protocol = split_protocol or ("given" if ds.given_split is not None else "random")
         if (ds.name, seed) not in splits:
             splits[(ds.name, seed)] = datasets.split(ds, protocol=protocol, seed=seed)
         out = run_one(store, ds, splits[(ds.name, seed)], model, params, cfg, force=args.force)
@@ -205,10 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, help="one seed (split and model initialisation)")
     r.add_argument("--seeds", type=int, default=1, help="number of seeds 0..N-1 (default 1)")
     r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="model hyper-parameter")
-    r.add_argument("--protocol", help="split protocol (default: the source's split if it has one, else random 8:1:1)")
+    r.add_argument("--protocol", help="split protocol (default: the source's split if it has one, else random 8:1:1); "
+                   "mmrec = MMRec's protocol (given split, patience 20, only train items masked at test)")
+    r.add_argument("--modalities", help="feature sets a fusion/content model uses, e.g. text,audio/vggish (default all)")
     r.add_argument("--rating-threshold", type=float, help="ratings >= this are positives (default: all)")
     r.add_argument("--metric", default="recall@20", help="validation metric for early stopping")
-    r.add_argument("--patience", type=int, default=10, help="validations without improvement before stopping")
+    r.add_argument("--patience", type=int, help="validations without improvement before stopping (default 10; 20 under mmrec)")
     r.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
     r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
     r.add_argument("--data-dir", help="offline mirror folder holding dataset files")

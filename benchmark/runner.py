@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from baselines import FitData, make_model
+from baselines import FitData, get_model_class, make_model
 from datasets import MultimodalDataset, Split
 
 from .evaluate import evaluate
@@ -30,10 +30,26 @@ class RunConfig:
     ks: tuple[int, ...] = DEFAULT_KS
     eval_batch_size: int = 1024
     device: str = "cpu"
+    # the fusebench protocol masks train and valid items at test time; MMRec masks train only
+    mask_valid_at_test: bool = True
+    # when set, the epoch cap of every iterative model that the user did not set explicitly
+    epochs: int | None = None
+    name: str = "fusebench"  # which evaluation protocol these settings make up
 
     def identity(self) -> dict[str, Any]:
         """The settings that change results (and so belong in a record's key)."""
-        return {"metric": self.metric, "patience": self.patience, "eval_every": self.eval_every}
+        out = {"metric": self.metric, "patience": self.patience, "eval_every": self.eval_every}
+        if self.name != "fusebench":
+            out.update(protocol=self.name, mask_valid_at_test=self.mask_valid_at_test)
+        return out
+
+
+def mmrec_config(**overrides) -> RunConfig:
+    """MMRec's evaluation protocol (src/configs/overall.yaml): early stopping on valid
+    Recall@20 with patience 20 (`stopping_step`), up to 1000 epochs, and at test time only the
+    training items masked (validation items stay rankable). Use it with the given split."""
+    return RunConfig(**{"metric": "recall@20", "patience": 20, "mask_valid_at_test": False,
+                        "epochs": 1000, "name": "mmrec", **overrides})
 
 
 @dataclass
@@ -72,6 +88,9 @@ def run_one(
     progress: Callable[[str], None] | None = None,
 ) -> RunOutcome:
     cfg = cfg or RunConfig()
+    params = dict(params or {})
+    if cfg.epochs is not None and "epochs" not in params and "epochs" in get_model_class(model_name).param_names():
+        params["epochs"] = cfg.epochs
     model = make_model(model_name, params)  # validates names before anything is written
     resolved = model.get_params()
     identity = run_identity(dataset, split, model_name, resolved, cfg)
@@ -81,7 +100,7 @@ def run_one(
 
     data = FitData(
         train=split.train, features=dataset.features, item_text=dataset.item_text,
-        seed=split.seed, device=cfg.device,
+        seed=split.seed, device=cfg.device, feature_masks=dict(getattr(dataset, "feature_masks", None) or {}),
     )
     outcome = train(
         model, data, split.valid, metric=cfg.metric, eval_every=cfg.eval_every,
@@ -90,8 +109,10 @@ def run_one(
     popularity = np.asarray(split.train.sum(axis=0)).ravel()
     valid = evaluate(model.score, split.valid, split.train, metrics=cfg.metrics, ks=cfg.ks,
                      batch_size=cfg.eval_batch_size, item_popularity=popularity)
-    # test time masks train and valid items: neither can be a test hit
-    test = evaluate(model.score, split.test, split.train + split.valid, metrics=cfg.metrics, ks=cfg.ks,
+    # test time masks train and valid items (neither can be a test hit), unless the protocol
+    # reproduces MMRec, which masks train items only
+    test_exclude = split.train + split.valid if cfg.mask_valid_at_test else split.train
+    test = evaluate(model.score, split.test, test_exclude, metrics=cfg.metrics, ks=cfg.ks,
                     batch_size=cfg.eval_batch_size, item_popularity=popularity)
 
     cls = type(model)
@@ -114,7 +135,8 @@ def run_one(
             "modalities": model.used_modalities(),
             "n_parameters": model.n_parameters(),
         },
-        "training": {**cfg.identity(), **asdict(outcome)},
+        "training": {**cfg.identity(), "protocol": cfg.name, "mask_valid_at_test": cfg.mask_valid_at_test,
+                     **asdict(outcome)},
         "valid": valid.summary,
         "test": test.summary,
         "n_test_users": test.n_users_evaluated,
