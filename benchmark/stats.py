@@ -1,0 +1,291 @@
+"""Per-user paired significance tests, Holm-Bonferroni correction and bootstrap intervals.
+
+What the leaderboard reports, and how (the rules, in one place):
+
+- **Reference.** In each table (one dataset under one split protocol) the *best baseline* is
+  the model of a ``baseline/*`` family with the highest mean test Recall@20 over its seeds
+  (ties: the label first in alphabetical order). Every other model is tested against it, and
+  the *best fusion model* (same rule among family ``fusion``) is also tested against every
+  other baseline.
+- **Pairing.** Users are aligned by dense user id (same dataset, same split seed, same
+  users). A comparison of A with B uses the seeds both were run on; each user's value is the
+  mean over those seeds where the user has test items (per-user arrays hold NaN for users
+  without test items), and users that are NaN in either model after averaging are dropped.
+  No common seed, or per-user arrays of different lengths: no test (p-values NaN).
+- **Tests.** Paired t-test (``scipy.stats.ttest_rel``) and Wilcoxon signed-rank
+  (``scipy.stats.wilcoxon``, ``zero_method="wilcox"``: users with a zero difference are
+  dropped, scipy's default; two-sided). Edge cases: fewer than two pairs -> NaN (no test);
+  all differences zero (identical arrays; scipy's Wilcoxon raises) -> p = 1 for both tests;
+  a constant non-zero difference (t undefined, scipy returns p = 0) is kept as scipy gives it.
+- **Multiplicity.** Holm-Bonferroni over every test of one table (all comparisons x all
+  tested metrics), separately for the t-test and the Wilcoxon p-values. NaN p-values (tests
+  not run) do not count towards the number of hypotheses.
+- **Intervals.** 95% percentile bootstrap of the mean over users (1000 resamples of users
+  with replacement, ``numpy.random.default_rng(seed)``), on the seed-averaged per-user values.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats as sps
+
+__all__ = [
+    "PairedTest", "paired_test", "holm", "bootstrap_ci", "seed_average",
+    "ModelRuns", "Comparison", "GroupStats", "compare_models",
+    "TESTED_METRICS", "PRIMARY_METRIC", "ALPHA",
+]
+
+# per-user metrics the leaderboard shows (coverage is list-level: it has no per-user values)
+TESTED_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@20")
+PRIMARY_METRIC = "recall@20"
+ALPHA = 0.05
+BASELINE_PREFIX = "baseline/"
+FUSION_FAMILY = "fusion"
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """Paired comparison of A with B on the same users (``diff`` = mean(A - B))."""
+
+    n: int
+    mean_a: float
+    mean_b: float
+    diff: float
+    t_stat: float
+    p_t: float
+    w_stat: float
+    p_wilcoxon: float
+
+
+def _pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"paired arrays differ in length: {a.shape[0]} vs {b.shape[0]}")
+    ok = ~(np.isnan(a) | np.isnan(b))
+    return a[ok], b[ok]
+
+
+def paired_test(a: np.ndarray, b: np.ndarray) -> PairedTest:
+    """Paired t-test and Wilcoxon signed-rank of per-user arrays ``a`` vs ``b`` (NaN dropped)."""
+    a, b = _pairs(a, b)
+    n = int(a.size)
+    nan = float("nan")
+    if n == 0:
+        return PairedTest(0, nan, nan, nan, nan, nan, nan, nan)
+    mean_a, mean_b = float(a.mean()), float(b.mean())
+    d = a - b
+    diff = float(d.mean())
+    if n < 2:
+        return PairedTest(n, mean_a, mean_b, diff, nan, nan, nan, nan)
+    if not np.any(d != 0):
+        # identical: no evidence of a difference (scipy: t is 0/0, Wilcoxon raises)
+        return PairedTest(n, mean_a, mean_b, 0.0, 0.0, 1.0, 0.0, 1.0)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        t = sps.ttest_rel(a, b)
+        w = sps.wilcoxon(a, b, zero_method="wilcox", alternative="two-sided")
+    return PairedTest(n, mean_a, mean_b, diff, float(t.statistic), float(t.pvalue),
+                      float(w.statistic), float(w.pvalue))
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1).
+
+    With the m finite p-values sorted ascending, p_(1) <= ... <= p_(m):
+    adj_(i) = max_{j <= i} min(1, (m - j + 1) * p_(j)). NaN stays NaN and does not count in m.
+    The leaderboard calls a difference significant when the adjusted p-value is < 0.05.
+    """
+    p = np.asarray(pvalues, dtype=np.float64).ravel()
+    out = np.full(p.shape, np.nan)
+    idx = np.flatnonzero(~np.isnan(p))
+    m = idx.size
+    if m == 0:
+        return out
+    order = idx[np.argsort(p[idx], kind="stable")]
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(scaled)
+    return out
+
+
+def bootstrap_ci(
+    values: np.ndarray,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    chunk: int = 50,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (NaN dropped) over users.
+
+    Deterministic for a given ``seed`` (and ``chunk``, the resamples drawn per block, which
+    bounds memory to ``chunk x n_users`` indices). No finite value: (NaN, NaN).
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return float("nan"), float("nan")
+    if n_resamples < 1:
+        raise ValueError("n_resamples must be >= 1")
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    for lo in range(0, n_resamples, chunk):
+        hi = min(n_resamples, lo + chunk)
+        idx = rng.integers(0, v.size, size=(hi - lo, v.size))
+        means[lo:hi] = v[idx].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    lo_q, hi_q = np.percentile(means, [tail, 100.0 - tail])
+    return float(lo_q), float(hi_q)
+
+
+def seed_average(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-user mean over seeds, ignoring the seeds where a user is NaN (all NaN -> NaN)."""
+    if not arrays:
+        raise ValueError("seed_average needs at least one array")
+    stack = np.vstack([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
+    ok = ~np.isnan(stack)
+    count = ok.sum(axis=0)
+    total = np.where(ok, stack, 0.0).sum(axis=0)
+    out = np.full(stack.shape[1], np.nan)
+    np.divide(total, count, out=out, where=count > 0)
+    return out
+
+
+# --- one table's comparisons ---------------------------------------------------------------
+
+PerUser = Mapping[str, np.ndarray]
+
+
+@dataclass
+class ModelRuns:
+    """One leaderboard row: a model's runs over seeds.
+
+    ``per_seed`` maps seed -> per-user arrays (metric -> array), or seed -> a callable that
+    loads them (so records are read only when a test needs them).
+    """
+
+    label: str
+    family: str
+    mean_primary: float  # mean over seeds of the record's test PRIMARY_METRIC
+    per_seed: dict[int, PerUser | Callable[[], PerUser]]
+    _cache: dict[int, PerUser] = field(default_factory=dict, repr=False)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.family.startswith(BASELINE_PREFIX)
+
+    def arrays(self, seed: int) -> PerUser | None:
+        if seed not in self._cache:
+            src = self.per_seed[seed]
+            try:
+                self._cache[seed] = src() if callable(src) else src
+            except (OSError, KeyError, ValueError):
+                self._cache[seed] = None  # e.g. an old record without its per-user file
+        return self._cache[seed]
+
+    def averaged(self, metric: str, seeds: Sequence[int] | None = None) -> np.ndarray | None:
+        seeds = sorted(self.per_seed) if seeds is None else sorted(seeds)
+        arrays = []
+        for s in seeds:
+            pu = self.arrays(s)
+            if pu is None or metric not in pu:
+                return None
+            arrays.append(pu[metric])
+        if not arrays or len({np.asarray(a).size for a in arrays}) != 1:
+            return None
+        return seed_average(arrays)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    model: str  # A
+    reference: str  # B
+    kind: str  # "vs best baseline" | "best fusion vs baseline"
+    metric: str
+    seeds: tuple[int, ...]
+    test: PairedTest
+    p_t_holm: float = float("nan")
+    p_wilcoxon_holm: float = float("nan")
+
+    @property
+    def significant(self) -> bool:
+        """Holm-corrected Wilcoxon p < ALPHA (what drives the leaderboard's markers)."""
+        return bool(np.isfinite(self.p_wilcoxon_holm) and self.p_wilcoxon_holm < ALPHA)
+
+    @property
+    def direction(self) -> int:
+        """+1 when A is significantly better than B, -1 when worse, 0 otherwise."""
+        if not self.significant or not np.isfinite(self.test.diff) or self.test.diff == 0:
+            return 0
+        return 1 if self.test.diff > 0 else -1
+
+
+@dataclass
+class GroupStats:
+    best_baseline: str | None
+    best_fusion: str | None
+    comparisons: list[Comparison]
+    ci: dict[str, dict[str, tuple[float, float]]]  # label -> metric -> (lo, hi)
+    n_users: dict[str, int]  # label -> users in the bootstrap (seed-averaged, finite)
+
+    def against_best(self, label: str, metric: str) -> Comparison | None:
+        for c in self.comparisons:
+            if c.kind == "vs best baseline" and c.model == label and c.metric == metric:
+                return c
+        return None
+
+
+def _best(models: Sequence[ModelRuns], keep: Callable[[ModelRuns], bool]) -> ModelRuns | None:
+    cands = [m for m in models if keep(m) and np.isfinite(m.mean_primary)]
+    if not cands:
+        return None
+    # highest mean; ties: alphabetical label first
+    return sorted(cands, key=lambda m: (-m.mean_primary, m.label))[0]
+
+
+def _compare(a: ModelRuns, b: ModelRuns, kind: str, metric: str) -> Comparison:
+    seeds = tuple(sorted(set(a.per_seed) & set(b.per_seed)))
+    nan = float("nan")
+    test = PairedTest(0, nan, nan, nan, nan, nan, nan, nan)
+    if seeds:
+        xa, xb = a.averaged(metric, seeds), b.averaged(metric, seeds)
+        if xa is not None and xb is not None and xa.size == xb.size:
+            test = paired_test(xa, xb)
+    return Comparison(a.label, b.label, kind, metric, seeds, test)
+
+
+def compare_models(
+    models: Sequence[ModelRuns],
+    metrics: Sequence[str] = TESTED_METRICS,
+    ci_metrics: Sequence[str] = (PRIMARY_METRIC, "ndcg@20"),
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> GroupStats:
+    """All comparisons of one table (see the module doc), Holm-corrected together."""
+    ref = _best(models, lambda m: m.is_baseline)
+    fus = _best(models, lambda m: m.family == FUSION_FAMILY)
+    pairs: list[tuple[ModelRuns, ModelRuns, str]] = []
+    if ref is not None:
+        pairs += [(m, ref, "vs best baseline") for m in models if m is not ref]
+        if fus is not None:
+            # fusion vs the best baseline is already in the list above
+            pairs += [(fus, b, "best fusion vs baseline") for b in models if b.is_baseline and b is not ref]
+    comps = [_compare(a, b, kind, metric) for a, b, kind in pairs for metric in metrics]
+    pt = holm([c.test.p_t for c in comps])
+    pw = holm([c.test.p_wilcoxon for c in comps])
+    comps = [Comparison(c.model, c.reference, c.kind, c.metric, c.seeds, c.test, float(x), float(y))
+             for c, x, y in zip(comps, pt, pw)]
+    ci: dict[str, dict[str, tuple[float, float]]] = {}
+    n_users: dict[str, int] = {}
+    for m in models:
+        ci[m.label] = {}
+        for metric in ci_metrics:
+            x = m.averaged(metric)
+            if x is None:
+                continue
+            ci[m.label][metric] = bootstrap_ci(x, n_resamples=n_resamples, seed=seed)
+            n_users[m.label] = int(np.count_nonzero(~np.isnan(x)))
+    return GroupStats(ref.label if ref else None, fus.label if fus else None, comps, ci, n_users)
