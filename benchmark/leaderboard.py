@@ -1,17 +1,40 @@
-"""results/LEADERBOARD.md, regenerated from the run records (never edited by hand)."""
+"""results/LEADERBOARD.md and results/plots/, regenerated from the run records (never edited by hand).
+
+One table per dataset and protocol (split protocol, split parameters, rating threshold and
+evaluation settings: masking, validation metric, patience). Rules, stated on the page too:
+
+- **Rows.** Runs of the same (dataset, protocol, model, hyper-parameters) over seeds make one
+  row (mean ± sample std over seeds). When a model has several hyper-parameter sets in one
+  table, the row shown is the tuned one (a record with ``tuning.trials > 0``); among several
+  tuned ones, or when none is tuned, the most recently run one (latest
+  ``provenance.created``; ties: more seeds, then label). The others are counted under the table.
+- **Markers** (▲ better / ▼ worse than the best baseline) come from the paired two-sided
+  Wilcoxon signed-rank test on per-user values, Holm-corrected over every test of the table,
+  p < 0.05 (see ``benchmark.stats``). The t-test p-values are listed beside them.
+- **Bold**: the best mean of each column (ties at the shown precision: all of them).
+- **Summary**: models ranked by mean rank of their test Recall@20 over the tables (average
+  ranks for ties), with the number of tables each model was ranked on.
+
+Old records that lack newer fields (tuning, evaluation protocol, per-user files) still render.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections import defaultdict
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 from tabulate import tabulate
 
+from . import plots
 from .records import RecordStore, _atomic_write
+from .stats import ALPHA, PRIMARY_METRIC, TESTED_METRICS, GroupStats, ModelRuns, compare_models
 
 COLUMNS = (
     ("recall@10", "Recall@10"),
@@ -21,25 +44,110 @@ COLUMNS = (
     ("mrr@20", "MRR@20"),
     ("item_coverage@20", "Coverage@20"),
 )
+FAMILY_NAMES = plots.FAMILY_NAMES
+COLD_START = "cold-start-items"
+UP, DOWN, REF = "▲", "▼", "[ref]"
+DEFAULT_SETTINGS = {"metric": "recall@20", "patience": 10, "eval_every": 1, "protocol": "fusebench",
+                    "mask_valid_at_test": True}
 
 CONVENTIONS = """\
 Metric conventions (RecBole/MMRec): binary relevance; full ranking over all items (no sampled
-negatives); train items masked at validation, train and valid items masked at test;
-Recall@k = hits/|R|; NDCG@k with gains 1/log2(rank+1) and ideal DCG over min(|R|, k);
-MRR@k = 1/rank of the first hit within k; Coverage@k = share of all items recommended to at
-least one test user. Users without test items are left out of every mean. Hyper-parameters
-and the early-stopping epoch are selected on validation Recall@20 only, never on test.
-Values are mean ± std over seeds (std shown when there are at least two seeds)."""
+negatives); train items masked at validation; at test, train and valid items masked (only train
+items under the MMRec protocol: each table says which); Recall@k = hits/|R|; NDCG@k with gains
+1/log2(rank+1) and ideal DCG over min(|R|, k); MRR@k = 1/rank of the first hit within k;
+Coverage@k = share of all items recommended to at least one test user. Users without test
+items are left out of every mean. Hyper-parameters and the early-stopping epoch are selected on
+validation Recall@20 only, never on test. Values are mean ± sample std over seeds (std shown
+with at least two seeds)."""
+
+RULES = f"""\
+One row per model and table: runs of the same (dataset, protocol, model, hyper-parameters) over
+seeds. When a model was run with several hyper-parameter sets, the row shows the tuned one (an
+Optuna search on validation), else the most recently run one; the others are counted under the
+table. **Bold**: best mean per column. {UP}/{DOWN}: significantly better/worse than the best
+baseline (the `baseline/*` model with the highest mean test Recall@20, marked {REF}): paired
+two-sided Wilcoxon signed-rank test on per-user values (each user's value averaged over the
+seeds both models ran on; users without test items in either model dropped), Holm-Bonferroni
+corrected over all tests of the table (every model x Recall@10/20, NDCG@10/20, MRR@20, plus the
+best fusion model against every baseline), adjusted p < {ALPHA}. Paired t-test p-values and 95%
+bootstrap intervals (1000 resamples of users, seed 0) are listed under each table. Coverage@20
+is a list-level number and is not tested. Train s: wall-clock training time (validation passes
+excluded); Eval s: one full-ranking test pass; Params: learned scalars used at scoring; Tuning:
+`defaults` = constructor defaults, no search, else the search budget."""
+
+COLD_START_NOTE = """\
+In these tables every test item is *cold*: it has no training interaction at all (its
+interactions went to validation or test). Pure collaborative filtering (family CF) learns only
+from interactions, so it cannot score an unseen item better than chance or ties and is expected
+near zero; content, hybrid and fusion models score new items from their features."""
+
+
+# --- record fields (tolerant of old records) -----------------------------------------------
+
+def _settings(rec: dict[str, Any]) -> dict[str, Any]:
+    tr = rec.get("training") or {}
+    return {k: tr.get(k, d) for k, d in DEFAULT_SETTINGS.items()}
+
+
+def _protocol(rec: dict[str, Any]) -> str:
+    return (rec.get("split") or {}).get("protocol", "unknown")
+
+
+def _split_params(rec: dict[str, Any]) -> str:
+    return json.dumps((rec.get("split") or {}).get("params", {}), sort_keys=True, default=str)
+
+
+def _tuning(rec: dict[str, Any]) -> dict[str, Any] | None:
+    t = rec.get("tuning")
+    if isinstance(t, dict) and int(t.get("trials") or 0) > 0:
+        return t
+    return None
+
+
+def _budget(t: dict[str, Any] | None) -> str:
+    if t is None:
+        return "defaults"
+    if t.get("budget"):
+        return str(t["budget"])
+    out = f"{int(t['trials'])} trials"
+    if t.get("timeout"):
+        out += f", ≤{float(t['timeout']):g} s"
+    return out
+
+
+def _created(rec: dict[str, Any]) -> str:
+    return str((rec.get("provenance") or {}).get("created") or "")
+
+
+def _seed(rec: dict[str, Any]) -> int:
+    s = rec.get("seed", (rec.get("split") or {}).get("seed", 0))
+    return int(s) if s is not None else 0
+
+
+def _num(x) -> float:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+    return x
 
 
 def _label(rec: dict[str, Any]) -> str:
-    """Model name, plus the parameters that differ from its defaults."""
+    """Model name, plus the parameters that differ from its defaults (untuned rows)."""
     m = rec["model"]
-    diff = {k: v for k, v in m["params"].items() if m.get("defaults", {}).get(k) != v}
-    if not diff:
+    diff = {k: v for k, v in (m.get("params") or {}).items() if (m.get("defaults") or {}).get(k) != v}
+    if not diff or _tuning(rec):
         return m["name"]
-    return f"{m['name']} ({', '.join(f'{k}={v}' for k, v in sorted(diff.items()))})"
+    return f"{m['name']} ({', '.join(f'{k}={_short(v)}' for k, v in sorted(diff.items()))})"
 
+
+def _short(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+# --- formatting ----------------------------------------------------------------------------
 
 def _fmt(values: list[float]) -> str:
     values = [v for v in values if v is not None and np.isfinite(v)]
@@ -52,92 +160,476 @@ def _fmt(values: list[float]) -> str:
 
 
 def _fmt_seconds(values: list[float]) -> str:
+    values = [v for v in values if np.isfinite(v)]
+    if not values:
+        return "–"
     m = float(np.mean(values))
     return f"{m:.2f}" if m < 10 else f"{m:.0f}"
 
 
-def _fmt_count(n: int) -> str:
+def _fmt_count(n) -> str:
+    if n is None:
+        return "–"
+    n = int(n)
     for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= div:
             return f"{n / div:.1f}{unit}"
     return str(n)
 
 
-def build_tables(records: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """One (title, protocol line, markdown table) per dataset/protocol group."""
-    groups: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+def _fmt_p(p: float) -> str:
+    if not np.isfinite(p):
+        return "–"
+    if p >= 0.001:
+        return f"{p:.3f}"
+    return f"{p:.1e}"
+
+
+def _fmt_ci(ci: tuple[float, float] | None) -> str:
+    if ci is None or not np.isfinite(ci[0]):
+        return "–"
+    return f"[{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
+# --- tables --------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    model: str
+    label: str
+    family: str
+    records: list[dict[str, Any]]  # sorted by seed
+    tuning: dict[str, Any] | None
+    means: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [_seed(r) for r in self.records]
+
+    def values(self, key: str) -> list[float]:
+        return [_num((r.get("test") or {}).get(key)) for r in self.records]
+
+    def train_seconds(self) -> float:
+        v = [_num(r.get("train_seconds")) for r in self.records]
+        v = [x for x in v if np.isfinite(x)]
+        return float(np.mean(v)) if v else float("nan")
+
+
+@dataclass
+class Table:
+    key: tuple
+    title: str
+    dataset: str
+    protocol: str
+    settings: dict[str, Any]
+    rows: list[Row]
+    dropped: dict[str, int]  # model -> hyper-parameter sets not shown
+    stats: GroupStats
+    first: dict[str, Any]  # one record, for dataset facts
+    plot: str | None = None  # path relative to the results folder
+
+    @property
+    def cold_start(self) -> bool:
+        return self.protocol == COLD_START
+
+
+def _group_key(rec: dict[str, Any]) -> tuple:
+    ds = rec["dataset"]
+    s = _settings(rec)
+    return (ds["name"], _protocol(rec), _split_params(rec), ds.get("rating_threshold"),
+            ds.get("fingerprint"), json.dumps(s, sort_keys=True))
+
+
+def _select_rows(records: list[dict[str, Any]]) -> tuple[list[Row], dict[str, int]]:
+    """One row per model: group seeds of one parameter set, then apply the selection rule."""
+    variants: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for rec in records:
-        ds = rec["dataset"]
-        gkey = (ds["name"], rec["split"]["protocol"], json.dumps(rec["split"]["params"], sort_keys=True),
-                ds.get("rating_threshold"))
-        groups[gkey][_label(rec)].append(rec)
-    out = []
-    for (name, protocol, sparams, threshold), by_model in sorted(groups.items(), key=lambda kv: str(kv[0])):
-        rows, means = [], []
-        for label, recs in sorted(by_model.items()):
-            recs = sorted(recs, key=lambda r: r["seed"])
-            first = recs[0]
-            row = [label, first["model"]["family"], ", ".join(first["model"].get("modalities") or []) or "–"]
-            mrow = []
-            for key, _ in COLUMNS:
-                vals = [r["test"].get(key) for r in recs]
-                row.append(_fmt(vals))
-                finite = [v for v in vals if v is not None and np.isfinite(v)]
-                mrow.append(np.mean(finite) if finite else -np.inf)
-            row += [
-                str(len(recs)),
-                _fmt_seconds([r["train_seconds"] for r in recs]),
-                _fmt_seconds([r["eval_seconds"] for r in recs]),
-                _fmt_count(int(first["model"]["n_parameters"])),
-            ]
-            rows.append(row)
-            means.append(mrow)
-        # bold the best mean of each metric column (ties: all of them)
-        means = np.array(means, dtype=float)
-        for j in range(len(COLUMNS)):
-            best = means[:, j].max()
-            for i in range(len(rows)):
-                if np.isfinite(best) and np.isclose(means[i, j], best, rtol=0, atol=5e-5):
-                    rows[i][3 + j] = f"**{rows[i][3 + j]}**"
-        headers = ["Model", "Family", "Modalities", *(h for _, h in COLUMNS), "Seeds", "Train s", "Eval s", "Params"]
-        table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-        first = next(iter(by_model.values()))[0]
-        ds = first["dataset"]
-        implicit = "every rating is a positive" if threshold is None else f"ratings >= {threshold} are positives"
-        line = (
-            f"{ds['n_users']:,} users, {ds['n_items']:,} items, {ds['n_interactions']:,} interactions; "
-            f"split `{protocol}` {sparams}; {implicit}; {first['n_test_users']:,} test users; "
-            f"dataset sha256 `{ds['fingerprint'][:12]}`."
-        )
-        out.append((f"{name} ({protocol} split)", line, table))
-    return out
+        m = rec["model"]
+        pkey = json.dumps(m.get("params") or {}, sort_keys=True, default=str)
+        variants[m["name"]][pkey].append(rec)
+    rows, dropped = [], {}
+    for name, by_params in variants.items():
+        cands = []
+        for recs in by_params.values():
+            # one record per seed (a rerun with --force replaces the file; keep the newest anyway)
+            per_seed: dict[int, dict] = {}
+            for r in sorted(recs, key=_created):
+                per_seed[_seed(r)] = r
+            recs = [per_seed[s] for s in sorted(per_seed)]
+            tuning = next((t for t in map(_tuning, recs) if t), None)
+            cands.append(Row(name, _label(recs[0]), recs[0]["model"].get("family", "?"), recs, tuning))
+        cands.sort(key=lambda r: (r.tuning is not None, max(map(_created, r.records)), len(r.records), r.label),
+                   reverse=True)
+        rows.append(cands[0])
+        if len(cands) > 1:
+            dropped[name] = len(cands) - 1
+    for row in rows:
+        for key, _ in COLUMNS:
+            vals = [v for v in row.values(key) if np.isfinite(v)]
+            row.means[key] = float(np.mean(vals)) if vals else float("nan")
+    rows.sort(key=lambda r: (-_nan_low(r.means.get(PRIMARY_METRIC)), r.label))
+    return rows, dropped
 
 
-def render(records: list[dict[str, Any]]) -> str:
-    revs = sorted({r["provenance"].get("git_revision") or "unknown" for r in records})
-    devices = sorted({r["provenance"].get("device", "?") for r in records})
+def _nan_low(x) -> float:
+    return -np.inf if x is None or not np.isfinite(x) else x
+
+
+def _model_runs(row: Row) -> ModelRuns:
+    def loader(rec):
+        return lambda: RecordStore.per_user(rec) if "_path" in rec else None
+
+    per_seed = {_seed(r): loader(r) for r in row.records}
+    return ModelRuns(row.label, row.family, row.means.get(PRIMARY_METRIC, float("nan")), per_seed)
+
+
+def build_tables(records: list[dict[str, Any]], n_resamples: int = 1000) -> list[Table]:
+    """One table per dataset/protocol group, rows selected and statistics computed."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for rec in records:
+        groups[_group_key(rec)].append(rec)
+    tables = []
+    for gkey, recs in sorted(groups.items(), key=lambda kv: json.dumps(kv[0], default=str)):
+        rows, dropped = _select_rows(recs)
+        stats = compare_models([_model_runs(r) for r in rows], n_resamples=n_resamples)
+        name, protocol = gkey[0], gkey[1]
+        settings = json.loads(gkey[5])
+        title = f"{name} ({protocol} split"
+        if settings["protocol"] != "fusebench":
+            title += f", {'MMRec' if settings['protocol'] == 'mmrec' else settings['protocol']} protocol"
+        title += ")"
+        tables.append(Table(gkey, title, name, protocol, settings, rows, dropped, stats, recs[0]))
+    # disambiguate tables that would share a title (other threshold, settings or data version)
+    count = defaultdict(int)
+    for t in tables:
+        count[t.title] += 1
+    for t in tables:
+        if count[t.title] > 1:
+            t.title += f" [{_short_hash(t.key)}]"
+    return tables
+
+
+def _short_hash(key) -> str:
+    return hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:6]
+
+
+def _markdown_table(table: Table) -> str:
+    st = table.stats
+    rows, means = [], []
+    for row in table.rows:
+        label = row.label + (f" {REF}" if row.label == st.best_baseline else "")
+        first = row.records[0]
+        out = [label, FAMILY_NAMES.get(row.family, row.family), ", ".join(first["model"].get("modalities") or []) or "–"]
+        for key, _ in COLUMNS:
+            out.append(_fmt(row.values(key)))
+        out += [
+            str(len(row.records)),
+            _fmt_seconds([_num(r.get("train_seconds")) for r in row.records]),
+            _fmt_seconds([_num(r.get("eval_seconds")) for r in row.records]),
+            _fmt_count(first["model"].get("n_parameters")),
+            _budget(row.tuning),
+        ]
+        rows.append(out)
+        means.append([_nan_low(row.means.get(k)) for k, _ in COLUMNS])
+    means = np.array(means, dtype=float).reshape(len(rows), len(COLUMNS))
+    for j, (key, _) in enumerate(COLUMNS):
+        best = means[:, j].max() if len(rows) else -np.inf
+        for i, row in enumerate(table.rows):
+            cell = rows[i][3 + j]
+            if np.isfinite(best) and np.isclose(means[i, j], best, rtol=0, atol=5e-5):
+                cell = f"**{cell}**"
+            c = st.against_best(row.label, key) if key in TESTED_METRICS else None
+            if c is not None and c.direction:
+                cell += f" {UP if c.direction > 0 else DOWN}"
+            rows[i][3 + j] = cell
+    headers = ["Model", "Family", "Modalities", *(h for _, h in COLUMNS), "Seeds", "Train s", "Eval s", "Params",
+               "Tuning"]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _describe(table: Table) -> str:
+    rec = table.first
+    ds = rec["dataset"]
+    s = table.settings
+    threshold = ds.get("rating_threshold")
+    implicit = "every rating is a positive" if threshold is None else f"ratings >= {threshold} are positives"
+    masking = ("train and valid items masked at test" if s["mask_valid_at_test"]
+               else "only train items masked at test (valid items stay rankable, as in MMRec)")
+    seeds = sorted({sd for r in table.rows for sd in r.seeds})
+    budgets = sorted({_budget(r.tuning) for r in table.rows})
+    facts = []
+    if "n_users" in ds:
+        facts.append(f"{ds['n_users']:,} users, {ds['n_items']:,} items, {ds['n_interactions']:,} interactions")
+    facts.append(f"split `{table.protocol}` {_split_params(rec)}")
+    facts.append(implicit)
+    every = "" if s["eval_every"] == 1 else f", validated every {s['eval_every']} epochs"
+    facts.append(f"evaluation: {masking}; early stopping on validation {s['metric']}, patience {s['patience']}{every}")
+    facts.append(f"seeds {', '.join(map(str, seeds))}")
+    facts.append(f"tuning budget: {'; '.join(budgets)}")
+    if rec.get("n_test_users") is not None:
+        facts.append(f"{rec['n_test_users']:,} test users (seed {_seed(rec)})")
+    if ds.get("fingerprint"):
+        facts.append(f"dataset sha256 `{ds['fingerprint'][:12]}`")
+    return "; ".join(facts) + "."
+
+
+def _notes(table: Table) -> list[str]:
+    st = table.stats
+    notes = []
+    if st.best_baseline:
+        line = f"Reference (best baseline by mean test Recall@20): `{st.best_baseline}`."
+    else:
+        line = "No baseline in this table: no significance markers."
+    if st.best_fusion:
+        line += f" Best fusion model: `{st.best_fusion}`."
+    notes.append(line)
+    if table.dropped:
+        notes.append("Other hyper-parameter sets run but not shown: "
+                     + ", ".join(f"{m} ({n})" for m, n in sorted(table.dropped.items())) + ".")
+    tuned = [(r.label, r.tuning) for r in table.rows if r.tuning]
+    if tuned:
+        parts = []
+        for label, t in tuned:
+            best = t.get("best_params") or {}
+            params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(best.items())) or "–"
+            study = f" (study `{t['study']}`)" if t.get("study") else ""
+            parts.append(f"`{label}`: {params}{study}")
+        notes.append("Selected hyper-parameters: " + "; ".join(parts) + ".")
+    return notes
+
+
+def _significance(table: Table) -> str:
+    st = table.stats
+    if not any(c.test.n for c in st.comparisons) and not any(st.ci.values()):
+        return ""  # no per-user arrays (old records): nothing was tested
+    shown = (PRIMARY_METRIC, "ndcg@20")
+    names = {"recall@20": "Recall@20", "ndcg@20": "NDCG@20"}
+    headers = ["Model", "Users"]
+    for m in shown:
+        headers += [f"{names[m]} 95% CI", f"Δ{names[m]}", "p Wilcoxon (Holm)", "p t-test (Holm)"]
+    rows = []
+    for row in table.rows:
+        out = [row.label + (f" {REF}" if row.label == st.best_baseline else ""), str(st.n_users.get(row.label, "–"))]
+        for m in shown:
+            out.append(_fmt_ci(st.ci.get(row.label, {}).get(m)))
+            c = st.against_best(row.label, m)
+            if c is None:
+                out += ["–", "–", "–"]
+            else:
+                out += [f"{c.test.diff:+.4f}" if np.isfinite(c.test.diff) else "–",
+                        _fmt_p(c.p_wilcoxon_holm), _fmt_p(c.p_t_holm)]
+        rows.append(out)
+    parts = [
+        f"Against the reference `{st.best_baseline}`: Δ = mean per-user difference (model − reference) on "
+        "seed-averaged values; Users = test users in the bootstrap." if st.best_baseline else
+        "95% bootstrap intervals of the mean over users (seed-averaged per-user values).",
+        "",
+        tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True),
+    ]
+    fb = [c for c in st.comparisons if c.kind == "best fusion vs baseline" and c.metric in shown]
+    if fb:
+        by_ref: dict[str, dict[str, Any]] = defaultdict(dict)
+        for c in fb:
+            by_ref[c.reference][c.metric] = c
+        rows = []
+        for ref, cs in sorted(by_ref.items()):
+            out = [f"{st.best_fusion} vs {ref}"]
+            for m in shown:
+                c = cs.get(m)
+                out += (["–"] * 3 if c is None else
+                        [f"{c.test.diff:+.4f}" if np.isfinite(c.test.diff) else "–",
+                         _fmt_p(c.p_wilcoxon_holm), _fmt_p(c.p_t_holm)])
+            rows.append(out)
+        h = ["Best fusion vs baseline"]
+        for m in shown:
+            h += [f"Δ{names[m]}", "p Wilcoxon (Holm)", "p t-test (Holm)"]
+        parts += ["", tabulate(rows, headers=h, tablefmt="github", disable_numparse=True)]
+    return "\n".join(parts)
+
+
+def rank_summary(tables: list[Table]) -> str:
+    """Models ranked by mean rank of test Recall@20 over the given tables (1 = best)."""
+    ranks: dict[str, list[float]] = defaultdict(list)
+    family: dict[str, str] = {}
+    for t in tables:
+        rows = [r for r in t.rows if np.isfinite(r.means.get(PRIMARY_METRIC, np.nan))]
+        if not rows:
+            continue
+        rk = rankdata([-r.means[PRIMARY_METRIC] for r in rows], method="average")
+        for r, x in zip(rows, rk):
+            ranks[r.model].append(float(x))
+            family[r.model] = r.family
+    if not ranks:
+        return "_No table with Recall@20 values._"
+    order = sorted(ranks, key=lambda m: (np.mean(ranks[m]), -len(ranks[m]), m))
+    rows = [[i + 1, m, FAMILY_NAMES.get(family[m], family[m]), f"{np.mean(ranks[m]):.2f}", len(ranks[m])]
+            for i, m in enumerate(order)]
+    return tabulate(rows, headers=["#", "Model", "Family", "Mean rank (Recall@20)", "Tables ranked on"],
+                    tablefmt="github", disable_numparse=True)
+
+
+# --- the command that reproduces the records ------------------------------------------------
+
+def _run_options() -> set[str]:
+    try:
+        from .cli import build_parser
+
+        parser = build_parser()
+        sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+        return {o for a in sub.choices["run"]._actions for o in a.option_strings}
+    except Exception:  # noqa: BLE001 - the command line is a convenience, never a failure
+        return set()
+
+
+def _defaults_of_cli() -> tuple[set[str], set[str]]:
+    try:
+        import fusion_models  # noqa: F401  (registers the fusion models)
+        from baselines.base import model_names
+
+        from .cli import DEFAULT_DATASETS
+
+        return set(DEFAULT_DATASETS), set(model_names())
+    except Exception:  # noqa: BLE001
+        return set(), set()
+
+
+def _seed_option(seeds: list[int]) -> str:
+    if seeds == list(range(len(seeds))):
+        return "" if len(seeds) == 1 else f" --seeds {len(seeds)}"
+    if len(seeds) == 1:
+        return f" --seed {seeds[0]}"
+    return f" --seeds {max(seeds) + 1}"  # a superset of the seeds on record
+
+
+def reproduce_commands(tables: list[Table]) -> list[str]:
+    """`python -m benchmark run --all ...` with the non-default options the records show."""
+    options = _run_options()
+    default_ds, all_models = _defaults_of_cli()
+    groups: dict[str, tuple[set, set]] = defaultdict(lambda: (set(), set()))
+    singles: list[str] = []
+    for t in tables:
+        s = t.settings
+        opts = ""
+        if s["protocol"] == "mmrec":
+            opts += " --protocol mmrec"
+        elif t.protocol not in ("random", "given"):
+            opts += f" --protocol {t.protocol}"
+        thr = t.first["dataset"].get("rating_threshold")
+        if thr is not None:
+            opts += f" --rating-threshold {thr:g}"
+        if s["metric"] != DEFAULT_SETTINGS["metric"]:
+            opts += f" --metric {s['metric']}"
+        if s["patience"] != (20 if s["protocol"] == "mmrec" else 10):
+            opts += f" --patience {s['patience']}"
+        if s["eval_every"] != 1:
+            opts += f" --eval-every {s['eval_every']}"
+        seeds = sorted({sd for r in t.rows for sd in r.seeds})
+        opts += _seed_option(seeds)
+        for r in t.rows:
+            if r.tuning is None and r.label != r.model:  # hand-set parameters: a command of its own
+                m = r.records[0]["model"]
+                diff = {k: v for k, v in m["params"].items() if (m.get("defaults") or {}).get(k) != v}
+                params = "".join(f" --param {k}={v if isinstance(v, str) else json.dumps(v)}"
+                                 for k, v in sorted(diff.items()))
+                singles.append(f"python -m benchmark run --dataset {t.dataset} --model {r.model}{params}{opts}")
+                continue
+            topts = opts
+            if r.tuning is not None:
+                if "--trials" in options:
+                    topts += f" --trials {int(r.tuning['trials'])}"
+                if r.tuning.get("timeout") and "--timeout" in options:
+                    topts += f" --timeout {float(r.tuning['timeout']):g}"
+            groups[topts][0].add(t.dataset)
+            groups[topts][1].add(r.model)
+    cmds = []
+    for opts, (dss, models) in sorted(groups.items()):
+        cmd = "python -m benchmark run --all"
+        if dss != default_ds:
+            cmd += f" --datasets {','.join(sorted(dss))}"
+        if models != all_models:
+            cmd += f" --models {','.join(sorted(models))}"
+        cmds.append(cmd + opts)
+    return cmds + sorted(set(singles))
+
+
+# --- the page ------------------------------------------------------------------------------
+
+def _slug(table: Table) -> str:
+    base = f"{table.dataset}__{table.protocol}"
+    if table.settings["protocol"] != "fusebench":
+        base += f"__{table.settings['protocol']}"
+    if "[" in table.title:
+        base += f"__{_short_hash(table.key)}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", base)
+
+
+def write_plots(tables: list[Table], results_dir: str | Path) -> None:
+    if not plots.available():
+        return
+    for t in tables:
+        pts = [plots.Point(r.label, r.family, r.train_seconds(), r.means.get(PRIMARY_METRIC, float("nan")))
+               for r in t.rows]
+        if not any(map(plots.drawable, pts)):
+            continue  # e.g. old records without training times
+        rel = f"plots/{_slug(t)}.png"
+        plots.accuracy_vs_time(pts, Path(results_dir) / rel, f"{t.title}: accuracy vs. training time")
+        t.plot = rel
+
+
+def _section(t: Table, level: str = "##") -> list[str]:
+    parts = ["", f"{level} {t.title}", "", _describe(t), "", _markdown_table(t), ""]
+    parts += [" ".join(_notes(t))]
+    if t.plot:
+        parts += ["", f"![{t.title}: test Recall@20 against training time]({t.plot})"]
+    sig = _significance(t)
+    if sig:
+        parts += ["", "<details><summary>Significance tests and 95% bootstrap intervals</summary>", "", sig, "",
+                  "</details>"]
+    return parts
+
+
+def render(records: list[dict[str, Any]], tables: list[Table] | None = None) -> str:
+    tables = build_tables(records) if tables is None else tables
+    revs = sorted({(r.get("provenance") or {}).get("git_revision") or "unknown" for r in records})
+    devices = sorted({(r.get("provenance") or {}).get("device") or "?" for r in records})
+    dates = sorted(d[:10] for d in map(_created, records) if d)
+    when = (f"runs dated {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "") + " UTC; ") if dates else ""
     parts = [
         "# fusebench leaderboard",
         "",
-        f"Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} from {len(records)} run records "
-        f"(code revisions: {', '.join(f'`{r[:12]}`' for r in revs)}; devices: {'; '.join(devices)}). "
-        "Regenerate with `python -m benchmark leaderboard`; reproduce with `python -m benchmark run --all`.",
-        "",
-        CONVENTIONS,
-        "",
-        "Best mean per metric in **bold**. Train s: wall-clock training time (validation passes excluded); "
-        "Eval s: one full-ranking test pass; Params: learned scalars used at scoring.",
+        f"Generated from {len(records)} run records ({when}code revisions: "
+        f"{', '.join(f'`{r[:12]}`' for r in revs) or '–'}; devices: {'; '.join(devices) or '–'}). "
+        "Regenerate with `python -m benchmark leaderboard`.",
     ]
+    if records:
+        parts += ["", "Reproduce the records with:", "", "```", *reproduce_commands(tables), "```"]
+    parts += ["", CONVENTIONS, "", RULES]
     if not records:
         parts += ["", "_No run records yet: run `python -m benchmark run --all`._"]
-    for title, line, table in build_tables(records):
-        parts += ["", f"## {title}", "", line, "", table]
+        return "\n".join(parts) + "\n"
+    main = [t for t in tables if not t.cold_start]
+    cold = [t for t in tables if t.cold_start]
+    if main:
+        parts += ["", "## Summary: mean rank across tables", "",
+                  "Rank 1 = highest mean test Recall@20 in a table (ties share the average rank); a model "
+                  "ranked on fewer tables is not directly comparable with one ranked on all.", "",
+                  rank_summary(main)]
+    for t in main:
+        parts += _section(t)
+    if cold:
+        parts += ["", "## Cold-start items", "", COLD_START_NOTE, "", "### Mean rank across cold-start tables", "",
+                  rank_summary(cold)]
+        for t in cold:
+            parts += _section(t, "###")
     return "\n".join(parts) + "\n"
 
 
 def write_leaderboard(results_dir: str | Path) -> Path:
     store = RecordStore(results_dir)
-    text = render(list(store.records()))
+    records = list(store.records())
+    tables = build_tables(records)
+    write_plots(tables, results_dir)
+    text = render(records, tables)
     path = Path(results_dir) / "LEADERBOARD.md"
     _atomic_write(path, lambda f: f.write(text.encode()))
     return path
