@@ -493,6 +493,18 @@ def _defaults_of_cli() -> tuple[set[str], set[str]]:
         return set(), set()
 
 
+def _tuning_options(t: dict[str, Any], options: set[str]) -> str:
+    """The CLI's tuning-budget flags when it has them, else the budget as a shell comment."""
+    trials = next((o for o in ("--trials", "--n-trials", "--tune-trials") if o in options), None)
+    timeout = next((o for o in ("--timeout", "--tune-timeout") if o in options), None)
+    if trials is None:
+        return f"  # tuning budget per model: {_budget(t)}"
+    out = f" {trials} {int(t['trials'])}"
+    if t.get("timeout"):
+        out += f" {timeout} {float(t['timeout']):g}" if timeout else f"  # timeout {float(t['timeout']):g} s"
+    return out
+
+
 def _seed_option(seeds: list[int]) -> str:
     if seeds == list(range(len(seeds))):
         return "" if len(seeds) == 1 else f" --seeds {len(seeds)}"
@@ -535,10 +547,7 @@ def reproduce_commands(tables: list[Table]) -> list[str]:
                 continue
             topts = opts
             if r.tuning is not None:
-                if "--trials" in options:
-                    topts += f" --trials {int(r.tuning['trials'])}"
-                if r.tuning.get("timeout") and "--timeout" in options:
-                    topts += f" --timeout {float(r.tuning['timeout']):g}"
+                topts += _tuning_options(r.tuning, options)
             groups[topts][0].add(t.dataset)
             groups[topts][1].add(r.model)
     cmds = []
@@ -563,9 +572,10 @@ def _slug(table: Table) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", base)
 
 
-def write_plots(tables: list[Table], results_dir: str | Path) -> None:
+def write_plots(tables: list[Table], results_dir: str | Path) -> bool:
+    """One PNG per table under results/plots/; False when matplotlib is not installed."""
     if not plots.available():
-        return
+        return False
     for t in tables:
         pts = [plots.Point(r.label, r.family, r.train_seconds(), r.means.get(PRIMARY_METRIC, float("nan")))
                for r in t.rows]
@@ -574,6 +584,7 @@ def write_plots(tables: list[Table], results_dir: str | Path) -> None:
         rel = f"plots/{_slug(t)}.png"
         plots.accuracy_vs_time(pts, Path(results_dir) / rel, f"{t.title}: accuracy vs. training time")
         t.plot = rel
+    return True
 
 
 def _section(t: Table, level: str = "##") -> list[str]:
@@ -588,7 +599,7 @@ def _section(t: Table, level: str = "##") -> list[str]:
     return parts
 
 
-def render(records: list[dict[str, Any]], tables: list[Table] | None = None) -> str:
+def render(records: list[dict[str, Any]], tables: list[Table] | None = None, plotted: bool = True) -> str:
     tables = build_tables(records) if tables is None else tables
     revs = sorted({(r.get("provenance") or {}).get("git_revision") or "unknown" for r in records})
     devices = sorted({(r.get("provenance") or {}).get("device") or "?" for r in records})
@@ -604,6 +615,8 @@ def render(records: list[dict[str, Any]], tables: list[Table] | None = None) -> 
     if records:
         parts += ["", "Reproduce the records with:", "", "```", *reproduce_commands(tables), "```"]
     parts += ["", CONVENTIONS, "", RULES]
+    if not plotted:
+        parts += ["", "_Plots skipped: matplotlib is not installed._"]
     if not records:
         parts += ["", "_No run records yet: run `python -m benchmark run --all`._"]
         return "\n".join(parts) + "\n"
@@ -628,8 +641,8 @@ def write_leaderboard(results_dir: str | Path) -> Path:
     store = RecordStore(results_dir)
     records = list(store.records())
     tables = build_tables(records)
-    write_plots(tables, results_dir)
-    text = render(records, tables)
+    plotted = write_plots(tables, results_dir)
+    text = render(records, tables, plotted=plotted)
     path = Path(results_dir) / "LEADERBOARD.md"
     _atomic_write(path, lambda f: f.write(text.encode()))
     return path

@@ -144,6 +144,7 @@ def test_header_significance_details_summary_and_command(results):
     assert re.search(r"code revisions: `[0-9a-f]{12}", board) and "runs dated 20" in board
     assert "python -m benchmark run --all --datasets ml-100k" in board and "--seeds 2" in board
     assert "--protocol cold-start-items" in board
+    assert "--trials 5" in board or "# tuning budget per model: 5 trials" in board
     assert "p Wilcoxon (Holm)" in board and "Recall@20 95% CI" in board
     assert "| fusion-concat (embedding_size=8, epochs=1) vs pop" in board
     summary = _section(board, "Summary: mean rank across tables")

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats as sps
 
 from benchmark.stats import (
-    ModelRuns, bootstrap_ci, compare_models, holm, paired_test, seed_average,
+    Comparison, ModelRuns, bootstrap_ci, compare_models, holm, paired_test, seed_average,
 )
 
 
@@ -157,8 +157,8 @@ def test_compare_models_edge_cases():
     def missing():
         raise FileNotFoundError("old record without its .npz")
 
-    a = _runs("a", "baseline/cf", {0: _arrays(x), 1: _arrays(x), 2: _arrays(x + 1)})
-    b = ModelRuns("b", "fusion", 0.1, {0: _arrays(x + 0.1), 1: _arrays(x + 0.1)})
+    a = _runs("a", "baseline/cf", {0: _arrays(x), 1: _arrays(x)})
+    b = ModelRuns("b", "fusion", 0.1, {0: _arrays(x + 0.1), 1: _arrays(x + 0.1), 2: _arrays(x + 5)})
     c = ModelRuns("c", "baseline/hybrid", 0.0, {0: missing})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -168,3 +168,12 @@ def test_compare_models_edge_cases():
     cc = st.against_best("c", "recall@20")
     assert cc.seeds == (0,) and np.isnan(cc.test.p_wilcoxon) and not cc.significant
     assert "recall@20" not in st.ci["c"]
+
+
+def test_markers_are_driven_by_holm_corrected_wilcoxon_only():
+    t = paired_test(np.array([0.5, 0.6, 0.7]), np.array([0.1, 0.2, 0.2]))
+    c = Comparison("a", "b", "vs best baseline", "recall@20", (0,), t, p_t_holm=0.001, p_wilcoxon_holm=0.2)
+    assert not c.significant and c.direction == 0
+    c = Comparison("a", "b", "vs best baseline", "recall@20", (0,), t, p_t_holm=0.9, p_wilcoxon_holm=0.01)
+    assert c.significant and c.direction == 1
+    assert not Comparison("a", "b", "x", "m", (0,), t, p_wilcoxon_holm=0.05).significant  # strict <
