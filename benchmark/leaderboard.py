@@ -136,7 +136,7 @@ def _label(rec: dict[str, Any]) -> str:
     """Model name, plus the parameters that differ from its defaults (untuned rows)."""
     m = rec["model"]
     diff = {k: v for k, v in (m.get("params") or {}).items() if (m.get("defaults") or {}).get(k) != v}
-    if not diff or _tuning(rec):
+    if not diff:
         return m["name"]
     return f"{m['name']} ({', '.join(f'{k}={_short(v)}' for k, v in sorted(diff.items()))})"
 
@@ -227,6 +227,7 @@ class Table:
     stats: GroupStats
     first: dict[str, Any]  # one record, for dataset facts
     plot: str | None = None  # path relative to the results folder
+    extra: list[str] = field(default_factory=list)  # what tells tables with the same title apart
 
     @property
     def cold_start(self) -> bool:
@@ -257,7 +258,8 @@ def _select_rows(records: list[dict[str, Any]]) -> tuple[list[Row], dict[str, in
                 per_seed[_seed(r)] = r
             recs = [per_seed[s] for s in sorted(per_seed)]
             tuning = next((t for t in map(_tuning, recs) if t), None)
-            cands.append(Row(name, _label(recs[0]), recs[0]["model"].get("family", "?"), recs, tuning))
+            label = name if tuning else _label(recs[0])  # tuned parameters are listed under the table
+            cands.append(Row(name, label, recs[0]["model"].get("family", "?"), recs, tuning))
         cands.sort(key=lambda r: (r.tuning is not None, max(map(_created, r.records)), len(r.records), r.label),
                    reverse=True)
         rows.append(cands[0])
@@ -299,14 +301,39 @@ def build_tables(records: list[dict[str, Any]], n_resamples: int = 1000) -> list
             title += f", {'MMRec' if settings['protocol'] == 'mmrec' else settings['protocol']} protocol"
         title += ")"
         tables.append(Table(gkey, title, name, protocol, settings, rows, dropped, stats, recs[0]))
-    # disambiguate tables that would share a title (other threshold, settings or data version)
-    count = defaultdict(int)
+    # disambiguate tables that would share a title (other threshold, settings, split or data version)
+    same: dict[str, list[Table]] = defaultdict(list)
     for t in tables:
-        count[t.title] += 1
-    for t in tables:
-        if count[t.title] > 1:
-            t.title += f" [{_short_hash(t.key)}]"
+        same[t.title].append(t)
+    for group in same.values():
+        if len(group) < 2:
+            continue
+        for i, k in ((1, "split"), (3, "threshold"), (4, "data"), (5, "settings")):
+            if len({t.key[i] for t in group}) < 2:
+                continue
+            for t in group:
+                t.extra.append(_distinguish(t, k))
+        for t in group:
+            t.extra = [x for x in t.extra if x] or [f"#{_short_hash(t.key)}"]
+            t.title += f" [{'; '.join(t.extra)}]"
     return tables
+
+
+def _nondefault_settings(s: dict[str, Any]) -> dict[str, Any]:
+    defaults = {**DEFAULT_SETTINGS, "patience": 20 if s.get("protocol") == "mmrec" else 10}
+    return {k: v for k, v in s.items() if k not in ("protocol", "mask_valid_at_test") and defaults.get(k) != v}
+
+
+def _distinguish(t: Table, what: str) -> str:
+    if what == "split":
+        return f"split {_split_params(t.first)}"
+    if what == "threshold":
+        thr = t.first["dataset"].get("rating_threshold")
+        return "all ratings" if thr is None else f"ratings >= {thr:g}"
+    if what == "data":
+        return f"data sha256 {str(t.first['dataset'].get('fingerprint'))[:8]}"
+    diff = _nondefault_settings(t.settings)
+    return ", ".join(f"{k}={v}" for k, v in sorted(diff.items())) or "default settings"
 
 
 def _short_hash(key) -> str:
@@ -529,12 +556,8 @@ def reproduce_commands(tables: list[Table]) -> list[str]:
         thr = t.first["dataset"].get("rating_threshold")
         if thr is not None:
             opts += f" --rating-threshold {thr:g}"
-        if s["metric"] != DEFAULT_SETTINGS["metric"]:
-            opts += f" --metric {s['metric']}"
-        if s["patience"] != (20 if s["protocol"] == "mmrec" else 10):
-            opts += f" --patience {s['patience']}"
-        if s["eval_every"] != 1:
-            opts += f" --eval-every {s['eval_every']}"
+        for k, v in sorted(_nondefault_settings(s).items()):
+            opts += f" --{k.replace('_', '-')} {v}"
         seeds = sorted({sd for r in t.rows for sd in r.seeds})
         opts += _seed_option(seeds)
         for r in t.rows:
@@ -567,7 +590,7 @@ def _slug(table: Table) -> str:
     base = f"{table.dataset}__{table.protocol}"
     if table.settings["protocol"] != "fusebench":
         base += f"__{table.settings['protocol']}"
-    if "[" in table.title:
+    if table.extra:
         base += f"__{_short_hash(table.key)}"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", base)
 

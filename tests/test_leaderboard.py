@@ -249,3 +249,16 @@ def test_mmrec_protocol_gets_its_own_table_and_header():
     text = render(recs, tables)
     assert "only train items masked at test" in text and "patience 20" in text
     assert "--protocol mmrec" in text and "--patience" not in text
+
+
+def test_tables_that_share_a_title_say_what_differs():
+    other = {"metric": "recall@20", "patience": 5, "eval_every": 1}
+    recs = [_rec("pop", {}, 0, "", 0.1, training=other), _rec("pop", {}, 0, "", 0.3),
+            _rec("pop", {}, 0, "", 0.2)]
+    recs[2]["dataset"]["rating_threshold"] = 4.0
+    titles = sorted(t.title for t in build_tables(recs, n_resamples=10))
+    assert titles == ["synthetic (random split) [all ratings; default settings]",
+                      "synthetic (random split) [all ratings; patience=5]",
+                      "synthetic (random split) [ratings >= 4; default settings]"]
+    text = render(recs)
+    assert "--patience 5" in text and "--rating-threshold 4" in text
