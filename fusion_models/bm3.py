@@ -1,0 +1,160 @@
+"""BM3 (Zhou et al., "Bootstrap Latent Representations for Multi-modal Recommendation",
+WWW 2023), following MMRec's implementation (`src/models/bm3.py`, `BM3.yaml`).
+
+Backbone: LightGCN over the symmetric D^-1/2 A D^-1/2 user-item graph (`n_layers`, mean of the
+layer embeddings), the item's id embedding added once more: u = mean_l(...)_u,
+i = mean_l(...)_i + e_i. Modality m: z_m = F_m W_m + b_m (Xavier-normal W_m, embedding_size
+wide; features trainable as in MMRec's `nn.Embedding.from_pretrained(..., freeze=False)`).
+A shared predictor g (Linear, Xavier-normal weight) maps the online views.
+
+Self-supervised bootstrap loss on a batch of observed (user, item) pairs (no negatives:
+MMRec's BM3 sets `use_neg_sampling: False`), with targets made by dropout (rate `dropout`) of
+the detached representations (u~, i~, z~_m):
+
+  L = [1 - cos(g(u), i~)] + [1 - cos(g(i), u~)]                         (batch means)
+    + cl_weight * sum_m ([1 - cos(g(z_m)_i, i~)] + [1 - cos(g(z_m)_i, z~_m,i)])
+    + reg_weight * (||U|| + ||I||) / n_items                             (all users, items)
+
+the last term being MMRec's EmbLoss on the full final embedding tables (Frobenius norms, not
+squared, divided by the number of rows of the last one). Score = <g(u), g(i)>.
+
+Defaults = a default MMRec run (overall.yaml, first values of BM3.yaml's lists):
+embedding_size 64, n_layers 1, reg_weight 0.1, dropout 0.3, cl_weight 2.0, Adam lr 1e-3,
+batch 2048. `search_space` is MMRec's grid: n_layers in [1, 2], reg_weight in [0.1, 0.01],
+dropout in [0.3, 0.5].
+
+More than two modalities: every selected modality adds its two alignment terms (MMRec's text
+and image terms are the case M = 2; the loss is symmetric in the modalities).
+BM3 builds no item-item graph, so feature masks play no part in it.
+
+Epoch cap: 200 by default (the benchmark early-stops on validation; `--protocol mmrec`
+raises it to 1000).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from baselines.base import FitData, register
+
+from .graphs import GraphFusion, SparseGraph, feature_table, lightgcn, ui_graph
+
+N_LAYERS = [1, 2]  # MMRec BM3.yaml
+REG_WEIGHTS = [0.1, 0.01]
+DROPOUTS = [0.3, 0.5]
+
+
+class BM3Module(nn.Module):
+    def __init__(self, n_users: int, features: dict, dim: int, train_features: bool, device):
+        super().__init__()
+        self.n_users = n_users
+        self.n_items = next(iter(features.values())).shape[0]
+        self.user = nn.Embedding(n_users, dim)
+        self.item = nn.Embedding(self.n_items, dim)
+        nn.init.xavier_uniform_(self.user.weight)
+        nn.init.xavier_uniform_(self.item.weight)
+        self.predictor = nn.Linear(dim, dim)
+        nn.init.xavier_normal_(self.predictor.weight)
+        self.feats = nn.ParameterList([feature_table(x, train_features, device) for x in features.values()])
+        self.trs = nn.ModuleList()
+        for x in features.values():
+            lin = nn.Linear(x.shape[1], dim)
+            nn.init.xavier_normal_(lin.weight)
+            self.trs.append(lin)
+
+    def forward(self, ui: SparseGraph, n_layers: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ego = torch.cat([self.user.weight, self.item.weight], dim=0)
+        final = lightgcn(ui, ego, n_layers)
+        return final[: self.n_users], final[self.n_users:] + self.item.weight
+
+
+def _align(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return 1 - F.cosine_similarity(online, target.detach(), dim=-1).mean()
+
+
+@register
+class BM3(GraphFusion):
+    name = "bm3"
+
+    def __init__(
+        self,
+        embedding_size: int = 64,
+        n_layers: int = 1,
+        reg_weight: float = 0.1,
+        dropout: float = 0.3,
+        cl_weight: float = 2.0,
+        learning_rate: float = 1e-3,
+        batch_size: int = 2048,
+        epochs: int = 200,
+        train_features: bool = True,
+        normalize_features: bool = False,
+        modalities: str = "all",
+    ):
+        self.embedding_size = embedding_size
+        self.n_layers = n_layers
+        self.reg_weight = reg_weight
+        self.dropout = dropout
+        self.cl_weight = cl_weight
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.train_features = train_features
+        self.normalize_features = normalize_features
+        self.modalities = modalities
+
+    @classmethod
+    def search_space(cls, trial):
+        return {
+            "n_layers": trial.suggest_categorical("n_layers", N_LAYERS),
+            "reg_weight": trial.suggest_categorical("reg_weight", REG_WEIGHTS),
+            "dropout": trial.suggest_categorical("dropout", DROPOUTS),
+        }
+
+    def validate(self) -> None:
+        super().validate()
+        self._check_int(0, n_layers=self.n_layers)
+        self._check_unit(closed_top=False, dropout=self.dropout)
+        self._check_non_negative(reg_weight=self.reg_weight, cl_weight=self.cl_weight)
+
+    def build(self, data: FitData) -> nn.Module:
+        self._ui = ui_graph(data.train, self.device_, norm="sym")
+        return BM3Module(data.n_users, self._features, int(self.embedding_size), bool(self.train_features),
+                         self.device_)
+
+    def epoch_batches(self):
+        """Observed (user, item) pairs in random order, no negatives (MMRec's BM3 trains with
+        `use_neg_sampling: False`)."""
+        s = self._sampler
+        order = s.rng.permutation(len(s.users))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            yield s.users[idx], s.items[idx]
+
+    def batch_loss(self, users, items):
+        m = self.module_
+        p = float(self.dropout)
+        u_ori, i_ori = m(self._ui, int(self.n_layers))
+        z_online = [trs(f) for f, trs in zip(m.feats, m.trs)]
+        with torch.no_grad():  # targets: dropout views of the detached representations
+            u_target = F.dropout(u_ori, p, training=True)
+            i_target = F.dropout(i_ori, p, training=True)
+            z_target = [F.dropout(z, p, training=True) for z in z_online]
+        u_online = m.predictor(u_ori[users])  # = predictor(all)[users], only the rows needed
+        i_online = m.predictor(i_ori[items])
+        u_t, i_t = u_target[users], i_target[items]
+        loss = _align(u_online, i_t) + _align(i_online, u_t)
+        cl = 0.0
+        for z, zt in zip(z_online, z_target):
+            z_b = m.predictor(z[items])
+            cl = cl + _align(z_b, i_t) + _align(z_b, zt[items])
+        if self.reg_weight:
+            reg = (torch.linalg.norm(u_ori) + torch.linalg.norm(i_ori)) / i_ori.shape[0]
+            loss = loss + self.reg_weight * reg
+        return loss + self.cl_weight * cl
+
+    def final_embeddings(self):
+        m = self.module_
+        u, i = m(self._ui, int(self.n_layers))
+        return m.predictor(u), m.predictor(i)

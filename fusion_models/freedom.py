@@ -1,0 +1,220 @@
+"""FREEDOM (Zhou & Shen, "A Tale of Two Graphs: Freezing and Denoising Graph Structures for
+Multimodal Recommendation", ACM MM 2023), following MMRec's implementation
+(`src/models/freedom.py`, `FREEDOM.yaml`).
+
+Item-item graph, built ONCE from the raw features and frozen (no learned structure):
+
+  S_m = D^-1/2 B_m D^-1/2        B_m the binary kNN_k graph of cos(F_m) (the item itself
+                                 included), D its row sums + 1e-7, so every edge is 1/k
+  S   = sum_m w_m S_m            MMRec (image v, text t): w_v = mm_image_weight, w_t = 1 - it
+  h   = S^n_mm_layers e_item     (n_mm_layers = 1)
+
+User-item graph: LightGCN (`n_ui_layers` = 2, mean of the layer embeddings) over the
+symmetric D^-1/2 A D^-1/2. Training uses a degree-sensitively pruned copy redrawn before
+every epoch: int(nnz * (1 - dropout)) edges sampled without replacement with probability
+proportional to 1 / sqrt(deg_u deg_i), re-normalised symmetrically on the kept graph;
+scoring uses the full graph. Item representation: i_ui + h; score = <u, i>.
+
+Loss: BPR(u, i+, i-) + reg_weight * sum_m BPR(u, F_m W_m + b_m at i+, at i-): the
+modality-specific BPR terms (the projections are nn.Linear with PyTorch's default init,
+`feat_embed_dim` = embedding_size); features are trainable parameters as in MMRec
+(`nn.Embedding.from_pretrained(..., freeze=False)`), so those terms also move the features.
+
+Defaults = a default MMRec run (overall.yaml, first values of FREEDOM.yaml's lists, whose
+`hyper_parameters` order is dropout then reg_weight): embedding_size 64, feat_embed_dim 64,
+knn_k 10, mm_image_weight 0.1, dropout 0.8, n_mm_layers 1, n_ui_layers 2, reg_weight 0.0 (so a
+default run trains the modality projections not at all: the features act through the frozen
+graph only), Adam lr 1e-3, batch 2048. `search_space` is MMRec's grid: dropout in [0.8, 0.9],
+reg_weight in [0, 1e-5, 1e-4, 1e-3]. (FREEDOM.yaml's lambda_coeff is unused by the model.)
+
+Modality roles (mm_image_weight): MMRec has exactly two, image (v) and text (t). Here the
+text role is the first selected modality named "text" or "text/..."; the v role is every
+other selected modality. With both roles present the text graph gets 1 - mm_image_weight and
+the v-role modalities share mm_image_weight equally, so the pair (text, X) reproduces MMRec
+with X as its image (on lfm2k with modalities=text,audio/vggish: v = VGGish, t = text). With
+one role only (e.g. a single modality, or no text), the modalities are weighted equally.
+
+Missing features (`data.feature_masks`) and all-zero rows take no part in the kNN graph of
+that modality (no neighbours, nobody's neighbour).
+
+Epoch cap: 200 by default (the benchmark early-stops on validation; `--protocol mmrec` raises
+it to 1000). The edge sampling uses its own CPU generator seeded from the run's seed, so a
+seed gives the same graphs on every device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from baselines.base import FitData, register
+from baselines.torch_base import item_rows
+from datasets.errors import FusebenchError
+
+from .graphs import (GraphFusion, SparseGraph, cosine_knn, degree_sensitive_sample, edge_weights,
+                     feature_table, lightgcn, sym_normalize, ui_graph, union, union_values, valid_rows)
+
+REG_WEIGHTS = [0.0, 1e-5, 1e-4, 1e-3]  # MMRec FREEDOM.yaml
+DROPOUTS = [0.8, 0.9]  # MMRec FREEDOM.yaml
+
+
+def is_text(name: str) -> bool:
+    return name == "text" or name.startswith("text/")
+
+
+def mmrec_weights(names: list[str], mm_image_weight: float) -> list[float]:
+    """Per modality: its weight in FREEDOM's item graph (see the module doc)."""
+    text = next((i for i, n in enumerate(names) if is_text(n)), None)
+    others = [i for i in range(len(names)) if i != text]
+    if text is None or not others:
+        return [1.0 / len(names)] * len(names)
+    w = [mm_image_weight / len(others)] * len(names)
+    w[text] = 1.0 - mm_image_weight
+    return w
+
+
+def frozen_item_graph(features: list[torch.Tensor], valid: list, weights: list[float], k: int) -> SparseGraph:
+    """sum_m w_m D^-1/2 B_m D^-1/2 over the modalities' binary kNN graphs B_m."""
+    n = features[0].shape[0]
+    edges, values = [], []
+    for f, ok, w in zip(features, valid, weights):
+        rows, cols = cosine_knn(f, k, ok)
+        ones = torch.ones(len(rows), dtype=torch.float32, device=f.device)
+        edges.append((rows, cols))
+        values.append(w * sym_normalize(rows, cols, ones, n, eps=1e-7))
+    rows, cols, pos = union(edges, n)
+    return SparseGraph(rows, cols, (n, n), values=union_values(values, pos, len(rows)))
+
+
+class FREEDOMModule(nn.Module):
+    def __init__(self, n_users: int, features: dict, dim: int, feat_dim: int, train_features: bool, device):
+        super().__init__()
+        self.n_users = n_users
+        self.n_items = next(iter(features.values())).shape[0]
+        self.user = nn.Embedding(n_users, dim)
+        self.item = nn.Embedding(self.n_items, dim)
+        nn.init.xavier_uniform_(self.user.weight)
+        nn.init.xavier_uniform_(self.item.weight)
+        self.feats = nn.ParameterList([feature_table(x, train_features, device) for x in features.values()])
+        self.trs = nn.ModuleList([nn.Linear(x.shape[1], feat_dim) for x in features.values()])
+
+    def embeddings(self, ui: SparseGraph, mm: SparseGraph, n_mm_layers: int, n_ui_layers: int):
+        h = self.item.weight
+        for _ in range(n_mm_layers):
+            h = mm.mm(h)
+        ego = torch.cat([self.user.weight, self.item.weight], dim=0)
+        final = lightgcn(ui, ego, n_ui_layers)
+        return final[: self.n_users], final[self.n_users:] + h
+
+    def project(self, m: int, idx: torch.Tensor | None = None) -> torch.Tensor:
+        f = self.feats[m]
+        return self.trs[m](f if idx is None else f[idx])
+
+
+def bpr(u, p, n):
+    return -F.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
+
+
+@register
+class FREEDOM(GraphFusion):
+    name = "freedom"
+
+    def __init__(
+        self,
+        embedding_size: int = 64,
+        feat_embed_dim: int = 64,
+        knn_k: int = 10,
+        mm_image_weight: float = 0.1,
+        dropout: float = 0.8,
+        n_mm_layers: int = 1,
+        n_ui_layers: int = 2,
+        reg_weight: float = 0.0,
+        learning_rate: float = 1e-3,
+        batch_size: int = 2048,
+        epochs: int = 200,
+        train_features: bool = True,
+        normalize_features: bool = False,
+        modalities: str = "all",
+    ):
+        self.embedding_size = embedding_size
+        self.feat_embed_dim = feat_embed_dim
+        self.knn_k = knn_k
+        self.mm_image_weight = mm_image_weight
+        self.dropout = dropout
+        self.n_mm_layers = n_mm_layers
+        self.n_ui_layers = n_ui_layers
+        self.reg_weight = reg_weight
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.train_features = train_features
+        self.normalize_features = normalize_features
+        self.modalities = modalities
+
+    @classmethod
+    def search_space(cls, trial):
+        return {
+            "dropout": trial.suggest_categorical("dropout", DROPOUTS),
+            "reg_weight": trial.suggest_categorical("reg_weight", REG_WEIGHTS),
+        }
+
+    def validate(self) -> None:
+        super().validate()
+        self._check_int(1, feat_embed_dim=self.feat_embed_dim, knn_k=self.knn_k)
+        self._check_int(0, n_mm_layers=self.n_mm_layers, n_ui_layers=self.n_ui_layers)
+        self._check_unit(mm_image_weight=self.mm_image_weight)
+        self._check_unit(closed_top=False, dropout=self.dropout)
+        self._check_non_negative(reg_weight=self.reg_weight)
+        if self.reg_weight and self.feat_embed_dim != self.embedding_size:
+            raise FusebenchError("feat_embed_dim must equal embedding_size when reg_weight > 0 "
+                                 "(the modality BPR terms score users against projected features)")
+
+    def build(self, data: FitData) -> nn.Module:
+        module = FREEDOMModule(data.n_users, self._features, int(self.embedding_size), int(self.feat_embed_dim),
+                               bool(self.train_features), self.device_)
+        valid = [valid_rows(f, v) for f, v in zip(module.feats, self.presence(data))]
+        weights = mmrec_weights(list(self._features), float(self.mm_image_weight))
+        self._mm = frozen_item_graph(list(module.feats), valid, weights, int(self.knn_k))
+        self._ui = ui_graph(data.train, self.device_, norm="sym")
+        coo = data.train.tocoo()
+        r = np.asarray(coo.row, dtype=np.int64)
+        c = np.asarray(coo.col, dtype=np.int64)
+        keep = np.ones(len(r), dtype=bool)
+        if len(r):  # the binary pattern (sum duplicates away)
+            key = r * data.n_items + c
+            _, first = np.unique(key, return_index=True)
+            keep = np.zeros(len(r), dtype=bool)
+            keep[first] = True
+        self._edges = (r[keep], c[keep], data.n_users, data.n_items)
+        self._edge_probs = torch.from_numpy(edge_weights(*self._edges))
+        self._gen = torch.Generator().manual_seed(int(data.seed))
+        self._masked = None
+        return module
+
+    def train_epoch(self) -> float:
+        # MMRec's pre_epoch_processing: a fresh degree-sensitive pruning of the user-item graph
+        if self.dropout <= 0:
+            self._masked = self._ui
+        else:
+            u, i, nu, ni = self._edges
+            self._masked = degree_sensitive_sample(u, i, nu, ni, 1.0 - float(self.dropout), self._gen,
+                                                   self.device_, probs=self._edge_probs)
+        return super().train_epoch()
+
+    def batch_loss(self, users, pos, neg):
+        m = self.module_
+        u_all, i_all = m.embeddings(self._masked, self._mm, int(self.n_mm_layers), int(self.n_ui_layers))
+        u = u_all[users]
+        loss = bpr(u, i_all[pos], i_all[neg])
+        if self.reg_weight:
+            mod = 0.0
+            for k in range(len(m.feats)):
+                z_pos, z_neg = item_rows(lambda idx, k=k: m.project(k, idx), m.n_items, pos, neg)
+                mod = mod + bpr(u, z_pos, z_neg)
+            loss = loss + self.reg_weight * mod
+        return loss
+
+    def final_embeddings(self):
+        return self.module_.embeddings(self._ui, self._mm, int(self.n_mm_layers), int(self.n_ui_layers))
