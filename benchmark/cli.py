@@ -19,7 +19,7 @@ from baselines.base import get_model_class, make_model, model_names
 from datasets.errors import FusebenchError
 
 from .records import RecordStore
-from .runner import RunConfig, mmrec_config, run_one
+from .runner import RunConfig, mmrec_config
 
 DEFAULT_DATASETS = ("ml-100k", "ml-latest-small", "lfm2k")
 
@@ -126,6 +126,7 @@ def cmd_run(args) -> int:
         if args.seeds < 1:
             raise UsageError("--seeds must be >= 1")
         seeds = list(range(args.seeds))
+    budget = run_budget(args)
     split_protocol, cfg = run_config(args, str(resolve_device(args.device)))
 
     # Load every dataset before running anything, so a malformed one stops the run before
@@ -145,32 +146,110 @@ def cmd_run(args) -> int:
         for name in lacking:
             print(f"skipped dataset {name}: no split of its own for --protocol {args.protocol}", file=sys.stderr)
         loaded = [ds for ds in loaded if ds.given_split is not None]
+    from .pipeline import Plan, run_model
+
     store = RecordStore(args.results)
-    jobs = [(ds, m, s) for ds in loaded for m in models for s in seeds]
+    plan = Plan(seeds=seeds, budget=budget, storage=args.storage, results=args.results, pruner=args.pruner,
+                force=args.force)
     splits: dict[tuple[str, int], datasets.Split] = {}
-    done = skipped = 0
-    bar = tqdm(jobs, desc="fusebench", unit="run", disable=None, dynamic_ncols=True)
-    for ds, model, seed in bar:
-        bar.set_postfix_str(f"{ds.name} {model} seed={seed}")
+    counts = {"done": 0, "skipped": 0, "trials": 0}
+    jobs = [(ds, m) for ds in loaded for m in models]
+    bar = tqdm(total=len(jobs) * len(seeds), desc="fusebench", unit="run", disable=None, dynamic_ncols=True)
+    for ds, model in jobs:
         protocol = split_protocol or ("given" if ds.given_split is not None else "random")
-        if (ds.name, seed) not in splits:
-            splits[(ds.name, seed)] = datasets.split(ds, protocol=protocol, seed=seed)
-        out = run_one(store, ds, splits[(ds.name, seed)], model, params, cfg, force=args.force)
-        if out.status == "skipped":
-            skipped += 1
-            continue
-        done += 1
-        rec = out.record
-        tqdm.write(
-            f"{ds.name:16s} {model:12s} seed={seed} recall@20={rec['test']['recall@20']:.4f} "
-            f"ndcg@20={rec['test']['ndcg@20']:.4f} train={rec['train_seconds']:.1f}s",
-            file=sys.stderr,
-        )
+
+        def get_split(seed, ds=ds, protocol=protocol):
+            if (ds.name, seed) not in splits:
+                splits[(ds.name, seed)] = datasets.split(ds, protocol=protocol, seed=seed)
+            return splits[(ds.name, seed)]
+
+        def on_tuned(res, ds=ds, model=model):
+            counts["trials"] += res.new_trials
+            if res.new_trials:
+                best = "–" if res.best_valid is None else f"{res.best_valid:.4f}"
+                tqdm.write(f"{ds.name:16s} {model:12s} tuned: {res.trials} trials ({res.pruned} pruned), "
+                           f"best valid {res.metric}={best} {res.best_params}", file=sys.stderr)
+
+        def on_run(seed, out, ds=ds, model=model):
+            bar.update(1)
+            if out.status == "skipped":
+                counts["skipped"] += 1
+                return
+            counts["done"] += 1
+            rec = out.record
+            tqdm.write(
+                f"{ds.name:16s} {model:12s} seed={seed} recall@20={rec['test']['recall@20']:.4f} "
+                f"ndcg@20={rec['test']['ndcg@20']:.4f} train={rec['train_seconds']:.1f}s",
+                file=sys.stderr,
+            )
+
+        bar.set_postfix_str(f"{ds.name} {model}" + (" tuning" if budget else ""))
+        run_model(store, ds, model, params, cfg, plan, get_split, on_tuned=on_tuned, on_run=on_run,
+                  progress=lambda msg, ds=ds, model=model: bar.set_postfix_str(f"{ds.name} {model} {msg}"))
     bar.close()
     from .leaderboard import write_leaderboard
 
     path = write_leaderboard(args.results)
-    print(f"{done} runs done, {skipped} already finished (skipped; --force reruns them); wrote {path}")
+    tuned = f" ({counts['trials']} new tuning trials)" if budget else ""
+    print(f"{counts['done']} runs done, {counts['skipped']} already finished (skipped; --force reruns them)"
+          f"{tuned}; wrote {path}")
+    return 0
+
+
+def run_budget(args):
+    """`run --all` tunes with the default budget unless --no-tune; a single run tunes when
+    --budget is given (otherwise it trains the given configuration: defaults or --param)."""
+    from .tuning import DEFAULT_BUDGET, Budget, PRUNERS
+
+    if args.pruner not in PRUNERS:
+        raise UsageError(f"unknown pruner {args.pruner!r}; available: {', '.join(PRUNERS)}")
+    if args.no_tune:
+        if args.budget is not None:
+            raise UsageError("--no-tune and --budget contradict each other")
+        return None
+    if args.budget is None and not args.all:
+        return None
+    return Budget.parse(args.budget if args.budget is not None else DEFAULT_BUDGET, epoch_cap=args.epoch_cap)
+
+
+def cmd_tune(args) -> int:
+    from baselines.torch_base import resolve_device
+
+    from .pipeline import tuning_data
+    from .tuning import TUNING_SPLIT_SEED, Budget, PRUNERS, tune
+
+    if args.trials is not None and args.timeout is not None:
+        raise UsageError("tune takes --trials or --timeout, not both")
+    if args.pruner not in PRUNERS:
+        raise UsageError(f"unknown pruner {args.pruner!r}; available: {', '.join(PRUNERS)}")
+    get_model_class(args.model)
+    params = parse_params(args.model, args.param) if args.param else {}
+    if args.modalities is not None:
+        params = modality_params([args.model], args.modalities, params)
+    if args.timeout is not None:
+        budget = Budget(seconds=args.timeout, epoch_cap=args.epoch_cap)
+    else:
+        from .tuning import DEFAULT_BUDGET
+
+        budget = (Budget.parse(DEFAULT_BUDGET, epoch_cap=args.epoch_cap) if args.trials is None
+                  else Budget(trials=args.trials, epoch_cap=args.epoch_cap))
+    split_protocol, cfg = run_config(args, str(resolve_device(args.device)))
+    ds = datasets.load(args.dataset, data_dir=args.data_dir, rating_threshold=args.rating_threshold)
+    if split_protocol == "given" and ds.given_split is None:
+        raise UsageError(f"dataset {ds.name!r} has no split of its own; --protocol {args.protocol} needs one")
+    protocol = split_protocol or ("given" if ds.given_split is not None else "random")
+    split = datasets.split(ds, protocol=protocol, seed=TUNING_SPLIT_SEED)
+    data = tuning_data(ds, split)
+    del split  # tuning gets train and valid only
+    bar = tqdm(desc=f"tune {ds.name} {args.model}", disable=None, dynamic_ncols=True, bar_format="{desc}: {postfix}")
+    res = tune(data, args.model, budget, cfg, storage=args.storage, results=args.results, study=args.study,
+               fixed_params=params, pruner=args.pruner, progress=bar.set_postfix_str)
+    bar.close()
+    best = "–" if res.best_valid is None else f"{res.best_valid:.4f}"
+    print(f"study {res.study} ({res.storage}): {res.trials} finished trials ({res.complete} complete, "
+          f"{res.pruned} pruned; {res.new_trials} run now), budget {budget.describe()}")
+    print(f"best valid {res.metric} = {best}  params {json.dumps(res.best_params, sort_keys=True)}"
+          + (f"  ({res.note})" if res.note else ""))
     return 0
 
 
@@ -217,6 +296,40 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    from baselines.torch_base import resolve_device
+
+    from .ablation import ablate, write_report
+
+    get_model_class(args.model)
+    params = parse_params(args.model, args.param) if args.param else {}
+    if args.seeds < 1:
+        raise UsageError("--seeds must be >= 1")
+    split_protocol, cfg = run_config(args, str(resolve_device(args.device)))
+    ds = datasets.load(args.dataset, data_dir=args.data_dir, rating_threshold=args.rating_threshold)
+    protocol = split_protocol or ("given" if ds.given_split is not None else "random")
+    if protocol == "given" and ds.given_split is None:
+        raise UsageError(f"dataset {ds.name!r} has no split of its own; --protocol {args.protocol} needs one")
+    splits = [datasets.split(ds, protocol=protocol, seed=s) for s in range(args.seeds)]
+
+    def on_run(label, seed, rec):
+        if rec is not None:
+            print(f"{label:28s} seed={seed} recall@20={rec['test']['recall@20']:.4f} "
+                  f"train={rec['train_seconds']:.1f}s", file=sys.stderr)
+
+    text = ablate(RecordStore(args.results), ds, splits, args.model, params, cfg,
+                  modalities=_split_list(args.modalities), force=args.force, on_run=on_run)
+    print(text)
+    print(f"wrote {write_report(args.results, ds.name, args.model, text)}")
+    return 0
+
+
+def cmd_features(args) -> int:
+    from .features_cmd import cmd_features as run_features
+
+    return run_features(args)
+
+
 def cmd_perf(args, rest: list[str]) -> int:
     from . import perf
 
@@ -234,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--datasets", help="with --all: comma-separated datasets instead of the defaults")
     r.add_argument("--models", help="with --all: comma-separated models instead of all")
     r.add_argument("--seed", type=int, help="one seed (split and model initialisation)")
-    r.add_argument("--seeds", type=int, default=1, help="number of seeds 0..N-1 (default 1)")
+    r.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
     r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="model hyper-parameter")
     r.add_argument("--protocol", help="split protocol (default: the source's split if it has one, else random 8:1:1); "
                    "mmrec = MMRec's protocol (given split, patience 20, only train items masked at test)")
@@ -247,7 +360,30 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", help="offline mirror folder holding dataset files")
     r.add_argument("--results", default="results", help="results folder (default ./results)")
     r.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+    _tuning_args(r)
+    r.add_argument("--budget", help="tuning budget per dataset and model: N trials or Ns seconds "
+                   "(--all default: see README; a single run tunes only when given)")
+    r.add_argument("--no-tune", action="store_true", help="no tuning: the models' defaults (or --param)")
     r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("tune", help="tune one model on one dataset (validation only), e.g. as one of several workers")
+    t.add_argument("--dataset", required=True)
+    t.add_argument("--model", required=True)
+    t.add_argument("--trials", type=int, help="number of finished trials the study should hold (default: the run --all budget)")
+    t.add_argument("--timeout", type=float, help="instead of --trials: seconds of trial time")
+    t.add_argument("--study", help="study name (default: derived from dataset, model and protocol)")
+    t.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="hold a hyper-parameter fixed")
+    t.add_argument("--modalities", help="feature sets a fusion/content model uses (held fixed)")
+    t.add_argument("--protocol", help="split protocol (as for run; mmrec = MMRec's protocol)")
+    t.add_argument("--rating-threshold", type=float)
+    t.add_argument("--metric", default="recall@20", help="the validation metric to maximise")
+    t.add_argument("--patience", type=int)
+    t.add_argument("--eval-every", type=int, default=1)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--data-dir")
+    t.add_argument("--results", default="results", help="results folder (the default SQLite storage lives there)")
+    _tuning_args(t)
+    t.set_defaults(func=cmd_tune)
 
     lb = sub.add_parser("leaderboard", help="regenerate results/LEADERBOARD.md from the records")
     lb.add_argument("--results", default="results")
@@ -266,10 +402,49 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("action", choices=["list"])
     m.set_defaults(func=cmd_models)
 
+    a = sub.add_parser("ablate", help="run a feature model with each modality removed; write a comparison table")
+    a.add_argument("--dataset", required=True)
+    a.add_argument("--model", required=True)
+    a.add_argument("--modalities", help="the modalities to start from (default: all the dataset has)")
+    a.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    a.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="model hyper-parameter")
+    a.add_argument("--protocol", help="split protocol (as for run; mmrec = MMRec's protocol)")
+    a.add_argument("--rating-threshold", type=float)
+    a.add_argument("--metric", default="recall@20", help="validation metric for early stopping")
+    a.add_argument("--patience", type=int)
+    a.add_argument("--eval-every", type=int, default=1)
+    a.add_argument("--device", default="auto")
+    a.add_argument("--data-dir")
+    a.add_argument("--results", default="results")
+    a.add_argument("--force", action="store_true")
+    a.set_defaults(func=cmd_ablate)
+
+    fe = sub.add_parser("features", help="list the encoders, or extract item features from raw content")
+    fe.add_argument("action", choices=["list", "extract"])
+    fe.add_argument("--dataset", help="dataset to extract for (a name, catalogue:PATH, mmrec:PATH ...)")
+    fe.add_argument("--encoder", help="encoder name, e.g. text/minilm (see `features list`)")
+    fe.add_argument("--modality", help="modality name to store it under (default: the encoder name)")
+    fe.add_argument("--content", help="folder of image/audio/video files named <item id>.<ext>")
+    fe.add_argument("--batch-size", type=int)
+    fe.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda ...")
+    fe.add_argument("--data-dir", help="offline mirror folder holding dataset files")
+    fe.add_argument("--no-cache", action="store_true", help="recompute even if the encoder cache has it")
+    fe.set_defaults(func=cmd_features)
+
     pf = sub.add_parser("perf", help="speed scripts (metrics: metric core vs RecBole, ranx, numpy)")
     pf.add_argument("what", choices=["metrics"])
     pf.set_defaults(func=None)
     return p
+
+
+def _tuning_args(p: argparse.ArgumentParser) -> None:
+    from .tuning import DEFAULT_EPOCH_CAP
+
+    p.add_argument("--storage", help="Optuna storage URL (default: SQLite results/tuning.db); "
+                   "postgresql://user:pw@host/db lets workers on several machines share a study")
+    p.add_argument("--pruner", default="median", help="median (default), hyperband or none")
+    p.add_argument("--epoch-cap", type=int, default=DEFAULT_EPOCH_CAP,
+                   help=f"epochs per tuning trial of iterative models (default {DEFAULT_EPOCH_CAP})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -59,6 +59,14 @@ class RecordStore:
         _atomic_write(base.with_suffix(".json"), lambda f: f.write(data))
         return base.with_suffix(".json")
 
+    def load(self, dataset: str, model: str, key: str) -> dict[str, Any]:
+        """The record of one finished run (with its `_path`, like `records()` yields)."""
+        path = self._base(dataset, model, key).with_suffix(".json")
+        with open(path) as f:
+            rec = json.load(f)
+        rec["_path"] = str(path)
+        return rec
+
     def records(self) -> Iterator[dict[str, Any]]:
         if not self.runs.exists():
             return

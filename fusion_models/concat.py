@@ -19,36 +19,18 @@ import torch
 from torch import nn
 
 from baselines.base import FitData, register
-from baselines.bpr import bpr_loss
-from baselines.torch_base import embedding_space, item_rows
-from datasets.errors import FusebenchError
+from baselines.torch_base import embedding_space
 
-from .layers import FusionRecommender, ModalityEncoders
+from .layers import ItemTowerFusion, ModalityEncoders, id_embeddings, mlp
 
 
 class ConcatModule(nn.Module):
-    def __init__(self, n_users: int, features: dict, dim: int, dropout: float):
+    def __init__(self, n_users: int, encoders: ModalityEncoders, dim: int, dropout: float):
         super().__init__()
-        self.encoders = ModalityEncoders(features, dim)
-        n_items = self.encoders.n_items
-        self.user = nn.Embedding(n_users, dim)
-        self.item = nn.Embedding(n_items, dim)
-        nn.init.xavier_normal_(self.user.weight)
-        nn.init.xavier_normal_(self.item.weight)
-        self.mlp = nn.Sequential(
-            nn.Linear((len(self.encoders) + 1) * dim, dim),
-            nn.LeakyReLU(),
-            nn.Dropout(dropout),
-            nn.Linear(dim, dim),
-        )
-        for layer in self.mlp:
-            if isinstance(layer, nn.Linear):
-                nn.init.xavier_normal_(layer.weight)
-                nn.init.zeros_(layer.bias)
-
-    @property
-    def n_items(self) -> int:
-        return self.encoders.n_items
+        self.encoders = encoders
+        self.n_items = encoders.n_items
+        self.user, self.item = id_embeddings(n_users, self.n_items, dim)
+        self.mlp = mlp([(len(encoders) + 1) * dim, dim, dim], dropout=dropout)
 
     def items(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         ids = self.item.weight if idx is None else self.item(idx)
@@ -57,7 +39,7 @@ class ConcatModule(nn.Module):
 
 
 @register
-class ConcatFusion(FusionRecommender):
+class ConcatFusion(ItemTowerFusion):
     name = "fusion-concat"
 
     def __init__(
@@ -86,18 +68,8 @@ class ConcatFusion(FusionRecommender):
 
     def validate(self) -> None:
         super().validate()
-        self._check_non_negative(dropout=self.dropout)
-        if not self.dropout < 1:
-            raise FusebenchError(f"parameter dropout must be in [0, 1), got {self.dropout!r}")
+        self._check_fraction(dropout=self.dropout)
 
     def build(self, data: FitData) -> nn.Module:
-        return ConcatModule(data.n_users, self._features, int(self.embedding_size), float(self.dropout))
-
-    def batch_loss(self, users, pos, neg):
-        m = self.module_
-        p = m.user(users)
-        q_pos, q_neg = item_rows(m.items, m.n_items, pos, neg)
-        return bpr_loss((p * q_pos).sum(-1), (p * q_neg).sum(-1))
-
-    def score_tensor(self, users):
-        return self.module_.user(users) @ self.module_.items().T
+        dim = int(self.embedding_size)
+        return ConcatModule(data.n_users, self.encoders(dim), dim, float(self.dropout))

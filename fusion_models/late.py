@@ -25,20 +25,17 @@ from baselines.base import FitData, register
 from baselines.bpr import bpr_loss
 from baselines.torch_base import embedding_space, item_rows
 
-from .layers import FusionRecommender, ModalityEncoders
+from .layers import FusionRecommender, ModalityEncoders, id_embeddings
 
 ID = "id"
 
 
 class LateModule(nn.Module):
-    def __init__(self, n_users: int, features: dict, dim: int):
+    def __init__(self, n_users: int, encoders: ModalityEncoders, dim: int):
         super().__init__()
-        self.encoders = ModalityEncoders(features, dim)
+        self.encoders = encoders
         n_mod = len(self.encoders)
-        self.user = nn.Embedding(n_users, dim)
-        self.item = nn.Embedding(self.encoders.n_items, dim)
-        nn.init.xavier_normal_(self.user.weight)
-        nn.init.xavier_normal_(self.item.weight)
+        self.user, self.item = id_embeddings(n_users, encoders.n_items, dim)
         # one user embedding table per modality, stored as (n_modalities, n_users, dim)
         self.user_mod = nn.Parameter(torch.empty(n_mod, n_users, dim))
         for m in range(n_mod):
@@ -90,7 +87,8 @@ class LateFusion(FusionRecommender):
         return embedding_space(trial)
 
     def build(self, data: FitData) -> nn.Module:
-        return LateModule(data.n_users, self._features, int(self.embedding_size))
+        dim = int(self.embedding_size)
+        return LateModule(data.n_users, self.encoders(dim), dim)
 
     def batch_loss(self, users, pos, neg):
         m = self.module_

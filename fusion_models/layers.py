@@ -4,8 +4,11 @@
 block optionally centred and L2-normalised per item, like `baselines.modalities.stack_features`
 but kept per modality). `ModalityEncoders` holds those matrices as buffers (they move with
 `.to(device)` but stay out of the state dict and the parameter count: they are input data) and
-one projection head per modality to a common dimension. `FusionRecommender` is the common base
-of the fusion models (modality selection, validation, `used_modalities`).
+one projection head per modality to a common dimension, and the per-modality presence masks:
+an item whose feature is missing gets a zero projection from `encode`, so a missing feature
+never reads as content. `FusionRecommender` is the common base of the fusion models (modality
+selection, validation, `used_modalities`); `ItemTowerFusion` adds the BPR step and full
+scoring shared by the models whose item vector does not depend on the user.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import torch
 from torch import nn
 
 from baselines.base import FitData
+from baselines.bpr import bpr_loss
 from baselines.modalities import l2_normalize_rows, select_features
-from baselines.torch_base import TorchRecommender
+from baselines.torch_base import TorchRecommender, item_rows
 from datasets.errors import FusebenchError
 
 
@@ -43,7 +47,7 @@ class ModalityEncoders(nn.Module):
     """
 
     def __init__(self, features: dict[str, np.ndarray], dim: int, activation: bool = False,
-                 dropout: float = 0.0, bias: bool = True):
+                 dropout: float = 0.0, bias: bool = True, masks: dict[str, np.ndarray] | None = None):
         super().__init__()
         if not features:
             raise FusebenchError("ModalityEncoders needs at least one modality")
@@ -61,6 +65,14 @@ class ModalityEncoders(nn.Module):
                 raise FusebenchError(f"feature set {name!r} must be a 2-D (n_items, d) array, got shape {x.shape}")
             # buffers by position: modality names may contain '/' (not allowed in buffer names)
             self.register_buffer(f"feat{i}", torch.from_numpy(x), persistent=False)
+            present = (masks or {}).get(name)
+            if present is not None:
+                present = np.asarray(present, dtype=bool)
+                if present.shape != (x.shape[0],):
+                    raise FusebenchError(f"feature mask of {name!r} has shape {present.shape}, expected ({x.shape[0]},)")
+            # (n_items, 1) float: 1 where the feature is present; None when all are
+            self.register_buffer(f"mask{i}", None if present is None or present.all()
+                                 else torch.from_numpy(present.astype(np.float32)[:, None]), persistent=False)
             layers: list[nn.Module] = [nn.Linear(x.shape[1], dim, bias=bias)]
             nn.init.xavier_normal_(layers[0].weight)
             if bias:
@@ -77,10 +89,28 @@ class ModalityEncoders(nn.Module):
     def feature(self, m: int) -> torch.Tensor:
         return getattr(self, f"feat{m}")
 
+    def present(self, m: int, idx: torch.Tensor | None = None) -> torch.Tensor | None:
+        """(len(idx) or n_items, 1) float, 1 where modality `m` is present; None if always."""
+        mask = getattr(self, f"mask{m}")
+        return mask if mask is None or idx is None else mask[idx]
+
+    @property
+    def complete(self) -> bool:
+        """True when every item has every modality."""
+        return all(getattr(self, f"mask{m}") is None for m in range(len(self.names)))
+
+    def presence(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """(M, len(idx) or n_items, 1) float: 1 where modality m of the item is present."""
+        n = self.n_items if idx is None else len(idx)
+        ones = torch.ones(n, 1, device=self.feature(0).device)
+        return torch.stack([ones if (p := self.present(m, idx)) is None else p for m in range(len(self.names))])
+
     def encode(self, m: int, idx: torch.Tensor | None = None) -> torch.Tensor:
-        """(len(idx) or n_items, dim): modality `m` projected."""
+        """(len(idx) or n_items, dim): modality `m` projected; zero where it is missing."""
         f = self.feature(m)
-        return self.heads[m](f if idx is None else f[idx])
+        z = self.heads[m](f if idx is None else f[idx])
+        mask = self.present(m, idx)
+        return z if mask is None else z * mask
 
     def forward(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         return torch.stack([self.encode(m, idx) for m in range(len(self.names))])
@@ -110,8 +140,67 @@ class FusionRecommender(TorchRecommender):
         self.validate()
         selected = select_features(data.features, self.modalities, n_items=data.n_items)
         self._features = prepare_features(selected, normalize=bool(self.normalize_features))
+        self._masks = {k: v for k, v in (data.feature_masks or {}).items() if k in selected}
         self.modalities_ = list(selected)
         super().init(data)
 
+    def encoders(self, dim: int, **kwargs) -> ModalityEncoders:
+        """The projection heads over the selected modalities, with their presence masks."""
+        return ModalityEncoders(self._features, dim, masks=self._masks, **kwargs)
+
+    @staticmethod
+    def _check_fraction(**values: float) -> None:
+        """Dropout-like parameters: in [0, 1)."""
+        for name, v in values.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+                raise FusebenchError(f"parameter {name} must be in [0, 1), got {v!r}")
+
     def used_modalities(self) -> list[str]:
         return list(getattr(self, "modalities_", []))
+
+
+class ItemTowerFusion(FusionRecommender):
+    """Fusion models whose item vector q_i does not depend on the user: score = <p_u, q_i>.
+
+    The module provides `user` (an embedding), `items(idx)` (item vectors; `idx=None` for all)
+    and `n_items`; a model adds auxiliary terms (regularisers, alignment, adversarial losses)
+    through `extra_loss`, which sees the batch and the vectors already computed for it.
+    """
+
+    def extra_loss(self, users, pos, neg, p, q_pos, q_neg) -> torch.Tensor | None:
+        return None
+
+    def batch_loss(self, users, pos, neg):
+        m = self.module_
+        p = m.user(users)
+        q_pos, q_neg = item_rows(m.items, m.n_items, pos, neg)
+        loss = bpr_loss((p * q_pos).sum(-1), (p * q_neg).sum(-1))
+        extra = self.extra_loss(users, pos, neg, p, q_pos, q_neg)
+        return loss if extra is None else loss + extra
+
+    def score_tensor(self, users):
+        return self.module_.user(users) @ self.module_.items().T
+
+
+def mlp(sizes: list[int], dropout: float = 0.0, activation=nn.LeakyReLU) -> nn.Sequential:
+    """Linear layers of the given sizes with `activation` (and dropout) between them;
+    Xavier-normal weights, zero biases."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        lin = nn.Linear(a, b)
+        nn.init.xavier_normal_(lin.weight)
+        nn.init.zeros_(lin.bias)
+        layers.append(lin)
+        if i < len(sizes) - 2:
+            layers.append(activation())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+def id_embeddings(n_users: int, n_items: int, dim: int) -> tuple[nn.Embedding, nn.Embedding]:
+    """The user and item id embeddings of the backbone (Xavier-normal, as RecBole's BPR)."""
+    user, item = nn.Embedding(n_users, dim), nn.Embedding(n_items, dim)
+    nn.init.xavier_normal_(user.weight)
+    nn.init.xavier_normal_(item.weight)
+    return user, item

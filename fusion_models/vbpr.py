@@ -29,10 +29,9 @@ import torch
 from torch import nn
 
 from baselines.base import FitData, register
-from baselines.bpr import bpr_loss
-from baselines.torch_base import embedding_space, item_rows
+from baselines.torch_base import embedding_space
 
-from .layers import FusionRecommender
+from .layers import ItemTowerFusion
 
 REG_WEIGHTS = [2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5]  # MMRec's VBPR.yaml grid
 
@@ -50,6 +49,7 @@ class VBPRModule(nn.Module):
         nn.init.zeros_(self.proj.bias)
         self.register_buffer("features", torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)),
                              persistent=False)
+        self.n_items = n_items
 
     def items(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         if idx is None:
@@ -63,7 +63,7 @@ def emb_loss(*embeddings: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class VBPR(FusionRecommender):
+class VBPR(ItemTowerFusion):
     name = "vbpr"
 
     def __init__(
@@ -101,15 +101,6 @@ class VBPR(FusionRecommender):
         feats = np.concatenate(list(self._features.values()), axis=1)
         return VBPRModule(data.n_users, feats, int(self.embedding_size))
 
-    def batch_loss(self, users, pos, neg):
-        m = self.module_
-        p = m.user(users)
-        q_pos, q_neg = item_rows(m.items, m.features.shape[0], pos, neg)
-        loss = bpr_loss((p * q_pos).sum(-1), (p * q_neg).sum(-1))
-        if self.reg_weight:
-            loss = loss + self.reg_weight * emb_loss(p, q_pos, q_neg)
-        return loss
-
-    def score_tensor(self, users):
-        return self.module_.user(users) @ self.module_.items().T
+    def extra_loss(self, users, pos, neg, p, q_pos, q_neg):
+        return self.reg_weight * emb_loss(p, q_pos, q_neg) if self.reg_weight else None
 
