@@ -17,6 +17,10 @@ from .training import train
 
 DEFAULT_METRICS = ("recall", "precision", "hit", "ndcg", "mrr", "map")
 DEFAULT_KS = (10, 20, 50)
+# the parts of a run's `tuning` description that define the run (its record key): the same
+# budget tuned the same way is the same run (skipped on resume); another budget is another run.
+# The outcome (best parameters) is in the key through the model's parameters anyway.
+TUNING_IDENTITY = ("budget", "epoch_cap", "metric", "sampler", "pruner", "split_seed")
 
 
 @dataclass
@@ -86,7 +90,12 @@ def run_one(
     *,
     force: bool = False,
     progress: Callable[[str], None] | None = None,
+    tuning: dict[str, Any] | None = None,
 ) -> RunOutcome:
+    """Train (params = a fixed configuration), select the epoch on valid, test once, record.
+
+    `tuning` (`benchmark.tuning.TuningResult.as_record()`), when the params came out of
+    tuning, is stored as the record's "tuning"; its TUNING_IDENTITY fields join the key."""
     cfg = cfg or RunConfig()
     params = dict(params or {})
     if cfg.epochs is not None and "epochs" not in params and "epochs" in get_model_class(model_name).param_names():
@@ -94,6 +103,8 @@ def run_one(
     model = make_model(model_name, params)  # validates names before anything is written
     resolved = model.get_params()
     identity = run_identity(dataset, split, model_name, resolved, cfg)
+    if tuning is not None:
+        identity["tuning"] = {k: tuning.get(k) for k in TUNING_IDENTITY}
     key = record_key(identity)
     if not force and store.exists(dataset.name, model_name, key):
         return RunOutcome(status="skipped", key=key)
@@ -144,5 +155,7 @@ def run_one(
         "eval_seconds": test.seconds,
         "provenance": provenance(cfg.device),
     }
+    if tuning is not None:
+        record["tuning"] = dict(tuning)
     path = store.write(record, {k: v.astype(np.float32) for k, v in test.per_user.items()})
     return RunOutcome(status="done", key=key, record=record, path=str(path))

@@ -1,0 +1,80 @@
+"""The pipeline behind `run`: tune on validation, retrain the best configuration on N seeds,
+evaluate each once on test, write the records.
+
+Resumable at every step: tuning continues its stored study (finished trials are not redone),
+and a seed run whose record exists is skipped (its key holds the tuned parameters and the
+tuning budget, so the same budget finds the same records and a new budget makes new ones).
+Tuning only ever receives `tuning_data(dataset, split)`: train and valid, never test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from datasets import MultimodalDataset, Split
+
+from .records import RecordStore
+from .runner import RunConfig, RunOutcome, run_one
+from .tuning import TUNING_SPLIT_SEED, Budget, TuningData, TuningResult, tune
+
+
+def tuning_data(dataset: MultimodalDataset, split: Split) -> TuningData:
+    """The tuner's view of a split: train and valid (and item content); the test matrix stays here."""
+    return TuningData(
+        dataset=dataset.name,
+        fingerprint=dataset.fingerprint(),
+        split={"protocol": split.protocol, "params": dict(split.params), "seed": split.seed},
+        train=split.train,
+        valid=split.valid,
+        features=dataset.features,
+        item_text=dataset.item_text,
+        feature_masks=dict(getattr(dataset, "feature_masks", None) or {}),
+    )
+
+
+@dataclass
+class Plan:
+    """How `run` treats every (dataset, model): tuning budget (None: no tuning), seeds, storage."""
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    budget: Budget | None = None
+    storage: str | None = None  # None: SQLite results/tuning.db
+    results: str | Path = "results"
+    pruner: str = "median"
+    force: bool = False
+
+
+def run_model(
+    store: RecordStore,
+    dataset: MultimodalDataset,
+    model: str,
+    params: dict[str, Any],
+    cfg: RunConfig,
+    plan: Plan,
+    get_split: Callable[[int], Split],
+    *,
+    on_tuned: Callable[[TuningResult], None] | None = None,
+    on_run: Callable[[int, RunOutcome], None] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[TuningResult | None, list[RunOutcome]]:
+    """Tune `model` on `dataset` (split seed TUNING_SPLIT_SEED) with `params` held fixed, then
+    run the chosen configuration once per seed. Returns the tuning result and the outcomes."""
+    result, tuning, final = None, None, dict(params)
+    if plan.budget is not None:
+        result = tune(tuning_data(dataset, get_split(TUNING_SPLIT_SEED)), model, plan.budget, cfg,
+                      storage=plan.storage, results=plan.results, fixed_params=params, pruner=plan.pruner,
+                      progress=progress)
+        if on_tuned is not None:
+            on_tuned(result)
+        if result.trials > 0:  # nothing tunable: a plain run, shared with --no-tune
+            final = {**result.best_params, **params}
+            tuning = result.as_record()
+    outcomes = []
+    for seed in plan.seeds:
+        out = run_one(store, dataset, get_split(seed), model, final, cfg, force=plan.force, tuning=tuning)
+        outcomes.append(out)
+        if on_run is not None:
+            on_run(seed, out)
+    return result, outcomes

@@ -1,0 +1,446 @@
+"""Hyper-parameter tuning on validation only: seeded Optuna TPE, per-epoch pruning, equal budgets.
+
+What the tuner sees is a :class:`TuningData`: the training matrix, the validation matrix and
+the item content. It has no test matrix and `tune` accepts nothing else, so no code path in
+this module can read a test interaction (`tests/test_tuning.py` checks both that and the
+outcome: a model that would be perfect on test but is poor on validation loses tuning).
+
+Every model's space comes from its own ``search_space(trial)``; the objective is the
+validation metric of the run configuration (default Recall@20). Iterative models report
+every validation to the trial, so the pruner (median by default, or Hyperband) stops bad
+trials early; every trial of an iterative model is capped at the same number of epochs.
+
+Budgets are equal for every model: ``Budget(trials=N)`` finishes exactly N trials per
+(dataset, model) (completed or pruned; a trial that crashes does not count), or
+``Budget(seconds=S)`` keeps starting trials until S seconds of trial time are spent.
+
+Storage and resume. Studies live in an Optuna RDB storage: by default the SQLite file
+``results/tuning.db``; ``postgresql://...`` lets several workers on several machines share a
+study (each started with the same command). Finished trials are never redone: a rerun loads
+the study and only runs what the budget still lacks. A trial whose worker was killed stays
+RUNNING in the database; with SQLite the study belongs to one process at a time (a lock file
+beside the database), so on start such trials are marked FAIL at once; with a server, workers
+send heartbeats and a trial whose heartbeat stopped for ``GRACE_S`` seconds is marked FAIL by
+the next worker that looks, which then takes its slot.
+
+Reproducibility. With a trial budget the study is the same whether it ran in one go or was
+killed and resumed: trial r (counting only finished and running trials, in creation order)
+is sampled by a TPE sampler seeded with ``(seed, r)`` from the history of the trials before
+it, and training itself is seeded. Raising the budget extends the same study: the first N
+trials of a 2N-trial study are the N-trial study. (Several workers interleave trials in an
+order that depends on timing, and a time budget depends on the machine, so neither is
+bit-reproducible; both are recorded as such.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import re
+import socket
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import optuna
+import scipy.sparse as sp
+from optuna.trial import TrialState
+
+from baselines import FitData, get_model_class, make_model
+from datasets.errors import FusebenchError
+
+from .evaluate import evaluate
+from .runner import RunConfig
+from .training import parse_metric, train
+
+# bump when the objective changes in a way that makes old studies incomparable
+TUNING_VERSION = 1
+SAMPLER_SEED = 0
+# the split every model is tuned on (seeds of the final runs are independent of it)
+TUNING_SPLIT_SEED = 0
+# TPE's random start-up trials (Optuna's default is 10; small budgets would never leave it)
+TPE_STARTUP_TRIALS = 4
+# per-trial epoch cap of iterative models (equal for all of them); `--epoch-cap` changes it
+DEFAULT_EPOCH_CAP = 30
+# the default budget of `run --all` per (dataset, model): equal for every model (see README)
+DEFAULT_BUDGET = "5"
+PRUNERS = ("median", "hyperband", "none")
+# server storages: heartbeat every HEARTBEAT_S; a RUNNING trial silent for GRACE_S is failed
+HEARTBEAT_S = 5
+GRACE_S = 20
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class _Surplus(Exception):
+    """Another worker took the last slot of the budget between our check and our trial."""
+
+
+class _EpochCap(Exception):
+    """The trial reached the per-trial epoch cap."""
+
+
+@dataclass(frozen=True)
+class TuningData:
+    """What tuning may see: train, valid and item content. There is no test matrix here."""
+
+    dataset: str
+    fingerprint: str
+    split: dict[str, Any]  # protocol, params and seed of the split train/valid come from
+    train: sp.csr_matrix
+    valid: sp.csr_matrix
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    item_text: list[str] | None = None
+    feature_masks: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.train.shape != self.valid.shape:
+            raise FusebenchError(f"train {self.train.shape} and valid {self.valid.shape} differ in shape")
+
+    def fit_data(self, device: str) -> FitData:
+        return FitData(train=self.train, features=self.features, item_text=self.item_text,
+                       seed=int(self.split.get("seed", 0)), device=device,
+                       feature_masks=dict(self.feature_masks))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The per-(dataset, model) tuning budget: trials or seconds, plus the per-trial epoch cap."""
+
+    trials: int | None = None
+    seconds: float | None = None
+    epoch_cap: int = DEFAULT_EPOCH_CAP
+
+    def __post_init__(self):
+        if (self.trials is None) == (self.seconds is None):
+            raise FusebenchError("a tuning budget is a number of trials or a number of seconds (one of them)")
+        if self.trials is not None and self.trials < 1:
+            raise FusebenchError(f"the tuning budget must be >= 1 trial, got {self.trials}")
+        if self.seconds is not None and not self.seconds > 0:
+            raise FusebenchError(f"the tuning budget must be > 0 seconds, got {self.seconds}")
+        if self.epoch_cap < 1:
+            raise FusebenchError(f"the per-trial epoch cap must be >= 1, got {self.epoch_cap}")
+
+    @classmethod
+    def parse(cls, text: str | int, epoch_cap: int = DEFAULT_EPOCH_CAP) -> "Budget":
+        """'8' -> 8 trials; '300s' -> 300 seconds of trial time."""
+        s = str(text).strip().lower()
+        m = re.fullmatch(r"(\d+(?:\.\d*)?)\s*(s|sec|seconds?)", s)
+        if m:
+            return cls(seconds=float(m.group(1)), epoch_cap=epoch_cap)
+        if s.isdigit():
+            return cls(trials=int(s), epoch_cap=epoch_cap)
+        raise FusebenchError(f"--budget expects a number of trials (8) or seconds (300s), got {text!r}")
+
+    def describe(self) -> str:
+        return f"{self.trials} trials" if self.trials is not None else f"{self.seconds:g} s"
+
+
+@dataclass
+class TuningResult:
+    study: str
+    storage: str  # the storage's kind: sqlite, postgresql, ...
+    budget: Budget
+    metric: str
+    trials: int  # finished trials (completed + pruned) in the study
+    complete: int
+    pruned: int
+    new_trials: int  # of which this call ran
+    best_params: dict[str, Any]
+    best_valid: float | None
+    seconds: float  # trial time spent in the study (all workers)
+    sampler: str
+    pruner: str
+    split_seed: int
+    note: str = ""
+
+    def as_record(self) -> dict[str, Any]:
+        """What a run record stores under "tuning" (no storage URL, so no password)."""
+        return {
+            "trials": self.trials,
+            "complete": self.complete,
+            "pruned": self.pruned,
+            "budget": self.budget.describe(),
+            "timeout": self.budget.seconds,
+            "epoch_cap": self.budget.epoch_cap,
+            "metric": self.metric,
+            "best_params": self.best_params,
+            "best_valid": self.best_valid,
+            "seconds": round(self.seconds, 3),
+            "study": self.study,
+            "storage": self.storage,
+            "sampler": self.sampler,
+            "pruner": self.pruner,
+            "split_seed": self.split_seed,
+            **({"note": self.note} if self.note else {}),
+        }
+
+
+# --- storage ------------------------------------------------------------------------------
+
+def storage_kind(url: str) -> str:
+    """'postgresql+psycopg2://u:pw@h/db' -> 'postgresql' (never the credentials)."""
+    return url.split(":", 1)[0].split("+", 1)[0]
+
+
+def default_storage(results: str | Path) -> str:
+    path = Path(results).resolve() / "tuning.db"
+    return f"sqlite:///{path}"
+
+
+def _driver_url(url: str) -> str:
+    """A bare postgresql:// URL uses psycopg2 when it is installed (our `postgres` extra);
+    SQLAlchemy 2.1's default driver for it is psycopg 3."""
+    scheme, sep, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres") and sep:
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg2") is not None or importlib.util.find_spec("psycopg") is None:
+            return f"postgresql+psycopg2://{rest}"
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    kind = storage_kind(url)
+    url = _driver_url(url)
+    if kind == "sqlite":
+        path = _sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                engine_kwargs={"pool_pre_ping": True},
+            )
+    except ImportError as e:  # e.g. psycopg2 missing
+        raise FusebenchError(f"storage {kind}: {e} (pip install psycopg2-binary for PostgreSQL)") from None
+    except Exception as e:  # noqa: BLE001 - connection errors are the user's to fix
+        raise FusebenchError(f"cannot open tuning storage {kind}: {str(e).splitlines()[0]}") from None
+
+
+def _sqlite_path(url: str) -> Path | None:
+    rest = url.split(":///", 1)[1] if ":///" in url else ""
+    return Path(rest) if rest and rest != ":memory:" else None
+
+
+@contextlib.contextmanager
+def _exclusive(url: str, study: str) -> Iterator[None]:
+    """SQLite: one process per study at a time (so RUNNING trials found at start are dead)."""
+    path = _sqlite_path(url)
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    lock_dir = path.parent / ".tuning-locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_dir / (hashlib.sha256(f"{path.name}/{study}".encode()).hexdigest()[:20] + ".lock")
+    with open(lock, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FusebenchError(
+                f"study {study!r} is being tuned by another process on this machine; several workers "
+                "need a server storage (--storage postgresql://...)") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# --- the study ----------------------------------------------------------------------------
+
+def study_name(data: TuningData, model_name: str, cfg: RunConfig, budget: Budget,
+               fixed: dict[str, Any], pruner: str, seed: int) -> str:
+    """Readable prefix + a digest of everything that changes the objective or the sampler.
+
+    The budget's size is not part of it: a larger budget extends the same study."""
+    ident = {
+        "version": TUNING_VERSION, "dataset": data.fingerprint, "split": data.split,
+        "model": model_name, "fixed": fixed, "training": cfg.identity(), "epoch_cap": budget.epoch_cap,
+        "pruner": pruner, "sampler_seed": seed, "startup": TPE_STARTUP_TRIALS,
+    }
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"{data.dataset}/{model_name}/{digest}"
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=3, reduction_factor=3)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise FusebenchError(f"unknown pruner {name!r}; available: {', '.join(PRUNERS)}")
+
+
+def _sampler(seed: int, rank: int) -> optuna.samplers.TPESampler:
+    return optuna.samplers.TPESampler(seed=seed * 1_000_003 + rank, n_startup_trials=TPE_STARTUP_TRIALS)
+
+
+def _duration(t) -> float:
+    if t.datetime_start is None or t.datetime_complete is None:
+        return 0.0
+    return (t.datetime_complete - t.datetime_start).total_seconds()
+
+
+def tune(
+    data: TuningData,
+    model_name: str,
+    budget: Budget,
+    cfg: RunConfig | None = None,
+    *,
+    storage: str | None = None,
+    results: str | Path = "results",
+    study: str | None = None,
+    fixed_params: dict[str, Any] | None = None,
+    pruner: str = "median",
+    seed: int = SAMPLER_SEED,
+    poll_s: float = 2.0,
+    progress: Callable[[str], None] | None = None,
+) -> TuningResult:
+    """Tune `model_name` on `data.valid` within `budget`; resumes the study if it exists.
+
+    `fixed_params` are held fixed (they override what the space samples). Returns the best
+    finished configuration (the model's defaults when nothing is tunable or nothing finished).
+    """
+    if not isinstance(data, TuningData):
+        raise TypeError(f"tune() takes TuningData (train and valid only), not {type(data).__name__}")
+    cfg = cfg or RunConfig()
+    metric_name, metric_k = parse_metric(cfg.metric)
+    cls = get_model_class(model_name)
+    fixed = dict(fixed_params or {})
+    make_model(model_name, fixed)  # unknown or invalid fixed parameters: a user error, now
+    make_pruner(pruner)
+    url = storage or default_storage(results)
+    kind = storage_kind(url)
+    name = study or study_name(data, model_name, cfg, budget, fixed, pruner, seed)
+    base = dict(study=name, storage=kind, budget=budget, metric=cfg.metric, sampler=f"TPE(seed={seed})",
+                pruner=pruner, split_seed=int(data.split.get("seed", 0)))
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    if not cls.search_space(probe.ask()):
+        return TuningResult(**base, trials=0, complete=0, pruned=0, new_trials=0, best_params={},
+                            best_valid=None, seconds=0.0, note="no hyper-parameters to tune")
+
+    rdb = open_storage(url)
+    with _exclusive(url, name):
+        st = optuna.create_study(study_name=name, storage=rdb, direction="maximize", load_if_exists=True,
+                                 sampler=_sampler(seed, 0), pruner=make_pruner(pruner))
+        if kind == "sqlite":
+            # we hold the study's lock: a RUNNING trial is one whose process died
+            for t in st.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                rdb.set_trial_system_attr(t._trial_id, "fusebench:failed", "worker died (found RUNNING)")
+                rdb.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        objective = _objective(st, data, model_name, fixed, cfg, budget, seed, (metric_name, metric_k))
+        new = 0
+        while True:
+            trials = st.get_trials(deepcopy=False)
+            finished = [t for t in trials if t.state in FINISHED]
+            running = [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+            if budget.trials is not None:
+                if len(finished) >= budget.trials:
+                    break
+                if len(finished) + len(running) >= budget.trials:
+                    # the other slots are taken by other workers: wait for them; a dead worker's
+                    # trial fails after the grace period and its slot comes back
+                    time.sleep(poll_s)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                        optuna.storages.fail_stale_trials(st)
+                    continue
+            elif sum(_duration(t) for t in finished) >= budget.seconds:
+                break
+            if progress is not None:
+                progress(f"trial {len(finished) + 1}" + (f"/{budget.trials}" if budget.trials else ""))
+            st.optimize(objective, n_trials=1, catch=(_Surplus,), gc_after_trial=False)
+            new += 1
+        trials = st.get_trials(deepcopy=False, states=FINISHED)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
+    seconds = sum(_duration(t) for t in trials)
+    common = dict(trials=len(trials), complete=len(complete), pruned=len(trials) - len(complete),
+                  new_trials=new, seconds=seconds)
+    if not complete:
+        return TuningResult(**base, **common, best_params={}, best_valid=None,
+                            note="no trial completed: the model's defaults are used")
+    # the best completed trial; ties go to the earlier trial (as Optuna does)
+    best = max(complete, key=lambda t: (t.value, -t.number))
+    return TuningResult(**base, **common, best_params=dict(best.user_attrs["params"]), best_valid=float(best.value))
+
+
+def _objective(study, data: TuningData, model_name: str, fixed: dict, cfg: RunConfig, budget: Budget,
+               seed: int, metric: tuple[str, int]):
+    cls = get_model_class(model_name)
+    fit_data = data.fit_data(cfg.device)
+    metric_name, k = metric
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def objective(trial: optuna.Trial) -> float:
+        # rank = this trial's slot among the live and finished trials, in creation order
+        # (creation is serialised by the storage, so ranks are unique across workers)
+        earlier = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING, TrialState.WAITING))
+        rank = sum(1 for t in earlier if t.number < trial.number)
+        if budget.trials is not None and rank >= budget.trials:
+            trial.set_user_attr("surplus", True)
+            raise _Surplus(f"trial {trial.number} is over the budget of {budget.trials}")
+        # sampled parameters depend only on (seed, rank) and the history: a resumed study
+        # draws what the uninterrupted one would have drawn
+        study.sampler = _sampler(seed, rank)
+        trial.set_user_attr("worker", worker)
+        trial.set_user_attr("rank", rank)
+        params = {**cls.search_space(trial), **fixed}
+        trial.set_user_attr("params", params)
+        if cfg.epochs is not None and "epochs" not in params and "epochs" in cls.param_names():
+            params["epochs"] = cfg.epochs  # as run_one does; the epoch cap still applies
+        model = make_model(model_name, params)
+        best = {"value": -math.inf, "epoch": None}
+
+        def on_eval(epoch: int, value: float) -> None:
+            if value > best["value"]:
+                best.update(value=value, epoch=epoch)
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+            if epoch >= budget.epoch_cap:
+                raise _EpochCap
+
+        try:
+            train(model, fit_data, data.valid, metric=cfg.metric, eval_every=cfg.eval_every,
+                  patience=cfg.patience, on_eval=on_eval)
+        except _EpochCap:
+            pass
+        except FloatingPointError as e:  # a diverging configuration: finished, never best
+            trial.set_user_attr("diverged", str(e))
+            raise optuna.TrialPruned(str(e)) from None
+        if model.iterative:
+            value = best["value"]
+            trial.set_user_attr("best_epoch", best["epoch"])
+        else:
+            res = evaluate(model.score, data.valid, data.train, metrics=(metric_name,), ks=(k,))
+            value = float(res.summary[cfg.metric])
+        if not math.isfinite(value):
+            raise optuna.TrialPruned(f"validation {cfg.metric} is {value}")
+        return value
+
+    return objective
+
+
+def study_summary(url: str, name: str) -> dict[str, Any]:
+    """Counts by state and trial numbers of a stored study (for tests and `tune`'s report)."""
+    st = optuna.load_study(study_name=name, storage=url)
+    trials = st.get_trials(deepcopy=False)
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return {"counts": counts, "numbers": [t.number for t in trials],
+            "workers": [t.user_attrs.get("worker") for t in trials if t.state in FINISHED]}
