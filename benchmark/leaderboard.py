@@ -622,6 +622,10 @@ def _section(t: Table, level: str = "##") -> list[str]:
     return parts
 
 
+def _revisions(revs: list[str]) -> str:
+    return ", ".join(f"`{r[:12]}{'-dirty' if r.endswith('-dirty') else ''}`" for r in revs) or "–"
+
+
 def render(records: list[dict[str, Any]], tables: list[Table] | None = None, plotted: bool = True) -> str:
     tables = build_tables(records) if tables is None else tables
     revs = sorted({(r.get("provenance") or {}).get("git_revision") or "unknown" for r in records})
@@ -632,7 +636,7 @@ def render(records: list[dict[str, Any]], tables: list[Table] | None = None, plo
         "# fusebench leaderboard",
         "",
         f"Generated from {len(records)} run records ({when}code revisions: "
-        f"{', '.join(f'`{r[:12]}`' for r in revs) or '–'}; devices: {'; '.join(devices) or '–'}). "
+        f"{_revisions(revs)}; devices: {'; '.join(devices) or '–'}). "
         "Regenerate with `python -m benchmark leaderboard`.",
     ]
     if records:
