@@ -24,6 +24,11 @@ class MultimodalDataset:
     (`text`, `image`, `audio`, `video`, or `root/encoder` such as `audio/vggish`) to a
     float32 matrix with one row per item. `given_split` holds the source's own split label
     per interaction row (0 train, 1 valid, 2 test) when the source fixes one.
+
+    `feature_masks` maps a modality to a bool vector (one entry per item), True where the
+    item's feature is present and False where its content was missing or unreadable; those
+    rows of the feature matrix are all-zero and mean "unknown", not "zero". A modality
+    without a mask has every item present (`mask(mod)` always answers).
     """
 
     name: str
@@ -36,6 +41,9 @@ class MultimodalDataset:
     item_text: list[str] | None = None
     given_split: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # modality name -> bool (n_items,), True where the item's feature is present; a modality
+    # without an entry is present for every item; absent rows of the matrix are zeros
+    feature_masks: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -68,6 +76,18 @@ class MultimodalDataset:
             if not np.isfinite(mat).all():
                 bad = int((~np.isfinite(mat)).any(axis=1).sum())
                 raise FusebenchError(f"dataset {self.name!r}: feature {mod!r} has NaN/inf in {bad} item rows")
+        for mod, mask in self.feature_masks.items():
+            if mod not in self.features:
+                raise FusebenchError(f"dataset {self.name!r}: feature mask for {mod!r}, which is not a modality")
+            if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != (self.n_items,):
+                raise FusebenchError(
+                    f"dataset {self.name!r}: feature mask {mod!r} must be a bool array of shape ({self.n_items},)"
+                )
+            if (~mask).any() and self.features[mod][~mask].any():
+                bad = int(self.features[mod][~mask].any(axis=1).sum())
+                raise FusebenchError(
+                    f"dataset {self.name!r}: feature {mod!r} has {bad} non-zero rows for items its mask marks missing"
+                )
         if self.item_text is not None and len(self.item_text) != self.n_items:
             raise FusebenchError(f"dataset {self.name!r}: item_text has {len(self.item_text)} rows, expected {self.n_items}")
         if self.given_split is not None:
@@ -88,6 +108,18 @@ class MultimodalDataset:
     def modalities(self) -> list[str]:
         return sorted(self.features)
 
+    def mask(self, modality: str) -> np.ndarray:
+        """bool (n_items,): True where ``modality``'s feature is present (all True without a mask)."""
+        if modality not in self.features:
+            raise FusebenchError(f"dataset {self.name!r} has no modality {modality!r}; it has {self.modalities}")
+        m = self.feature_masks.get(modality)
+        return np.ones(self.n_items, dtype=bool) if m is None else m
+
+    def n_missing(self) -> dict[str, int]:
+        """modality -> number of items whose feature is missing (0 for every unmasked modality)."""
+        return {mod: int((~self.feature_masks[mod]).sum()) if mod in self.feature_masks else 0
+                for mod in self.modalities}
+
     def implicit(self, threshold: float | None) -> MultimodalDataset:
         """Keep interactions with rating >= threshold as positives (None keeps every rating).
 
@@ -105,7 +137,7 @@ class MultimodalDataset:
         )
 
     def fingerprint(self) -> str:
-        """sha256 over interactions, ids, features and text: equal content, equal fingerprint."""
+        """sha256 over interactions, ids, features, masks and text: equal content, equal fingerprint."""
         h = hashlib.sha256()
         h.update(f"{self.n_users}|{self.n_items}".encode())
         for col in ("user", "item", "rating", "timestamp"):
@@ -115,6 +147,9 @@ class MultimodalDataset:
         for mod in sorted(self.features):
             h.update(mod.encode())
             h.update(np.ascontiguousarray(self.features[mod]).tobytes())
+            mask = self.feature_masks.get(mod)
+            if mask is not None and not mask.all():  # an all-True mask says nothing new
+                h.update(b"mask:" + np.packbits(mask).tobytes())
         if self.item_text is not None:
             h.update("\x1f".join(self.item_text).encode())
         if self.given_split is not None:

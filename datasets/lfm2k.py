@@ -10,6 +10,10 @@ Files (SHA-256 verified; fetched through `datasets.download.fetch`: mirror, cach
   each dense itemID to its HetRec artistID (the row alignment is verified);
 - ``lfm2k_text.tsv``: artistID, text (the artist's tags); becomes ``item_text``.
 
+The published ``text`` matrix is reproduced by fusebench's own ``text/minilm`` encoder on
+``item_text`` (cosine >= 0.999 for every item; tests/test_encoders.py). An all-zero row in a
+published matrix is taken as a missing feature (``feature_masks``); none has one today.
+
 Canonical source: github.com/giuspillo/extending_sota_data_mm_feat (branch main), folders
 ``4_mmrec/data/lfm2k/`` (inter + features) and ``3_data_processing/hetrec2011-lastfm-2k/``
 (text + original ids). The paths of the last two files inside that folder are an assumption
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -124,7 +129,15 @@ def load_lfm2k(data_dir: str | os.PathLike | None = None) -> MultimodalDataset:
         "user_ids": "original HetRec userID",
         "files": {f: sha for f, (_, sha) in FILES.items()},
     }
-    return build_mmrec_dataset(
+    ds = build_mmrec_dataset(
         NAME, paths["lfm2k.inter"], {m: paths[f] for m, f in FEATURES.items()},
         item_text=texts, meta=meta, user_ids=user_ids, item_ids=artist_ids,
     )
+    return with_zero_row_masks(ds)
+
+
+def with_zero_row_masks(ds):
+    """Mark all-zero rows of published feature files as missing (the published files fill
+    items without content with zeros; no lfm2k file has such a row today)."""
+    masks = {m: x.any(axis=1) for m, x in ds.features.items() if not x.any(axis=1).all()}
+    return replace(ds, feature_masks={**ds.feature_masks, **masks}) if masks else ds

@@ -2,10 +2,19 @@
 
 Both keep explicit ratings (1-5, or 0.5-5 in half stars) and Unix timestamps; the item side
 is the movies that have at least one rating (what RecBole, MMRec and Cornac do), and the
-``text`` modality is a TF-IDF + SVD (LSA) embedding of the item text:
+``text`` modality is the ``text/minilm`` encoding (all-MiniLM-L6-v2, 384-d, L2-normalised,
+stored at float16 precision) of the item text:
 
 - ml-100k: title + release year + genres, from RecBole's ``ml-100k.item``;
 - ml-latest-small: title + genres (pipes as spaces) + the movie's user tags from ``tags.csv``.
+
+ml-100k's encoding is computed on first load and then served from the encoder cache
+(``<cache>/encoders/``; ~1,700 short texts). ml-latest-small's 9,724 texts take minutes on
+two CPU cores, so its matrix is vendored (``datasets/data/ml-latest-small-minilm.npz``,
+SHA-256 checked, made by `write_vendored_minilm`) and used when its recorded content
+fingerprint and encoder version match the texts being loaded; otherwise the texts are
+encoded. Both paths round to float16, so they give the same matrix. The former TF-IDF + SVD
+text features are one command away: ``features extract --dataset NAME --encoder text/tfidf-svd``.
 
 ML-100K may not be redistributed, so it is read in place from ``recbole/dataset_example``
 and never copied; `recbole` itself is not imported (only located with ``find_spec``).
@@ -15,6 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -25,9 +35,10 @@ from .atomic import densify, pick_column, read_atomic
 from .core import MultimodalDataset
 from .download import DatasetUnavailable, verify
 from .errors import FusebenchError
-from .text_features import encoder_name, tfidf_svd
-
-TEXT_DIM = 64
+TEXT_ENCODER = "text/minilm"
+TEXT_DIM = 384
+MLS_MINILM = Path(__file__).resolve().parent / "data" / "ml-latest-small-minilm.npz"
+MLS_MINILM_SHA256 = "2f74dfa26a8f3bf54e4468a35c5961e5a34cfca55816532a496ae6cc6e670b2d"
 
 ML_LICENSE = (
     "GroupLens MovieLens terms: research use, non-commercial; no redistribution without "
@@ -45,13 +56,72 @@ MLS_SHA256 = "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436"
 MLS_URL = "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip"
 
 
-def _with_text(df, user_ids, item_ids, texts, name, meta) -> MultimodalDataset:
-    feats = {"text": tfidf_svd(texts, dim=TEXT_DIM, seed=0)}
-    meta = {**meta, "features": {"text": encoder_name(TEXT_DIM)}, "rating_threshold": None}
+def _vendored_minilm(encoder, texts: list[str]):
+    """(features, mask) from the vendored ml-latest-small matrix when it matches ``texts``, else None."""
+    if not MLS_MINILM.is_file() or MLS_MINILM_SHA256 is None:
+        return None
+    verify(MLS_MINILM, MLS_MINILM_SHA256, hint="the vendored MiniLM matrix is damaged; reinstall fusebench")
+    with np.load(MLS_MINILM, allow_pickle=False) as z:
+        info = json.loads(str(z["info"]))
+        if (info.get("cache_key") != encoder.cache_key()
+                or info.get("content_fingerprint") != encoder.fingerprint(texts)):
+            return None
+        return z["features"].astype(np.float32), z["mask"].astype(bool)
+
+
+def minilm_text(texts: list[str], vendored: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+    """float32 (n, 384) MiniLM features rounded to float16 precision, presence mask, provenance."""
+    from .encoders import EncoderUnavailable, get_encoder
+
+    enc = get_encoder(TEXT_ENCODER)
+    hit = _vendored_minilm(enc, texts) if vendored else None
+    if hit is not None:
+        feats, mask = hit
+        source = f"vendored {MLS_MINILM.name}"
+    else:
+        try:
+            res = enc.encode(texts)
+        except EncoderUnavailable as exc:
+            raise DatasetUnavailable(f"{exc} (the default text features of the MovieLens datasets)") from exc
+        feats = res.features.astype(np.float16).astype(np.float32)
+        mask = res.mask
+        source = "encoder cache" if res.cached else "encoded at load"
+    prov = {"encoder": enc.name, "version": enc.version, "settings": enc.settings(),
+            "content_fingerprint": enc.fingerprint(texts), "precision": "float16", "source": source,
+            "n_missing": int((~mask).sum())}
+    return feats, mask, prov
+
+
+def write_vendored_minilm(path: str | Path = MLS_MINILM) -> str:
+    """Encode ml-latest-small's item texts with text/minilm and write the vendored matrix
+    (float16 features, mask, encoder key and content fingerprint); returns its SHA-256."""
+    from .download import sha256_file
+    from .encoders import get_encoder
+
+    texts = load_ml_latest_small(_text=False).item_text
+    enc = get_encoder(TEXT_ENCODER)
+    res = enc.encode(texts)
+    info = {"dataset": "ml-latest-small", "cache_key": enc.cache_key(), "encoder": enc.name,
+            "version": enc.version, "settings": enc.settings(), "content_fingerprint": res.content_fingerprint,
+            "n_items": len(texts), "precision": "float16"}
+    np.savez_compressed(path, features=res.features.astype(np.float16), mask=res.mask, info=np.array(json.dumps(info)))
+    return sha256_file(path)
+
+
+def _with_text(df, user_ids, item_ids, texts, name, meta, vendored: bool = False, text: bool = True) -> MultimodalDataset:
+    feats, masks, encoders = {}, {}, {}
+    if text:
+        x, mask, prov = minilm_text(list(texts), vendored=vendored)
+        feats["text"] = x
+        if not mask.all():
+            masks["text"] = mask
+        encoders["text"] = f"{prov['encoder']}@{prov['version']} (all-MiniLM-L6-v2)"
+        meta = {**meta, "feature_provenance": {"text": prov}}
+    meta = {**meta, "features": encoders, "rating_threshold": None}
     return MultimodalDataset(
         name=name, interactions=df, n_users=len(user_ids), n_items=len(item_ids),
         user_ids=user_ids, item_ids=item_ids, features=feats, item_text=list(texts),
-        given_split=None, meta=meta,
+        given_split=None, meta=meta, feature_masks=masks,
     )
 
 
@@ -115,7 +185,7 @@ def _read_zip_csv(zf: zipfile.ZipFile, member: str) -> pd.DataFrame:
         return pd.read_csv(io.TextIOWrapper(fh, encoding="utf-8"), keep_default_na=False)
 
 
-def load_ml_latest_small(zip_path: str | Path | None = None) -> MultimodalDataset:
+def load_ml_latest_small(zip_path: str | Path | None = None, _text: bool = True) -> MultimodalDataset:
     """ml-latest-small from the vendored zip (checksum-verified).
 
     Items are the 9,724 rated movies (the 18 movies of movies.csv without any rating are
@@ -154,4 +224,4 @@ def load_ml_latest_small(zip_path: str | Path | None = None) -> MultimodalDatase
         "text_source": "title + genres + user tags",
         "items": "movies with at least one rating (9,724 of the 9,742 in movies.csv)",
     }
-    return _with_text(df, user_ids, item_ids, texts, "ml-latest-small", meta)
+    return _with_text(df, user_ids, item_ids, texts, "ml-latest-small", meta, vendored=zip_path == MLS_ZIP, text=_text)

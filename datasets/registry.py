@@ -1,11 +1,13 @@
 """`load(name)` and `available()`: the dataset names fusebench knows.
 
 Names: ``ml-100k`` (from the installed recbole package), ``ml-latest-small`` (vendored),
-``lfm2k`` (mirror / cache / verified download), ``mmrec:PATH`` (any MMRec-format folder) and
-``recbole:PATH`` (any RecBole atomic dataset folder; see `datasets.atomic.load_recbole_folder`).
-Loaded datasets are cached in-process (they are immutable: their feature matrices and
-given split are read-only arrays), keyed by name, resolved mirror/cache folders and
-rating threshold.
+``lfm2k`` (mirror / cache / verified download), ``mmrec:PATH`` (any MMRec-format folder),
+``recbole:PATH`` (any RecBole atomic dataset folder; see `datasets.atomic.load_recbole_folder`)
+and ``catalogue:PATH`` (a raw-content catalogue folder; see `datasets.catalogue`).
+Features extracted with ``features extract`` (`datasets.encoders.store`) are attached to
+the dataset they were extracted for. Loaded datasets are cached in-process (they are
+immutable: their feature matrices, masks and given split are read-only arrays), keyed by
+name, resolved mirror/cache folders and rating threshold.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from .errors import FusebenchError
 
 MMREC_PREFIX = "mmrec:"
 RECBOLE_PREFIX = "recbole:"
+CATALOGUE_PREFIX = "catalogue:"
+PATH_PREFIXES = (MMREC_PREFIX, RECBOLE_PREFIX, CATALOGUE_PREFIX)
 
 
 def _ml100k(data_dir):
@@ -51,13 +55,15 @@ LOADERS: dict[str, Callable[[str | None], MultimodalDataset]] = {
 
 
 def available() -> list[str]:
-    """Names `load` accepts (plus ``mmrec:PATH`` / ``recbole:PATH`` for MMRec / RecBole folders)."""
+    """Names `load` accepts (plus ``mmrec:PATH`` / ``recbole:PATH`` / ``catalogue:PATH`` folders)."""
     return list(LOADERS)
 
 
 def _freeze(ds: MultimodalDataset) -> MultimodalDataset:
     for mat in ds.features.values():
         mat.flags.writeable = False
+    for mask in ds.feature_masks.values():
+        mask.flags.writeable = False
     if ds.given_split is not None:
         ds.given_split.flags.writeable = False
     for arr in (ds.user_ids, ds.item_ids):
@@ -70,15 +76,42 @@ def _freeze(ds: MultimodalDataset) -> MultimodalDataset:
 def _load_cached(name: str, mirror: str | None, cache: str, threshold: float | None) -> MultimodalDataset:
     if threshold is not None:
         return _freeze(_load_cached(name, mirror, cache, None).implicit(threshold))
+    if name.startswith(CATALOGUE_PREFIX):
+        from .catalogue import load_catalogue
+
+        return _freeze(load_catalogue(name[len(CATALOGUE_PREFIX):]))  # attaches PATH/features itself
     if name.startswith(MMREC_PREFIX):
         from .mmrec import load_mmrec_folder
 
-        return _freeze(load_mmrec_folder(name[len(MMREC_PREFIX):]))
-    if name.startswith(RECBOLE_PREFIX):
+        ds = load_mmrec_folder(name[len(MMREC_PREFIX):])
+    elif name.startswith(RECBOLE_PREFIX):
         from .atomic import load_recbole_folder
 
-        return _freeze(load_recbole_folder(name[len(RECBOLE_PREFIX):]))
-    return _freeze(LOADERS[name](mirror))
+        ds = load_recbole_folder(name[len(RECBOLE_PREFIX):])
+    else:
+        ds = LOADERS[name](mirror)
+    from .encoders.store import attach, store_dir
+
+    return _freeze(attach(ds, store_dir(name)))
+
+
+def resolve_name(name: str) -> str:
+    """The canonical form of a dataset name (``PREFIX:PATH`` with an absolute path);
+    FusebenchError for an unknown name."""
+    if not isinstance(name, str):
+        raise FusebenchError(f"dataset name must be a string, got {name!r}")
+    if name.startswith(PATH_PREFIXES):
+        prefix = next(p for p in PATH_PREFIXES if name.startswith(p))
+        path = name[len(prefix):]
+        if not path:
+            raise FusebenchError(f"{prefix} needs a folder, e.g. {prefix}/data/baby")
+        return prefix + str(Path(path).expanduser().resolve())
+    if name not in LOADERS:
+        raise FusebenchError(
+            f"unknown dataset {name!r}; available: {', '.join(available())} (or mmrec:PATH / recbole:PATH / "
+            "catalogue:PATH for an MMRec / RecBole atomic / raw-content catalogue folder)"
+        )
+    return name
 
 
 def load(
@@ -91,18 +124,7 @@ def load(
     ``data_dir`` is an offline mirror folder (default ``$FUSEBENCH_DATA_DIR``) holding
     ``<dataset>/<file>`` or ``<file>``; it matters for downloaded datasets (lfm2k).
     """
-    if not isinstance(name, str):
-        raise FusebenchError(f"dataset name must be a string, got {name!r}")
-    if name.startswith((MMREC_PREFIX, RECBOLE_PREFIX)):
-        prefix = MMREC_PREFIX if name.startswith(MMREC_PREFIX) else RECBOLE_PREFIX
-        path = name[len(prefix):]
-        if not path:
-            raise FusebenchError(f"{prefix} needs a folder, e.g. {prefix}/data/baby")
-        name = prefix + str(Path(path).expanduser().resolve())
-    elif name not in LOADERS:
-        raise FusebenchError(
-            f"unknown dataset {name!r}; available: {', '.join(available())} (or mmrec:PATH / recbole:PATH for an MMRec / RecBole atomic folder)"
-        )
+    name = resolve_name(name)
     if rating_threshold is not None:
         try:
             rating_threshold = float(rating_threshold)

@@ -50,12 +50,15 @@ def test_recbole_is_never_imported(ml100k):
 
 
 # ------------------------------------------------------------------ real datasets
-def _check_text(ds, dim=64):
+def _check_text(ds, dim=384):
+    # default text modality: text/minilm (all-MiniLM-L6-v2) at float16 precision
     x = ds.features["text"]
     assert x.dtype == np.float32 and x.shape == (ds.n_items, dim)
     norms = np.linalg.norm(x, axis=1)
-    assert np.all((np.abs(norms - 1) < 1e-4) | (norms == 0))
-    assert ds.meta["features"]["text"] == f"tfidf-svd-{dim}"
+    assert np.all(np.abs(norms - 1) < 2e-3)
+    assert np.array_equal(x, x.astype(np.float16).astype(np.float32))
+    assert ds.meta["features"]["text"] == "text/minilm@1 (all-MiniLM-L6-v2)"
+    assert ds.mask("text").all()
 
 
 def test_ml100k_counts(ml100k):
@@ -128,7 +131,7 @@ def test_describe(mls):
     info = describe(mls)
     assert info["name"] == "ml-latest-small"
     assert (info["users"], info["items"], info["interactions"]) == (610, 9724, 100_836)
-    assert info["modalities"] == {"text": 64}
+    assert info["modalities"] == {"text": 384}
     assert info["has_timestamps"] and not info["has_given_split"]
     assert info["fingerprint"] == mls.fingerprint()
     assert 0 < info["density"] < 1 and info["license"] and info["citation"]

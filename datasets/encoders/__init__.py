@@ -1,0 +1,35 @@
+"""Named, versioned encoders that turn raw item content into feature matrices.
+
+    >>> from datasets.encoders import get_encoder
+    >>> res = get_encoder("text/minilm").encode(["a song", "", "a film"])
+    >>> res.features.shape, res.mask          # (3, 384), [True, False, True]
+
+Registry names (``python -m benchmark features list``): ``text/minilm``,
+``text/tfidf-svd``, ``image/mobilenet_v2``, ``image/resnet50`` (torchvision only),
+``audio/logmel``, ``video/frames``. Heavy libraries (transformers, librosa, av) are
+imported only when an encoder runs.
+"""
+
+from .base import (
+    ENCODERS,
+    EncodeResult,
+    Encoder,
+    EncoderUnavailable,
+    encoder_names,
+    get_encoder,
+    get_encoder_class,
+    register,
+    resolve_device,
+)
+
+__all__ = [
+    "ENCODERS",
+    "EncodeResult",
+    "Encoder",
+    "EncoderUnavailable",
+    "encoder_names",
+    "get_encoder",
+    "get_encoder_class",
+    "register",
+    "resolve_device",
+]
