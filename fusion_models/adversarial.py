@@ -28,7 +28,12 @@ from torch import nn
 from baselines.base import FitData, register
 from baselines.torch_base import embedding_space
 
+from datasets.errors import FusebenchError
+
 from .layers import ItemTowerFusion, ModalityEncoders, id_embeddings, mlp
+
+
+ADVERSARIES = ("confusion", "reversal")
 
 
 class GradientReversal(torch.autograd.Function):
@@ -62,13 +67,19 @@ class AdversarialModule(nn.Module):
         content = z[1:].sum(0) / present.sum(0).clamp(min=1.0)  # missing ones are zero vectors
         return z[0] + content
 
-    def source_logits(self, idx: torch.Tensor | None = None, reverse: bool = True):
-        """Discriminator logits (K*n, K) and labels for the present (source, item) vectors."""
+    def source_vectors(self, idx: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The present (source, item) vectors (N, d) and their source labels (N,)."""
         z = self.sources(idx)
-        keep = torch.cat([torch.ones_like(self.encoders.presence(idx)[:1]), self.encoders.presence(idx)])[..., 0] > 0  # (K, n)
+        present = self.encoders.presence(idx)[..., 0] > 0
+        keep = torch.cat([torch.ones_like(present[:1]), present])  # (K, n): the id always
         labels = torch.arange(z.shape[0], device=z.device)[:, None].expand_as(keep)
-        x = z[keep]
-        return self.discriminator(GradientReversal.apply(x) if reverse else x), labels[keep]
+        # directions only: BPR grows the norms freely, and a norm gap would be a trivial cue
+        return F.normalize(z[keep], dim=-1), labels[keep]
+
+    def frozen_discriminator(self, x: torch.Tensor) -> torch.Tensor:
+        """D's logits with its parameters detached: gradients reach only the vectors."""
+        params = {k: v.detach() for k, v in self.discriminator.named_parameters()}
+        return torch.func.functional_call(self.discriminator, params, (x,))
 
 
 @register
@@ -83,6 +94,7 @@ class AdversarialFusion(ItemTowerFusion):
         batch_size: int = 2048,
         epochs: int = 60,
         adv_weight: float = 0.1,
+        adversary: str = "confusion",
         hidden_size: int = 64,
         normalize_features: bool = True,
         modalities: str = "all",
@@ -93,18 +105,22 @@ class AdversarialFusion(ItemTowerFusion):
         self.batch_size = batch_size
         self.epochs = epochs
         self.adv_weight = adv_weight
+        self.adversary = adversary
         self.hidden_size = hidden_size
         self.normalize_features = normalize_features
         self.modalities = modalities
 
     @classmethod
     def search_space(cls, trial):
-        return {**embedding_space(trial), "adv_weight": trial.suggest_float("adv_weight", 1e-3, 1.0, log=True)}
+        return {**embedding_space(trial), "adv_weight": trial.suggest_float("adv_weight", 1e-3, 1.0, log=True),
+                "adversary": trial.suggest_categorical("adversary", list(ADVERSARIES))}
 
     def validate(self) -> None:
         super().validate()
         self._check_non_negative(adv_weight=self.adv_weight)
         self._check_positive(hidden_size=self.hidden_size)
+        if self.adversary not in ADVERSARIES:
+            raise FusebenchError(f"parameter adversary must be one of {', '.join(ADVERSARIES)}, got {self.adversary!r}")
 
     def build(self, data: FitData) -> nn.Module:
         dim = int(self.embedding_size)
@@ -113,12 +129,19 @@ class AdversarialFusion(ItemTowerFusion):
     def extra_loss(self, users, pos, neg, p, q_pos, q_neg):
         if not self.adv_weight:
             return None
-        logits, labels = self.module_.source_logits(torch.unique(pos))
-        return self.adv_weight * F.cross_entropy(logits, labels)
+        m = self.module_
+        x, labels = m.source_vectors(torch.unique(pos))
+        if self.adversary == "reversal":
+            return self.adv_weight * F.cross_entropy(m.discriminator(GradientReversal.apply(x)), labels)
+        # confusion: D learns the sources on detached vectors; the vectors learn to make the
+        # (frozen) D output the uniform distribution over sources
+        d_loss = F.cross_entropy(m.discriminator(x.detach()), labels)
+        confusion = -F.log_softmax(m.frozen_discriminator(x), dim=-1).mean(-1).mean()
+        return self.adv_weight * (d_loss + confusion)
 
     @torch.no_grad()
     def discriminator_accuracy(self) -> float:
         """Share of (source, item) vectors the discriminator assigns to their true source."""
         self.module_.eval()
-        logits, labels = self.module_.source_logits(None, reverse=False)
-        return float((logits.argmax(-1) == labels).float().mean())
+        x, labels = self.module_.source_vectors(None)
+        return float((self.module_.discriminator(x).argmax(-1) == labels).float().mean())

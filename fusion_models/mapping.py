@@ -6,7 +6,8 @@ imputation         z~_ib = z_ib where b is present, else mean_{a present} g_{a->
 item vector        q_i = e_i + mean_b z~_ib ;  score(u, i) = <p_u, q_i>
 loss               = BPR + align_weight * alignment(g_{a->b}(z_a), z_b)
 
-The alignment is trained on the items of each batch that have both modalities: InfoNCE
+The alignment is trained on (up to 512 of) the positive items of each batch that have both
+modalities: InfoNCE
 (`align_loss="infonce"`, default: the mapped vector must pick its own item's target among the
 batch's, temperature `temperature`) or mean squared error (`"mse"`). The target side is
 detached, so the maps learn to predict a modality rather than dragging the target towards the
@@ -33,6 +34,7 @@ from datasets.errors import FusebenchError
 from .layers import ItemTowerFusion, ModalityEncoders, id_embeddings, mlp
 
 ALIGN_LOSSES = ("infonce", "mse")
+ALIGN_ITEMS = 512
 
 
 def alignment_loss(mapped: torch.Tensor, target: torch.Tensor, kind: str, temperature: float) -> torch.Tensor:
@@ -130,7 +132,9 @@ class MappingFusion(ItemTowerFusion):
         m = self.module_
         if not self.align_weight or not m.pairs:
             return None
-        items = torch.unique(pos)
+        # the batch's first ALIGN_ITEMS positives (batches are shuffled, so a random sample):
+        # InfoNCE over every positive of a 2048 batch costs more than the ranking step
+        items = torch.unique(pos[:ALIGN_ITEMS])
         z = m.encoders(items)
         present = m.encoders.presence(items)[..., 0] > 0  # (M, n)
         losses = []

@@ -98,7 +98,9 @@ class VBPR(ItemTowerFusion):
         self._check_non_negative(reg_weight=self.reg_weight)
 
     def build(self, data: FitData) -> nn.Module:
-        feats = np.concatenate(list(self._features.values()), axis=1)
+        # a missing feature is a zero block (never the row's placeholder values)
+        blocks = [x * self._masks[k][:, None] if k in self._masks else x for k, x in self._features.items()]
+        feats = np.concatenate(blocks, axis=1)
         return VBPRModule(data.n_users, feats, int(self.embedding_size))
 
     def extra_loss(self, users, pos, neg, p, q_pos, q_neg):

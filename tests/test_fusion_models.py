@@ -1,5 +1,7 @@
-"""Fusion models (vbpr, fusion-concat, fusion-late): registry, shared layers, validation,
-determinism, modality selection, and accuracy above popularity on lfm2k's own split."""
+"""Fusion models (vbpr and the six fusion strategies): registry, shared layers, validation,
+determinism, modality selection, missing-feature masks, the strategies' own read-outs
+(attention weights, adversarial alignment, cross-modal imputation), and accuracy above
+popularity on lfm2k's own split."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from datasets import split
 from datasets.errors import FusebenchError
 from fusion_models.layers import ModalityEncoders
 
-FUSION = ("vbpr", "fusion-concat", "fusion-late")
+FUSION = ("vbpr", "fusion-concat", "fusion-late", "fusion-attention", "fusion-adversarial", "fusion-mapping",
+          "fusion-transformer")
 # a few quick epochs: a higher learning rate than the defaults so that they suffice
 FAST = {"epochs": 8, "learning_rate": 5e-3}
 
@@ -113,11 +116,115 @@ def test_needs_features(name):
         make_model(name).fit(FitData(train=_tiny_data().train))
 
 
-def test_model_specific_validation():
+@pytest.mark.parametrize("name, params", [
+    ("vbpr", {"reg_weight": -1.0}), ("fusion-concat", {"dropout": 1.0}), ("fusion-adversarial", {"adv_weight": -1.0}),
+    ("fusion-adversarial", {"hidden_size": 0}), ("fusion-mapping", {"align_loss": "cosine"}),
+    ("fusion-mapping", {"temperature": 0.0}), ("fusion-transformer", {"n_heads": 3}),
+    ("fusion-transformer", {"dropout": -0.1}), ("fusion-transformer", {"n_layers": 0}),
+])
+def test_model_specific_validation(name, params):
     with pytest.raises(FusebenchError):
-        make_model("vbpr", {"reg_weight": -1.0}).fit(_tiny_data())
+        make_model(name, params).fit(_tiny_data())
+
+
+def _masked_data(garbage_seed: int) -> FitData:
+    """Text missing for items 0-7 (their rows hold arbitrary values), audio for items 5-11."""
+    data = _tiny_data()
+    rng = np.random.default_rng(garbage_seed)
+    feats = {k: v.copy() for k, v in data.features.items()}
+    feats["text"][:8] = rng.normal(size=(8, feats["text"].shape[1])) * 50
+    feats["audio/vggish"][5:12] = rng.normal(size=(7, feats["audio/vggish"].shape[1])) * 50
+    masks = {"text": np.arange(40) >= 8, "audio/vggish": (np.arange(40) < 5) | (np.arange(40) >= 12)}
+    return FitData(train=data.train, features=feats, seed=0, feature_masks=masks)
+
+
+@pytest.mark.parametrize("name", FUSION)
+def test_missing_features_are_masked_not_read(name):
+    """What a masked row holds cannot change anything: the model never reads it."""
+    params = {"epochs": 3, "embedding_size": 8}
+    a = make_model(name, params).fit(_masked_data(1)).score(np.arange(30))
+    b = make_model(name, params).fit(_masked_data(2)).score(np.arange(30))
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # and the mask matters: without it the same rows do change the scores
+    unmasked = [make_model(name, params).fit(FitData(train=d.train, features=d.features, seed=0)).score(np.arange(30))
+                for d in (_masked_data(1), _masked_data(2))]
+    assert not np.allclose(*unmasked, rtol=1e-5, atol=1e-6)
+
+
+def test_attention_weights_are_per_user():
+    m = make_model("fusion-attention", {"epochs": 5, "embedding_size": 8, "learning_rate": 1e-2}).fit(_tiny_data())
+    w = m.attention_weights(np.arange(30))
+    assert list(w) == ["id", "text", "audio/vggish"]
+    total = sum(w.values())
+    np.testing.assert_allclose(total, 1.0, rtol=1e-6)
+    assert all((v > 0).all() and (v < 1).all() for v in w.values())
+    assert np.ptp(w["text"]) > 1e-3  # users weigh the modalities differently
+    # the scores are the attention-weighted token scores
+    mod = m.module_
+    with torch.no_grad():
+        u = torch.arange(3)
+        p = mod.user(u)
+        tokens = mod.tokens()
+        a = mod.weights(p)
+        manual = torch.einsum("bk,kbn->bn", a, torch.einsum("bd,knd->kbn", p, tokens)).numpy()
+    np.testing.assert_allclose(m.score(np.arange(3)), manual, rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_reversal_flips_the_gradient():
+    from fusion_models.adversarial import GradientReversal
+
+    x = torch.randn(4, 3, requires_grad=True)
+    GradientReversal.apply(x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), -np.ones((4, 3), dtype=np.float32))
+
+
+def _train_only(m, which: str, steps: int = 60) -> float:
+    """`steps` epochs of the adversarial loss alone, training only the discriminator
+    (`which="discriminator"`) or only the vectors; returns the discriminator accuracy."""
+    for name, param in m.module_.named_parameters():
+        param.requires_grad_(name.startswith("discriminator") == (which == "discriminator"))
+    for _ in range(steps):
+        m.train_epoch()
+    return m.discriminator_accuracy()
+
+
+@pytest.mark.parametrize("adversary", ["confusion", "reversal"])
+def test_adversarial_game_directions(adversary):
+    """The discriminator learns to tell the sources apart; then the vectors learn to fool it."""
+    m = make_model("fusion-adversarial", {"embedding_size": 8, "learning_rate": 1e-2, "adv_weight": 1.0,
+                                          "adversary": adversary})
+    m.init(_tiny_data())
+    m.batch_loss = lambda u, p, n: m.extra_loss(u, p, n, None, None, None)
+    start = m.discriminator_accuracy()
+    trained = _train_only(m, "discriminator")
+    assert trained > start and trained > 0.8
+    fooled = _train_only(m, "vectors")
+    assert fooled < trained - 0.2, (trained, fooled)
+
+
+def test_mapping_imputes_a_missing_modality_from_the_others():
+    rng = np.random.default_rng(0)
+    text = rng.normal(size=(40, 16)).astype(np.float32)
+    audio = (text @ rng.normal(size=(16, 8))).astype(np.float32)  # audio is predictable from text
+    data = _tiny_data(features={"text": text, "audio/vggish": audio})
+    m = make_model("fusion-mapping", {"epochs": 150, "embedding_size": 8, "learning_rate": 1e-2,
+                                      "align_weight": 1.0}).fit(data)
+    items = np.arange(40)
+    guess, truth = m.impute(items, "audio/vggish"), m.projected(items, "audio/vggish")
+    cos = lambda a, b: (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)  # noqa: E731
+    own = cos(guess, truth).mean()
+    shuffled = cos(guess, truth[np.roll(items, 7)]).mean()
+    assert own > 0.5 and own > shuffled + 0.3, (own, shuffled)
     with pytest.raises(FusebenchError):
-        make_model("fusion-concat", {"dropout": 1.0}).fit(_tiny_data())
+        m.impute(items, "image")
+    # a missing modality is imputed (not a zero vector) when the item vector is built
+    masked = FitData(train=data.train, features=data.features, seed=0,
+                     feature_masks={"audio/vggish": np.arange(40) >= 4})
+    mm = make_model("fusion-mapping", {"epochs": 2, "embedding_size": 8}).fit(masked)
+    with torch.no_grad():
+        z = mm.module_.imputed(torch.arange(4))
+        direct = mm.module_.encoders(torch.arange(4))
+    assert torch.count_nonzero(direct[1]) == 0 and torch.count_nonzero(z[1]) > 0
 
 
 def test_late_fusion_weights_sum_to_one():
