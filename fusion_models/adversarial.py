@@ -85,6 +85,7 @@ class AdversarialModule(nn.Module):
 @register
 class AdversarialFusion(ItemTowerFusion):
     name = "fusion-adversarial"
+    zero_cold_ids = True
 
     def __init__(
         self,

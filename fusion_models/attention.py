@@ -72,6 +72,7 @@ class AttentionModule(nn.Module):
 @register
 class AttentionFusion(FusionRecommender):
     name = "fusion-attention"
+    zero_cold_ids = True
 
     def __init__(
         self,

@@ -41,6 +41,7 @@ class ConcatModule(nn.Module):
 @register
 class ConcatFusion(ItemTowerFusion):
     name = "fusion-concat"
+    zero_cold_ids = True
 
     def __init__(
         self,

@@ -63,6 +63,7 @@ class LateModule(nn.Module):
 @register
 class LateFusion(FusionRecommender):
     name = "fusion-late"
+    zero_cold_ids = True
 
     def __init__(
         self,

@@ -116,6 +116,23 @@ class ModalityEncoders(nn.Module):
         return torch.stack([self.encode(m, idx) for m in range(len(self.names))])
 
 
+def freeze_cold_ids(module: nn.Module, train) -> None:
+    """Zero, and keep at zero, the id embeddings (`module.item`) of items with no training
+    interaction: they carry no collaborative evidence, and as sampled negatives they would
+    only learn to score low, which buries exactly the items content should surface in a
+    cold-start split. Adam leaves a parameter with zero gradient (and zero value) unchanged."""
+    item = getattr(module, "item", None)
+    if not isinstance(item, nn.Embedding):
+        return
+    cold = np.asarray(train.getnnz(axis=0) == 0)
+    if not cold.any():
+        return
+    warm = torch.from_numpy((~cold).astype(np.float32)[:, None]).to(item.weight.device)
+    with torch.no_grad():
+        item.weight.mul_(warm)
+    item.weight.register_hook(lambda grad: grad * warm)
+
+
 class FusionRecommender(TorchRecommender):
     """Common face of the feature-reading fusion models: modality selection and validation at
     the top of `init`, the selected names recorded in `modalities_`, `used_modalities()`.
@@ -126,6 +143,9 @@ class FusionRecommender(TorchRecommender):
     """
 
     family = "fusion"
+    # items without training interactions keep an all-zero id embedding (see freeze_cold_ids);
+    # off for the published models, which follow their reference code
+    zero_cold_ids: bool = False
     modalities: str = "all"
     normalize_features: bool = True
     embedding_size: int = 64
@@ -143,6 +163,8 @@ class FusionRecommender(TorchRecommender):
         self._masks = {k: v for k, v in (data.feature_masks or {}).items() if k in selected}
         self.modalities_ = list(selected)
         super().init(data)
+        if self.zero_cold_ids:
+            freeze_cold_ids(self.module_, data.train)
 
     def encoders(self, dim: int, **kwargs) -> ModalityEncoders:
         """The projection heads over the selected modalities, with their presence masks."""

@@ -84,6 +84,7 @@ class MappingModule(nn.Module):
 @register
 class MappingFusion(ItemTowerFusion):
     name = "fusion-mapping"
+    zero_cold_ids = True
 
     def __init__(
         self,

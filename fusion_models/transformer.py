@@ -59,6 +59,7 @@ class TransformerModule(nn.Module):
 @register
 class TransformerFusion(ItemTowerFusion):
     name = "fusion-transformer"
+    zero_cold_ids = True
 
     def __init__(
         self,

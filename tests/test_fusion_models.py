@@ -151,6 +151,22 @@ def test_missing_features_are_masked_not_read(name):
     assert not np.allclose(*unmasked, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", [n for n in FUSION if n != "vbpr"])
+def test_cold_items_keep_a_zero_id_embedding(name):
+    """Items without training interactions get no id signal: content alone scores them."""
+    data = _tiny_data()
+    train = data.train.tolil()
+    train[:, [3, 17]] = 0
+    train = train.tocsr()
+    train.eliminate_zeros()
+    m = make_model(name, {"epochs": 3, "embedding_size": 8}).fit(FitData(train=train, features=data.features, seed=0))
+    ids = m.module_.item.weight.detach().numpy()
+    cold = train.getnnz(axis=0) == 0
+    assert cold[[3, 17]].all()
+    assert not ids[cold].any() and (np.abs(ids[~cold]).sum(1) > 0).all()
+    assert np.ptp(m.score(np.arange(30))[:, [3, 17]]) > 0  # still scored, by their content
+
+
 def test_attention_weights_are_per_user():
     m = make_model("fusion-attention", {"epochs": 5, "embedding_size": 8, "learning_rate": 1e-2}).fit(_tiny_data())
     w = m.attention_weights(np.arange(30))
