@@ -42,7 +42,7 @@ def extract(dataset: str, encoder: str, modality: str | None = None, content: st
     import datasets
     from datasets.catalogue import CATALOGUE_PREFIX, catalogue_content_dir, content_paths
     from datasets.encoders import get_encoder
-    from datasets.encoders.store import read_index, store_dir, write_feature
+    from datasets.encoders.store import store_dir, write_feature
     from datasets.registry import clear_cache, resolve_name
 
     name = resolve_name(dataset)
@@ -50,10 +50,9 @@ def extract(dataset: str, encoder: str, modality: str | None = None, content: st
     mod = modality or enc.name
     if mod.split("/")[0] != enc.modality:
         raise FusebenchError(f"--modality {mod!r} must start with {enc.modality!r}, the encoder's modality")
-    ds = datasets.load(name, data_dir=data_dir)
+    ds = datasets.load(name, data_dir=data_dir, extracted=False)  # a stale store must not block a re-extract
     folder = store_dir(name)
-    stored = (read_index(folder) or {}).get("modalities", {})
-    if mod in ds.features and mod not in stored:
+    if mod in ds.features:
         raise FusebenchError(
             f"dataset {ds.name!r} already has its own modality {mod!r}; pick another name with --modality"
         )

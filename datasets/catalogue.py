@@ -86,8 +86,9 @@ def read_config(folder: Path) -> dict:
     return cfg
 
 
-def load_catalogue(path: str | os.PathLike) -> MultimodalDataset:
-    """The catalogue folder's interactions and item text, plus its extracted features."""
+def load_catalogue(path: str | os.PathLike, extracted: bool = True) -> MultimodalDataset:
+    """The catalogue folder's interactions and item text, plus its extracted features
+    (``features/``) unless ``extracted`` is False."""
     from .encoders.store import attach
 
     folder = Path(path).expanduser().resolve()
@@ -129,7 +130,7 @@ def load_catalogue(path: str | os.PathLike) -> MultimodalDataset:
         name=str(cfg.get("name") or folder.name), interactions=df, n_users=len(user_ids), n_items=len(item_ids),
         user_ids=user_ids, item_ids=item_ids, features={}, item_text=texts, meta=meta,
     )
-    return attach(ds, folder / "features")
+    return attach(ds, folder / "features") if extracted else ds
 
 
 def content_paths(folder: str | os.PathLike, modality: str, item_ids) -> list[Path | None]:

@@ -73,13 +73,14 @@ def _freeze(ds: MultimodalDataset) -> MultimodalDataset:
 
 
 @lru_cache(maxsize=16)
-def _load_cached(name: str, mirror: str | None, cache: str, threshold: float | None) -> MultimodalDataset:
+def _load_cached(name: str, mirror: str | None, cache: str, threshold: float | None,
+                 extracted: bool = True) -> MultimodalDataset:
     if threshold is not None:
-        return _freeze(_load_cached(name, mirror, cache, None).implicit(threshold))
+        return _freeze(_load_cached(name, mirror, cache, None, extracted).implicit(threshold))
     if name.startswith(CATALOGUE_PREFIX):
         from .catalogue import load_catalogue
 
-        return _freeze(load_catalogue(name[len(CATALOGUE_PREFIX):]))  # attaches PATH/features itself
+        return _freeze(load_catalogue(name[len(CATALOGUE_PREFIX):], extracted=extracted))
     if name.startswith(MMREC_PREFIX):
         from .mmrec import load_mmrec_folder
 
@@ -90,6 +91,8 @@ def _load_cached(name: str, mirror: str | None, cache: str, threshold: float | N
         ds = load_recbole_folder(name[len(RECBOLE_PREFIX):])
     else:
         ds = LOADERS[name](mirror)
+    if not extracted:
+        return _freeze(ds)
     from .encoders.store import attach, store_dir
 
     return _freeze(attach(ds, store_dir(name)))
@@ -118,8 +121,11 @@ def load(
     name: str,
     data_dir: str | os.PathLike | None = None,
     rating_threshold: float | None = None,
+    extracted: bool = True,
 ) -> MultimodalDataset:
     """Load a dataset by name; ``rating_threshold`` keeps ratings >= it as positives.
+
+    ``extracted=False`` leaves out the features that ``features extract`` attached to it.
 
     ``data_dir`` is an offline mirror folder (default ``$FUSEBENCH_DATA_DIR``) holding
     ``<dataset>/<file>`` or ``<file>``; it matters for downloaded datasets (lfm2k).
@@ -138,6 +144,7 @@ def load(
         None if mirror is None else str(mirror.resolve()),
         str(cache_dir().resolve()),
         rating_threshold,
+        bool(extracted),
     )
 
 

@@ -1,4 +1,9 @@
-"""Cheap, deterministic text features for items: TF-IDF followed by truncated SVD (LSA)."""
+"""Cheap, deterministic text features for items: TF-IDF followed by truncated SVD (LSA).
+
+The registered encoder ``text/tfidf-svd`` (`datasets.encoders.text`) wraps `tfidf_svd` with
+the encoder cache and missing-text masks; the MovieLens datasets' default text modality is
+``text/minilm`` since the encoders landed.
+"""
 
 from __future__ import annotations
 

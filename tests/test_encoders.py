@@ -460,6 +460,24 @@ def test_features_extract_cli_catalogue_second_run_cached(catalogue, fresh_cache
     assert set(fd.feature_masks) == {"audio/logmel", "image/mobilenet_v2", "text"}
 
 
+def test_catalogue_store_goes_stale_when_items_change(catalogue, fresh_cache, capsys):
+    from benchmark.cli import main
+
+    name = f"catalogue:{catalogue}"
+    assert main(["features", "extract", "--dataset", name, "--encoder", "text/tfidf-svd"]) == 0
+    assert datasets.load(name).modalities == ["text/tfidf-svd"]
+    inter = catalogue / "interactions.csv"
+    inter.write_text(inter.read_text() + "9,108,5,2000\n")  # a new item: rows no longer align
+    clear_cache()
+    with pytest.raises(FusebenchError, match="different item set; run `features extract` again"):
+        datasets.load(name)
+    assert datasets.load(name, extracted=False).n_items == 9
+    assert main(["features", "extract", "--dataset", name, "--encoder", "text/tfidf-svd"]) == 0
+    assert "served from the encoder cache" not in capsys.readouterr().out
+    ds = datasets.load(name)
+    assert ds.features["text/tfidf-svd"].shape == (9, 64) and not ds.mask("text/tfidf-svd")[8]
+
+
 def test_features_extract_errors(catalogue, fresh_cache, capsys):
     from benchmark.cli import main
 

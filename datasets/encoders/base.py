@@ -106,7 +106,7 @@ class Encoder:
         """None when the encoder can run here, else what is missing (one line)."""
         missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
         if missing:
-            return f"needs the Python package(s) {', '.join(missing)} ({cls.needs})"
+            return f"Python package(s) not installed: {', '.join(missing)}"
         return None
 
     def settings(self) -> dict[str, Any]:

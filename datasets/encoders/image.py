@@ -165,6 +165,7 @@ def _read_error(exc: BaseException) -> str:
 class _TorchImageEncoder(Encoder):
     modality = "image"
     default_batch_size = 32
+    resize: int = RESIZE
 
     def _net(self, device):
         raise NotImplementedError
@@ -185,7 +186,7 @@ class _TorchImageEncoder(Encoder):
         arrays, ok, errors = [], [], {}
         for j, path in enumerate(batch):
             try:
-                arrays.append(preprocess(path))
+                arrays.append(preprocess(path, resize=self.resize))
                 ok.append(j)
             except Exception as exc:  # noqa: BLE001 - any decoding failure masks the item
                 errors[j] = _read_error(exc)
@@ -227,12 +228,24 @@ class ResNet50Image(_TorchImageEncoder):
     name = "image/resnet50"
     version = "1"
     dim = 2048
-    needs = "torchvision with its ResNet50 IMAGENET1K_V2 weights in the torch hub cache (GPU machines)"
+    needs = ("torchvision, and its ResNet50 IMAGENET1K_V2 weights (resnet50-11ad3fa6.pth) in the torch hub "
+             "cache or at $FUSEBENCH_RESNET50_WEIGHTS; never downloaded at run time")
     requires = ("torch", "PIL", "torchvision")
-    description = "ResNet-50 (torchvision IMAGENET1K_V2), global-average-pooled, 224x224 centre crop"
+    description = "ResNet-50 (torchvision IMAGENET1K_V2), global-average-pooled, resize 232, 224x224 centre crop"
+    resize = 232  # torchvision's IMAGENET1K_V2 eval transform
+    weights_file = "resnet50-11ad3fa6.pth"
 
     def settings(self) -> dict[str, Any]:
-        return {"weights": "IMAGENET1K_V2", "resize": RESIZE, "crop": CROP, "pool": "avg"}
+        return {"weights": self.weights_file, "resize": self.resize, "crop": CROP, "pool": "avg"}
+
+    @classmethod
+    def weights_path(cls) -> Path:
+        env = os.environ.get("FUSEBENCH_RESNET50_WEIGHTS")
+        if env:
+            return Path(env).expanduser()
+        import torch
+
+        return Path(torch.hub.get_dir()) / "checkpoints" / cls.weights_file
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -243,18 +256,19 @@ class ResNet50Image(_TorchImageEncoder):
             import torchvision  # noqa: F401
         except Exception as exc:  # noqa: BLE001 - a broken torchvision (CPU torch mismatch) counts as absent
             return f"torchvision does not import here ({type(exc).__name__}); {cls.needs}"
+        if not cls.weights_path().is_file():
+            return f"no ResNet50 weights at {cls.weights_path()}; {cls.needs}"
         return None
 
     def _net(self, device):
         key = ("resnet50", device)
         if key not in _NETS:
             import torch
-            from torchvision.models import ResNet50_Weights, resnet50
+            from torchvision.models import resnet50
 
-            try:
-                net = resnet50(weights=ResNet50_Weights.IMAGENET1K_V2)
-            except Exception as exc:  # noqa: BLE001 - typically: no network to fetch the weights
-                raise EncoderUnavailable(f"encoder image/resnet50: cannot load the ImageNet weights ({exc})") from exc
+            net = resnet50()
+            state = torch.load(self.weights_path(), map_location="cpu", weights_only=True)
+            net.load_state_dict(state, strict=True)
 
             class _Embed(torch.nn.Module):
                 def __init__(self, m):
