@@ -26,11 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.base import FitData, register
-from baselines.torch_base import embedding_space
 
 from datasets.errors import FusebenchError
 
-from .layers import ItemTowerFusion, ModalityEncoders, id_embeddings, mlp
+from .layers import ItemTowerFusion, ModalityEncoders, fusion_space, id_embeddings, mlp
 
 
 ADVERSARIES = ("confusion", "reversal")
@@ -97,6 +96,7 @@ class AdversarialFusion(ItemTowerFusion):
         adv_weight: float = 0.1,
         adversary: str = "confusion",
         hidden_size: int = 64,
+        loss: str = "bpr",
         normalize_features: bool = True,
         modalities: str = "all",
     ):
@@ -108,12 +108,13 @@ class AdversarialFusion(ItemTowerFusion):
         self.adv_weight = adv_weight
         self.adversary = adversary
         self.hidden_size = hidden_size
+        self.loss = loss
         self.normalize_features = normalize_features
         self.modalities = modalities
 
     @classmethod
     def search_space(cls, trial):
-        return {**embedding_space(trial), "adv_weight": trial.suggest_float("adv_weight", 1e-3, 1.0, log=True),
+        return {**fusion_space(trial), "adv_weight": trial.suggest_float("adv_weight", 1e-3, 1.0, log=True),
                 "adversary": trial.suggest_categorical("adversary", list(ADVERSARIES))}
 
     def validate(self) -> None:

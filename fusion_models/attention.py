@@ -25,9 +25,9 @@ from torch import nn
 
 from baselines.base import FitData, register
 from baselines.bpr import bpr_loss
-from baselines.torch_base import embedding_space, item_rows
+from baselines.torch_base import item_rows
 
-from .layers import FusionRecommender, ModalityEncoders, id_embeddings
+from .layers import FusionRecommender, ModalityEncoders, fusion_space, id_embeddings
 
 ID = "id"
 
@@ -81,6 +81,7 @@ class AttentionFusion(FusionRecommender):
         weight_decay: float = 0.0,
         batch_size: int = 2048,
         epochs: int = 60,
+        loss: str = "bpr",
         normalize_features: bool = True,
         modalities: str = "all",
     ):
@@ -89,18 +90,19 @@ class AttentionFusion(FusionRecommender):
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.epochs = epochs
+        self.loss = loss
         self.normalize_features = normalize_features
         self.modalities = modalities
 
     @classmethod
     def search_space(cls, trial):
-        return embedding_space(trial)
+        return fusion_space(trial)
 
     def build(self, data: FitData) -> nn.Module:
         dim = int(self.embedding_size)
         return AttentionModule(data.n_users, self.encoders(dim), dim)
 
-    def batch_loss(self, users, pos, neg):
+    def pair_loss(self, users, pos, neg):
         m = self.module_
         p = m.user(users)
         a = m.weights(p)

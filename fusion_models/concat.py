@@ -19,9 +19,8 @@ import torch
 from torch import nn
 
 from baselines.base import FitData, register
-from baselines.torch_base import embedding_space
 
-from .layers import ItemTowerFusion, ModalityEncoders, id_embeddings, mlp
+from .layers import ItemTowerFusion, ModalityEncoders, fusion_space, id_embeddings, mlp
 
 
 class ConcatModule(nn.Module):
@@ -51,6 +50,7 @@ class ConcatFusion(ItemTowerFusion):
         batch_size: int = 2048,
         epochs: int = 100,
         dropout: float = 0.0,
+        loss: str = "bpr",
         normalize_features: bool = True,
         modalities: str = "all",
     ):
@@ -60,12 +60,13 @@ class ConcatFusion(ItemTowerFusion):
         self.batch_size = batch_size
         self.epochs = epochs
         self.dropout = dropout
+        self.loss = loss
         self.normalize_features = normalize_features
         self.modalities = modalities
 
     @classmethod
     def search_space(cls, trial):
-        return {**embedding_space(trial), "dropout": trial.suggest_float("dropout", 0.0, 0.5)}
+        return {**fusion_space(trial), "dropout": trial.suggest_float("dropout", 0.0, 0.5)}
 
     def validate(self) -> None:
         super().validate()

@@ -14,6 +14,7 @@ itself scores every pair once, in row chunks (`chunk_size` rows at a time).
 - `sym_normalize(rows, cols, values, n, eps)`: D^-1/2 A D^-1/2 with D the row sums of A
   (MMRec's `compute_normalized_laplacian`: for a directed kNN graph the row sums are used on
   both sides). `eps=0`: rows summing to 0 give 0 (LATTICE's utils); `eps=1e-7`: FREEDOM's.
+  Row sums are segmented sums (`row_sums`), not atomic scatter-adds.
 - `union(edge_lists)`, `union_values(...)`: the sum of several sparse matrices over the union
   of their patterns, without atomic scatter-adds (deterministic on CUDA too).
 - `SparseGraph`: a fixed sparsity pattern with a differentiable `mm(x, values)` (gradients to
@@ -24,6 +25,8 @@ itself scores every pair once, in row chunks (`chunk_size` rows at a time).
   `get_norm_adj_mat`) or LATTICE's random-walk D^-1 (A + I).
 - `lightgcn(graph, ego, n_layers)`: mean of the layer embeddings 0..n_layers.
 - `degree_sensitive_sample(...)`: FREEDOM's per-epoch degree-sensitive edge pruning.
+- `GraphFusion`: the common base of the three models (raw, trainable features as in MMRec,
+  presence masks, a scoring cache of the final embeddings).
 """
 
 from __future__ import annotations

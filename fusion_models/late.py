@@ -23,9 +23,9 @@ from torch import nn
 
 from baselines.base import FitData, register
 from baselines.bpr import bpr_loss
-from baselines.torch_base import embedding_space, item_rows
+from baselines.torch_base import item_rows
 
-from .layers import FusionRecommender, ModalityEncoders, id_embeddings
+from .layers import FusionRecommender, ModalityEncoders, fusion_space, id_embeddings
 
 ID = "id"
 
@@ -72,6 +72,7 @@ class LateFusion(FusionRecommender):
         weight_decay: float = 0.0,
         batch_size: int = 2048,
         epochs: int = 60,
+        loss: str = "bpr",
         normalize_features: bool = True,
         modalities: str = "all",
     ):
@@ -80,18 +81,19 @@ class LateFusion(FusionRecommender):
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.epochs = epochs
+        self.loss = loss
         self.normalize_features = normalize_features
         self.modalities = modalities
 
     @classmethod
     def search_space(cls, trial):
-        return embedding_space(trial)
+        return fusion_space(trial)
 
     def build(self, data: FitData) -> nn.Module:
         dim = int(self.embedding_size)
         return LateModule(data.n_users, self.encoders(dim), dim)
 
-    def batch_loss(self, users, pos, neg):
+    def pair_loss(self, users, pos, neg):
         m = self.module_
         q_pos, q_neg = item_rows(m.item_vectors, m.encoders.n_items, pos, neg, dim=1)
         return bpr_loss(m.pair_scores(users, q_pos), m.pair_scores(users, q_neg))

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from baselines.base import FitData
 from baselines.bpr import bpr_loss
 from baselines.modalities import l2_normalize_rows, select_features
-from baselines.torch_base import TorchRecommender, item_rows
+from baselines.torch_base import TorchRecommender, embedding_space, item_rows
 from datasets.errors import FusebenchError
 
 
@@ -116,6 +117,14 @@ class ModalityEncoders(nn.Module):
         return torch.stack([self.encode(m, idx) for m in range(len(self.names))])
 
 
+LOSSES = ("bpr", "softmax")
+
+
+def fusion_space(trial) -> dict:
+    """The Optuna space shared by the fusion strategies: the embedding space and the loss."""
+    return {**embedding_space(trial), "loss": trial.suggest_categorical("loss", list(LOSSES))}
+
+
 def freeze_cold_ids(module: nn.Module, train) -> None:
     """Zero, and keep at zero, the id embeddings (`module.item`) of items with no training
     interaction: they carry no collaborative evidence, and as sampled negatives they would
@@ -146,11 +155,14 @@ class FusionRecommender(TorchRecommender):
     # items without training interactions keep an all-zero id embedding (see freeze_cold_ids);
     # off for the published models, which follow their reference code
     zero_cold_ids: bool = False
+    loss: str = "bpr"  # or "softmax": a constructor parameter of the models that offer both
     modalities: str = "all"
     normalize_features: bool = True
     embedding_size: int = 64
 
     def validate(self) -> None:
+        if self.loss not in LOSSES:
+            raise FusebenchError(f"parameter loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         self._check_positive(embedding_size=self.embedding_size)
         if isinstance(self.embedding_size, bool) or int(self.embedding_size) != self.embedding_size:
             raise FusebenchError(f"parameter embedding_size must be an integer, got {self.embedding_size!r}")
@@ -180,6 +192,17 @@ class FusionRecommender(TorchRecommender):
     def used_modalities(self) -> list[str]:
         return list(getattr(self, "modalities_", []))
 
+    def batch_loss(self, users, pos, neg):
+        """BPR over (user, positive, sampled negative) triples, or with `loss="softmax"` the
+        full softmax cross-entropy of each positive against every item (negatives unused)."""
+        return self.softmax_loss(users, pos) if self.loss == "softmax" else self.pair_loss(users, pos, neg)
+
+    def pair_loss(self, users, pos, neg) -> torch.Tensor:
+        raise NotImplementedError
+
+    def softmax_loss(self, users, pos) -> torch.Tensor:
+        return F.cross_entropy(self.score_tensor(users), pos)
+
 
 class ItemTowerFusion(FusionRecommender):
     """Fusion models whose item vector q_i does not depend on the user: score = <p_u, q_i>.
@@ -190,14 +213,22 @@ class ItemTowerFusion(FusionRecommender):
     """
 
     def extra_loss(self, users, pos, neg, p, q_pos, q_neg) -> torch.Tensor | None:
+        """Auxiliary terms; under the softmax loss `neg` and `q_neg` are None."""
         return None
 
-    def batch_loss(self, users, pos, neg):
+    def pair_loss(self, users, pos, neg):
         m = self.module_
         p = m.user(users)
         q_pos, q_neg = item_rows(m.items, m.n_items, pos, neg)
         loss = bpr_loss((p * q_pos).sum(-1), (p * q_neg).sum(-1))
         extra = self.extra_loss(users, pos, neg, p, q_pos, q_neg)
+        return loss if extra is None else loss + extra
+
+    def softmax_loss(self, users, pos):
+        m = self.module_
+        p, q = m.user(users), m.items()
+        loss = F.cross_entropy(p @ q.T, pos)
+        extra = self.extra_loss(users, pos, None, p, q[pos], None)
         return loss if extra is None else loss + extra
 
     def score_tensor(self, users):

@@ -28,10 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.base import FitData, register
-from baselines.torch_base import embedding_space
 from datasets.errors import FusebenchError
 
-from .layers import ItemTowerFusion, ModalityEncoders, id_embeddings, mlp
+from .layers import ItemTowerFusion, ModalityEncoders, fusion_space, id_embeddings, mlp
 
 ALIGN_LOSSES = ("infonce", "mse")
 ALIGN_ITEMS = 512
@@ -96,6 +95,7 @@ class MappingFusion(ItemTowerFusion):
         align_loss: str = "infonce",
         align_weight: float = 0.1,
         temperature: float = 0.2,
+        loss: str = "bpr",
         normalize_features: bool = True,
         modalities: str = "all",
     ):
@@ -107,13 +107,14 @@ class MappingFusion(ItemTowerFusion):
         self.align_loss = align_loss
         self.align_weight = align_weight
         self.temperature = temperature
+        self.loss = loss
         self.normalize_features = normalize_features
         self.modalities = modalities
 
     @classmethod
     def search_space(cls, trial):
         return {
-            **embedding_space(trial),
+            **fusion_space(trial),
             "align_loss": trial.suggest_categorical("align_loss", list(ALIGN_LOSSES)),
             "align_weight": trial.suggest_float("align_weight", 1e-3, 1.0, log=True),
         }

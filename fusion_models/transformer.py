@@ -22,10 +22,9 @@ import torch
 from torch import nn
 
 from baselines.base import FitData, register
-from baselines.torch_base import embedding_space
 from datasets.errors import FusebenchError
 
-from .layers import ItemTowerFusion, ModalityEncoders, id_embeddings
+from .layers import ItemTowerFusion, ModalityEncoders, fusion_space, id_embeddings
 
 
 class TransformerModule(nn.Module):
@@ -71,6 +70,7 @@ class TransformerFusion(ItemTowerFusion):
         weight_decay: float = 0.0,
         batch_size: int = 2048,
         epochs: int = 60,
+        loss: str = "bpr",
         normalize_features: bool = True,
         modalities: str = "all",
     ):
@@ -82,13 +82,14 @@ class TransformerFusion(ItemTowerFusion):
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.epochs = epochs
+        self.loss = loss
         self.normalize_features = normalize_features
         self.modalities = modalities
 
     @classmethod
     def search_space(cls, trial):
         return {
-            **embedding_space(trial),
+            **fusion_space(trial),
             "n_layers": trial.suggest_int("n_layers", 1, 2),
             "n_heads": trial.suggest_categorical("n_heads", [1, 2, 4]),
             "dropout": trial.suggest_float("dropout", 0.0, 0.3),

@@ -151,7 +151,29 @@ def test_missing_features_are_masked_not_read(name):
     assert not np.allclose(*unmasked, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", [n for n in FUSION if n != "vbpr"])
+STRATEGIES = [n for n in FUSION if n != "vbpr"]
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_softmax_loss_option(name):
+    """loss="softmax": full cross-entropy of each positive over all items; it trains."""
+    data = _tiny_data()
+    m = make_model(name, {"embedding_size": 8, "learning_rate": 1e-2, "loss": "softmax"})
+    m.init(data)
+    losses = [m.train_epoch() for _ in range(15)]
+    assert losses[-1] < losses[0]
+    users, pos = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5])
+    m.module_.eval()  # no dropout: the two computations must agree
+    with torch.no_grad():
+        manual = torch.nn.functional.cross_entropy(m.score_tensor(users), pos)
+        extra = m.extra_loss(users, pos, None, None, None, None) if hasattr(m, "extra_loss") else None
+        expected = float(manual) + (0.0 if extra is None else float(extra))
+        assert float(m.softmax_loss(users, pos)) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(FusebenchError):
+        make_model(name, {"loss": "hinge"}).fit(data)
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
 def test_cold_items_keep_a_zero_id_embedding(name):
     """Items without training interactions get no id signal: content alone scores them."""
     data = _tiny_data()
