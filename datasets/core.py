@@ -162,6 +162,22 @@ class MultimodalDataset:
         return interactions_to_csr(df["user"].to_numpy(), df["item"].to_numpy(), self.n_users, self.n_items)
 
 
+def with_zero_row_masks(ds: MultimodalDataset) -> MultimodalDataset:
+    """``ds`` with every all-zero feature row marked missing in ``feature_masks``.
+
+    Published feature files (MMRec's, Last.fm-2K's) fill items without content with zeros;
+    read as a mask, such a row means "unknown" rather than "a zero vector". Modalities
+    without an all-zero row keep no mask.
+    """
+    masks = {m: x.any(axis=1) for m, x in ds.features.items() if not x.any(axis=1).all()}
+    if not masks:
+        return ds
+    merged = {**ds.feature_masks}
+    for m, present in masks.items():
+        merged[m] = present & merged[m] if m in merged else present
+    return replace(ds, feature_masks=merged)
+
+
 def interactions_to_csr(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
     """Binary float32 CSR; duplicate (user, item) pairs collapse to one."""
     m = sp.csr_matrix(

@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
-from .core import MultimodalDataset
+from .core import MultimodalDataset, with_zero_row_masks
 from .download import fetch
 from .errors import FusebenchError
 from .mmrec import build_mmrec_dataset, read_mmrec_inter
@@ -133,11 +132,4 @@ def load_lfm2k(data_dir: str | os.PathLike | None = None) -> MultimodalDataset:
         NAME, paths["lfm2k.inter"], {m: paths[f] for m, f in FEATURES.items()},
         item_text=texts, meta=meta, user_ids=user_ids, item_ids=artist_ids,
     )
-    return with_zero_row_masks(ds)
-
-
-def with_zero_row_masks(ds):
-    """Mark all-zero rows of published feature files as missing (the published files fill
-    items without content with zeros; no lfm2k file has such a row today)."""
-    masks = {m: x.any(axis=1) for m, x in ds.features.items() if not x.any(axis=1).all()}
-    return replace(ds, feature_masks={**ds.feature_masks, **masks}) if masks else ds
+    return with_zero_row_masks(ds)  # no lfm2k file has an all-zero row today

@@ -12,6 +12,8 @@ Default feature mapping (`default_feature_map`): ``text_feat.npy`` -> ``text``,
 modality root becomes ``<root>/<rest>`` (``audio_vggish.npy`` -> ``audio/vggish``) and
 ``<root>.npy`` becomes ``<root>``. Any other ``.npy`` name (``vggish.npy``) is ambiguous:
 the loader refuses and asks for an explicit ``features={"audio/vggish": "vggish.npy"}``.
+An all-zero feature row (MMRec's filler for items without that content) is marked missing
+in ``feature_masks`` by `load_mmrec_folder`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .core import MODALITY_ROOTS, MultimodalDataset
+from .core import MODALITY_ROOTS, MultimodalDataset, with_zero_row_masks
 from .errors import FusebenchError
 
 KNOWN_FEATURE_FILES = {
@@ -214,4 +216,5 @@ def load_mmrec_folder(
         "citation": "",
         "features": {m: Path(f).name for m, f in mapping.items()},
     }
-    return build_mmrec_dataset(name, inter_path, paths, meta=meta)
+    # MMRec fills items without content with zero rows: mark them missing (feature_masks)
+    return with_zero_row_masks(build_mmrec_dataset(name, inter_path, paths, meta=meta))

@@ -84,7 +84,7 @@ def _load_cached(name: str, mirror: str | None, cache: str, threshold: float | N
     if name.startswith(MMREC_PREFIX):
         from .mmrec import load_mmrec_folder
 
-        ds = load_mmrec_folder(name[len(MMREC_PREFIX):])
+        ds = load_mmrec_folder(name[len(MMREC_PREFIX):])  # marks all-zero feature rows missing
     elif name.startswith(RECBOLE_PREFIX):
         from .atomic import load_recbole_folder
 

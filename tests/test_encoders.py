@@ -388,6 +388,17 @@ def test_feature_masks_validated_and_fingerprinted():
         MultimodalDataset(**{**_fields(base), "features": {"text": x}, "feature_masks": {"text": mask.astype(int)}})
 
 
+def test_mmrec_zero_feature_rows_are_masked(tmp_path, fresh_cache):
+    (tmp_path / "toy.inter").write_text("userID\titemID\trating\n0\t0\t1\n0\t1\t1\n1\t2\t1\n1\t0\t1\n")
+    img = np.arange(6, dtype=np.float32).reshape(3, 2) + 1
+    img[1] = 0.0  # MMRec fills items without an image with zeros
+    np.save(tmp_path / "image_feat.npy", img)
+    np.save(tmp_path / "text_feat.npy", np.ones((3, 4), dtype=np.float32))
+    ds = datasets.load(f"mmrec:{tmp_path}")
+    assert ds.mask("image").tolist() == [True, False, True] and ds.mask("text").all()
+    assert "text" not in ds.feature_masks and ds.n_missing() == {"image": 1, "text": 0}
+
+
 def _fields(ds):
     from dataclasses import fields
 

