@@ -98,6 +98,10 @@ def run_config(args, device: str) -> tuple[str | None, RunConfig]:
     common = {"metric": args.metric, "eval_every": args.eval_every, "device": device}
     if args.patience is not None:
         common["patience"] = args.patience
+    if getattr(args, "epochs", None) is not None:
+        if args.epochs < 1:
+            raise UsageError("--epochs must be >= 1")
+        common["epochs"] = args.epochs
     if args.protocol == "mmrec":
         return "given", mmrec_config(**common)
     return args.protocol, RunConfig(**common)
@@ -356,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--metric", default="recall@20", help="validation metric for early stopping")
     r.add_argument("--patience", type=int, help="validations without improvement before stopping (default 10; 20 under mmrec)")
     r.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
+    r.add_argument("--epochs", type=int, help="epoch cap of every iterative model whose epochs are not set by --param "
+                   "(default: each model's own; early stopping still applies)")
     r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
     r.add_argument("--data-dir", help="offline mirror folder holding dataset files")
     r.add_argument("--results", default="results", help="results folder (default ./results)")
@@ -379,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--metric", default="recall@20", help="the validation metric to maximise")
     t.add_argument("--patience", type=int)
     t.add_argument("--eval-every", type=int, default=1)
+    t.add_argument("--epochs", type=int, help="as for run: epoch cap of iterative models (trials also obey --epoch-cap)")
     t.add_argument("--device", default="auto")
     t.add_argument("--data-dir")
     t.add_argument("--results", default="results", help="results folder (the default SQLite storage lives there)")

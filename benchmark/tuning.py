@@ -266,7 +266,8 @@ def study_name(data: TuningData, model_name: str, cfg: RunConfig, budget: Budget
     The budget's size is not part of it: a larger budget extends the same study."""
     ident = {
         "version": TUNING_VERSION, "dataset": data.fingerprint, "split": data.split,
-        "model": model_name, "fixed": fixed, "training": cfg.identity(), "epoch_cap": budget.epoch_cap,
+        "model": model_name, "fixed": fixed, "training": cfg.identity(), "epochs": cfg.epochs,
+        "epoch_cap": budget.epoch_cap,
         "pruner": pruner, "sampler_seed": seed, "startup": TPE_STARTUP_TRIALS,
     }
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -328,8 +329,7 @@ def tune(
                 pruner=pruner, split_seed=int(data.split.get("seed", 0)))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    if not cls.search_space(probe.ask()):
+    if not cls.search_space(_Probe()):
         return TuningResult(**base, trials=0, complete=0, pruned=0, new_trials=0, best_params={},
                             best_valid=None, seconds=0.0, note="no hyper-parameters to tune")
 
@@ -378,6 +378,29 @@ def tune(
     return TuningResult(**base, **common, best_params=dict(best.user_attrs["params"]), best_valid=float(best.value))
 
 
+class _Probe:
+    """A stand-in trial that answers every suggestion with its first choice or lower bound
+    (to learn which parameters a space covers without touching a study)."""
+
+    def suggest_categorical(self, name, choices):
+        return choices[0]
+
+    def suggest_float(self, name, low, high, **kw):
+        return low
+
+    def suggest_int(self, name, low, high, **kw):
+        return low
+
+    def suggest_uniform(self, name, low, high):
+        return low
+
+    def suggest_loguniform(self, name, low, high):
+        return low
+
+    def suggest_discrete_uniform(self, name, low, high, q):
+        return low
+
+
 def _objective(study, data: TuningData, model_name: str, fixed: dict, cfg: RunConfig, budget: Budget,
                seed: int, metric: tuple[str, int]):
     cls = get_model_class(model_name)
@@ -398,7 +421,14 @@ def _objective(study, data: TuningData, model_name: str, fixed: dict, cfg: RunCo
         study.sampler = _sampler(seed, rank)
         trial.set_user_attr("worker", worker)
         trial.set_user_attr("rank", rank)
-        params = {**cls.search_space(trial), **fixed}
+        if rank == 0:
+            # the first trial of every study is the model's default configuration (nothing is
+            # sampled: the sampler learns only from the sampled trials), so tuning can only
+            # improve on the defaults on validation, whatever the budget
+            params = {**{k: v for k, v in cls.defaults().items() if k in cls.search_space(_Probe())}, **fixed}
+            trial.set_user_attr("defaults", True)
+        else:
+            params = {**cls.search_space(trial), **fixed}
         trial.set_user_attr("params", params)
         if cfg.epochs is not None and "epochs" not in params and "epochs" in cls.param_names():
             params["epochs"] = cfg.epochs  # as run_one does; the epoch cap still applies

@@ -146,7 +146,8 @@ def test_a_model_perfect_on_leaked_test_data_does_not_win_tuning(tmp_path, fake_
     plan = Plan(seeds=[0, 1], budget=Budget(trials=6), results=tmp_path / "results")
     res, outs = run_model(store, ds, "test-oracle", {}, RunConfig(), plan, get_split)
     study = optuna.load_study(study_name=res.study, storage=f"sqlite:///{tmp_path / 'results' / 'tuning.db'}")
-    tried = {t.params["target"] for t in study.trials}
+    tried = {t.user_attrs["params"]["target"] for t in study.trials}
+    assert study.trials[0].user_attrs["params"] == {"target": "test"}  # trial 0: the defaults
     assert tried == {"test", "valid"}, "both candidates must be tried for the test to mean anything"
     assert res.best_params == {"target": "valid"} and res.best_valid == pytest.approx(1.0)
     for out in outs:
@@ -171,7 +172,7 @@ def test_iterative_trials_are_pruned_and_capped(tmp_path, fake_models):
         if t.state == optuna.trial.TrialState.PRUNED:
             assert max(t.intermediate_values) < 8
     best = max((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
-    assert res.best_params == {"quality": best.params["quality"]}
+    assert res.best_params == best.user_attrs["params"]
 
 
 def _history(url, name):
