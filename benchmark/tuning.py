@@ -67,7 +67,7 @@ TUNING_SPLIT_SEED = 0
 # TPE's random start-up trials (Optuna's default is 10; small budgets would never leave it)
 TPE_STARTUP_TRIALS = 4
 # per-trial epoch cap of iterative models (equal for all of them); `--epoch-cap` changes it
-DEFAULT_EPOCH_CAP = 30
+DEFAULT_EPOCH_CAP = 20
 # the default budget of `run --all` per (dataset, model): equal for every model (see README)
 DEFAULT_BUDGET = "5"
 PRUNERS = ("median", "hyperband", "none")
@@ -159,6 +159,15 @@ class TuningResult:
     split_seed: int
     note: str = ""
 
+    def options(self) -> str:
+        b = self.budget
+        out = f"--budget {b.trials}" if b.trials is not None else f"--budget {b.seconds:g}s"
+        if b.epoch_cap != DEFAULT_EPOCH_CAP:
+            out += f" --epoch-cap {b.epoch_cap}"
+        if self.pruner != "median":
+            out += f" --pruner {self.pruner}"
+        return out
+
     def as_record(self) -> dict[str, Any]:
         """What a run record stores under "tuning" (no storage URL, so no password)."""
         return {
@@ -177,6 +186,8 @@ class TuningResult:
             "sampler": self.sampler,
             "pruner": self.pruner,
             "split_seed": self.split_seed,
+            # the `run` options that reproduce this tuning (for the leaderboard's command line)
+            "options": self.options(),
             **({"note": self.note} if self.note else {}),
         }
 
