@@ -334,6 +334,12 @@ def cmd_features(args) -> int:
     return run_features(args)
 
 
+def cmd_reproduce(args) -> int:
+    from .reproduce import reproduce_cmd
+
+    return reproduce_cmd(args)
+
+
 def cmd_perf(args, rest: list[str]) -> int:
     from . import perf
 
@@ -441,6 +447,21 @@ def build_parser() -> argparse.ArgumentParser:
     pf = sub.add_parser("perf", help="speed scripts (metrics: metric core vs RecBole, ranx, numpy)")
     pf.add_argument("what", choices=["metrics"])
     pf.set_defaults(func=None)
+
+    rp = sub.add_parser("reproduce", help="run a published table under its paper's protocol; write "
+                        "results/reproductions/NAME.md (published vs ours, verdict per cell)")
+    rp.add_argument("name", nargs="?", help="table name (see --list) or a path to a table .toml")
+    rp.add_argument("--list", action="store_true", help="the tables that can be reproduced and which data is missing")
+    rp.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    rp.add_argument("--models", help="comma-separated subset of the table's models")
+    rp.add_argument("--datasets", help="comma-separated subset of the table's datasets")
+    rp.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a hyper-parameter of every model that has it (the report says so)")
+    rp.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda ...")
+    rp.add_argument("--data-dir", help="offline mirror folder holding dataset files")
+    rp.add_argument("--results", default="results", help="results folder (default ./results)")
+    rp.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+    rp.set_defaults(func=cmd_reproduce)
     return p
 
 

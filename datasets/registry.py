@@ -1,7 +1,9 @@
 """`load(name)` and `available()`: the dataset names fusebench knows.
 
 Names: ``ml-100k`` (from the installed recbole package), ``ml-latest-small`` (vendored),
-``lfm2k`` (mirror / cache / verified download), ``mmrec:PATH`` (any MMRec-format folder),
+``lfm2k`` (mirror / cache / verified download), ``ml-1m`` (GroupLens zip: mirror / cache /
+MD5-verified download; `datasets.ml1m`), ``amazon-baby`` / ``amazon-sports`` /
+``amazon-clothing`` (MMRec's processed folders in the mirror; `datasets.amazon`), ``mmrec:PATH`` (any MMRec-format folder),
 ``recbole:PATH`` (any RecBole atomic dataset folder; see `datasets.atomic.load_recbole_folder`)
 and ``catalogue:PATH`` (a raw-content catalogue folder; see `datasets.catalogue`).
 Features extracted with ``features extract`` (`datasets.encoders.store`) are attached to
@@ -47,11 +49,46 @@ def _lfm2k(data_dir):
     return load_lfm2k(data_dir)
 
 
+def _ml1m(data_dir):
+    from .ml1m import load_ml1m
+
+    return load_ml1m(data_dir)
+
+
+def _amazon(name: str) -> Callable[[str | None], MultimodalDataset]:
+    def load(data_dir):
+        from .amazon import load_amazon
+
+        return load_amazon(name, data_dir)
+
+    return load
+
+
 LOADERS: dict[str, Callable[[str | None], MultimodalDataset]] = {
     "ml-100k": _ml100k,
     "ml-latest-small": _mls,
     "lfm2k": _lfm2k,
+    "ml-1m": _ml1m,
+    "amazon-baby": _amazon("amazon-baby"),
+    "amazon-sports": _amazon("amazon-sports"),
+    "amazon-clothing": _amazon("amazon-clothing"),
 }
+
+
+def missing_files(name: str, data_dir: str | os.PathLike | None = None) -> list[str]:
+    """For the datasets whose files the user provides (ml-1m offline, amazon-*): one line per
+    absent file (``PATH  <- where it comes from``); [] when loading can proceed (or for names
+    whose files ship with fusebench or its dependencies)."""
+    name = resolve_name(name)
+    if name == "ml-1m":
+        from .ml1m import missing_files as ml1m_missing
+
+        return ml1m_missing(data_dir)
+    if name.startswith("amazon-"):
+        from .amazon import missing_files as amazon_missing
+
+        return amazon_missing(name, data_dir)
+    return []
 
 
 def available() -> list[str]:
