@@ -30,7 +30,7 @@ def test_public_api():
                  "interactions_to_csr", "load", "available", "split", "PROTOCOLS", "describe"):
         assert hasattr(datasets, name), name
     assert issubclass(DatasetUnavailable, FusebenchError)
-    assert datasets.available() == ["ml-100k", "ml-latest-small", "lfm2k"]
+    assert datasets.available() == ["ml-100k", "ml-latest-small", "lfm2k", "ml-1m", "amazon-baby", "amazon-sports", "amazon-clothing"]
 
 
 def test_unknown_dataset_lists_available():
