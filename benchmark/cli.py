@@ -461,6 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--data-dir", help="offline mirror folder holding dataset files")
     rp.add_argument("--results", default="results", help="results folder (default ./results)")
     rp.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+    rp.add_argument("--grid", action="store_true", help="run each model's stated hyper-parameter grid (seed 0) and "
+                    "keep the best on validation, instead of the table's fixed configuration")
     rp.set_defaults(func=cmd_reproduce)
     return p
 

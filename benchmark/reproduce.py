@@ -44,6 +44,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 import datasets
+import fusion_models  # noqa: F401  (registers the multimodal models the tables name)
 from baselines.base import get_model_class, make_model
 from datasets.errors import FusebenchError
 
@@ -216,6 +217,21 @@ def model_params(paper: Paper, model: str, overrides: dict[str, Any]) -> dict[st
     return params
 
 
+def grid_points(paper: Paper, model: str, overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    """The model's configurations under ``--grid``: its fixed ``params`` combined with every
+    point of the table's ``grid`` (the search the source states, in fusebench's parameter
+    names; a parameter overridden on the command line is not searched). Without a grid: one."""
+    import itertools
+
+    base = model_params(paper, model, overrides)
+    grid = {k: list(v) for k, v in paper.models[model].get("grid", {}).items() if k not in overrides}
+    keys = list(grid)
+    points = [{**base, **dict(zip(keys, combo))} for combo in itertools.product(*(grid[k] for k in keys))]
+    for p in points:
+        make_model(model, p)
+    return points or [base]
+
+
 @dataclass
 class Cell:
     dataset: str
@@ -307,6 +323,7 @@ def reproduce(
     param_items: Sequence[str] = (),
     device: str = "cpu",
     force: bool = False,
+    grid: bool = False,
     on_run: Callable[[str, str, int, dict], None] | None = None,
 ) -> Path:
     """Run the table (see the module doc); returns the report's path."""
@@ -321,7 +338,7 @@ def reproduce(
         if d not in paper.datasets:
             raise FusebenchError(f"table {paper.name} has no dataset {d!r}; its datasets: {', '.join(paper.datasets)}")
     overrides = _parse_overrides(param_items, models)
-    params = {m: model_params(paper, m, overrides) for m in models}
+    points = {m: grid_points(paper, m, overrides) if grid else [model_params(paper, m, overrides)] for m in models}
     lines = missing_data(paper, data_dir, names)
     if lines:
         raise DataMissing(paper.name, lines)
@@ -336,25 +353,40 @@ def reproduce(
     store = RecordStore(results)
     cells: list[Cell] = []
     runs: dict[tuple[str, str], list[dict]] = {}
+    chosen: dict[tuple[str, str], dict[str, Any]] = {}
+    searched: dict[tuple[str, str], list[tuple[float, dict[str, Any]]]] = {}
+
+    def run(ds, sp, model, params, seed, label):
+        out = run_one(store, ds, sp, model, params, cfg, force=force)
+        rec = out.record if out.record is not None else store.load(ds.name, model, out.key)
+        if out.record is not None:
+            rec = {**rec, "_path": out.path}
+        if on_run is not None:
+            on_run(label, model, seed, rec)
+        return rec
     for name, ds in loaded.items():
         splits = [datasets.split(ds, protocol=split_protocol, seed=s, **split_params) for s in range(seeds)]
         for model in models:
-            recs = []
-            for seed, sp in enumerate(splits):
-                out = run_one(store, ds, sp, model, params[model], cfg, force=force)
-                rec = out.record if out.record is not None else store.load(ds.name, model, out.key)
-                if out.record is not None:
-                    rec = {**rec, "_path": out.path}
-                recs.append(rec)
-                if on_run is not None:
-                    on_run(name, model, seed, rec)
+            best, first = points[model][0], None
+            if len(points[model]) > 1:  # --grid: select on validation (seed 0), never on test
+                tried = []
+                for pt in points[model]:
+                    rec = run(ds, splits[0], model, pt, 0, f"{name} (grid)")
+                    v = float(rec["valid"].get(cfg.metric, float("nan")))
+                    tried.append((v if np.isfinite(v) else -np.inf, pt, rec))
+                top = max(v for v, _, _ in tried)
+                _, best, first = next(t for t in tried if t[0] == top)  # ties: the first point
+                searched[(name, model)] = [(v, pt) for v, pt, _ in tried]
+            chosen[(name, model)] = best
+            recs = [first if (seed == 0 and first is not None) else run(ds, sp, model, best, seed, name)
+                    for seed, sp in enumerate(splits)]
             runs[(name, model)] = recs
             published = paper.results.get(name, {}).get(model, {})
             per_user = [RecordStore.per_user(r) for r in recs]
             for metric, value in published.items():
                 cells.append(Cell(name, model, metric, float(value), [float(r["test"][metric]) for r in recs],
                                   [pu[metric] for pu in per_user if metric in pu], paper.tolerance))
-    text = render_report(paper, cells, loaded, params, overrides, seeds, device, runs)
+    text = render_report(paper, cells, loaded, chosen, overrides, seeds, device, runs, searched, grid, models)
     path = Path(results) / "reproductions" / f"{paper.name}.md"
     _atomic_write(path, lambda f: f.write(text.encode()))
     return path
@@ -379,7 +411,7 @@ def _stats_line(paper: Paper, name: str, ds) -> tuple[str, str | None]:
     return line, diff
 
 
-def render_report(paper, cells, loaded, params, overrides, seeds, device, runs) -> str:
+def render_report(paper, cells, loaded, chosen, overrides, seeds, device, runs, searched, grid, models) -> str:
     from .provenance import device_description, git_revision
 
     info, pr = paper.info, paper.protocol
@@ -421,20 +453,33 @@ def render_report(paper, cells, loaded, params, overrides, seeds, device, runs) 
     if overrides:
         extra_diffs.append("Parameters overridden on the command line (not the source's configuration): "
                            + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())) + ".")
+    if grid:
+        extra_diffs.append(f"Grid search (--grid): each model's stated grid was run on seed 0 and the point with the best "
+                           f"validation {paper.protocol.get('metric', 'recall@20')} kept for every seed; test results never "
+                           "took part in the choice.")
+    else:
+        with_grid = [m for m in models if paper.models[m].get("grid")]
+        if with_grid:
+            extra_diffs.append("Fixed configurations: the source searched a grid per model; this run used one configuration "
+                               f"per model (`--grid` runs the stated grids of {', '.join(with_grid)}, selecting on validation).")
     if seeds < 2:
         extra_diffs.append("One seed only: the verdict interval is the per-user bootstrap, which ignores the variation between seeds.")
-    skipped = [m for m in paper.models if m not in params]
+    skipped = [m for m in paper.models if m not in models]
     if skipped:
         extra_diffs.append(f"Models of the table not run this time: {', '.join(skipped)}.")
     out += ["## Known protocol differences that can explain a gap", ""]
     out += [f"- {d}" for d in [*pr.get("differences", []), *extra_diffs]]
-    out += ["", "## Configurations run", "", "| Model | Our parameters | Stated by the source | Epochs run (best epoch), per dataset and seed |",
-            "|---|---|---|---|"]
-    for m, p in params.items():
-        epochs = [f"{r.get('training', {}).get('epochs_run', '–')} (best {r.get('training', {}).get('best_epoch', '–')})"
-                  for (_, mm), recs in runs.items() if mm == m for r in recs]
+    out += ["", "## Configurations run", "",
+            "| Dataset | Model | Our parameters | Stated by the source | Grid points tried (best valid) | Epochs run (best epoch) per seed |",
+            "|---|---|---|---|---|---|"]
+    for (name, m), p in chosen.items():
+        epochs = [f"{r.get('training', {}).get('epochs_run', '–')} ({r.get('training', {}).get('best_epoch', '–')})"
+                  for r in runs[(name, m)]]
         ptxt = ", ".join(f"{k}={v}" for k, v in sorted(p.items())) or "defaults"
-        out.append(f"| {paper.models[m].get('label', m)} | {ptxt} | {paper.models[m].get('stated', '–')} | {', '.join(epochs)} |")
+        tried = searched.get((name, m))
+        gtxt = "–" if not tried else f"{len(tried)} ({paper.protocol.get('metric', 'recall@20')} {max(v for v, _ in tried):.4f})"
+        out.append(f"| {name} | {paper.models[m].get('label', m)} | {ptxt} | {paper.models[m].get('stated', '–')} | "
+                   f"{gtxt} | {', '.join(epochs)} |")
     out.append("")
     return "\n".join(out)
 
@@ -442,6 +487,7 @@ def render_report(paper, cells, loaded, params, overrides, seeds, device, runs) 
 # ------------------------------------------------------------------------ CLI
 def reproduce_cmd(args) -> int:
     """`python -m benchmark reproduce` (see benchmark/cli.py for the options)."""
+    import json
     import sys
 
     from baselines.torch_base import resolve_device
@@ -458,14 +504,19 @@ def reproduce_cmd(args) -> int:
     paper = load_paper(args.name)
 
     def on_run(ds, model, seed, rec):
-        print(f"{ds:16s} {model:10s} seed={seed} " + " ".join(
-            f"{m}={rec['test'][m]:.4f}" for m in list(paper.results.get(ds, {}).get(model, {}))[:3]), file=sys.stderr)
+        if ds.endswith("(grid)"):
+            print(f"{ds:23s} {model:10s} valid {rec['training']['metric']}={rec['valid'][rec['training']['metric']]:.4f} "
+                  + json.dumps(rec['model']['params'], sort_keys=True), file=sys.stderr)
+            return
+        print(f"{ds:23s} {model:10s} seed={seed} " + " ".join(
+            f"{m}={rec['test'][m]:.4f}" for m in list(paper.results.get(ds.split()[0], {}).get(model, {}))[:3]),
+            file=sys.stderr)
 
     try:
         path = reproduce(paper, seeds=args.seeds, data_dir=args.data_dir, results=args.results,
                          models=_split_list(args.models), dataset_names=_split_list(args.datasets),
                          param_items=args.param, device=str(resolve_device(args.device)), force=args.force,
-                         on_run=on_run)
+                         grid=args.grid, on_run=on_run)
     except DataMissing as exc:
         print(f"error: the data for {paper.name} is missing; put these files in place (nothing was written):",
               file=sys.stderr)

@@ -216,6 +216,7 @@ def write_raw_amazon(folder: Path, seed: int = 0) -> tuple[Path, Path, Path]:
     return reviews, meta, images
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # TF-IDF/SVD on ten near-identical texts
 def test_amazon_raw_pipeline_builds_a_loadable_5core_folder(tmp_path, monkeypatch):
     reviews, meta, images = write_raw_amazon(tmp_path / "raw")
     out = tmp_path / "data" / "amazon-baby"
@@ -312,3 +313,19 @@ def test_reproduce_user_errors(amazon_dir, tmp_path):
     assert main(["reproduce", "mmrec-amazon", "--param", "nope=1", "--results", str(results)]) == 2
     assert main(["reproduce"]) == 2
     assert not results.exists()
+
+
+def test_reproduce_grid_selects_on_validation(ml1m_dir, tmp_path, capsys):
+    results = tmp_path / "results"
+    assert main(["reproduce", "recbole-gnn-ml1m", "--models", "lightgcn", "--grid", "--param", "epochs=1",
+                 "--param", "n_layers=2", "--param", "reg_weight=0.0001", "--seeds", "2",
+                 "--results", str(results), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("(grid)") == 3  # learning_rate in [0.005, 0.002, 0.001]; the overridden ones are not searched
+    recs = [json.loads(p.read_text()) for p in (results / "runs").rglob("*.json")]
+    assert len(recs) == 3 + 1  # three grid points on seed 0, the chosen one on seed 1
+    best = max((r for r in recs if r["seed"] == 0), key=lambda r: r["valid"]["mrr@10"])
+    seed1 = next(r for r in recs if r["seed"] == 1)
+    assert seed1["model"]["params"]["learning_rate"] == best["model"]["params"]["learning_rate"]
+    text = (results / "reproductions" / "recbole-gnn-ml1m.md").read_text()
+    assert "Grid search (--grid)" in text and "| ml-1m | LightGCN |" in text and "| 3 (mrr@10 " in text
