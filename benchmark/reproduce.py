@@ -162,7 +162,13 @@ def list_papers(data_dir=None) -> str:
         lines.append(f"  {p.cells()} published cells; models: {models}")
         for ds in p.datasets:
             miss = missing_data(p, data_dir, [ds])
-            lines.append(f"  dataset {ds}: " + ("ready" if not miss else f"MISSING {len(miss)} file(s)"))
+            status = "ready" if not miss else f"MISSING {len(miss)} file(s)"
+            if ds == "ml-1m" and not miss:
+                from datasets.ml1m import URL, local_source
+
+                src = local_source(data_dir)
+                status = f"ready ({src})" if src is not None else f"not local: downloaded from {URL} on first use"
+            lines.append(f"  dataset {ds}: {status}")
             lines += [f"    missing: {m}" for m in miss]
     return "\n".join(lines)
 
