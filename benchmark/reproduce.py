@@ -343,6 +343,8 @@ def reproduce(
     for d in names:
         if d not in paper.datasets:
             raise FusebenchError(f"table {paper.name} has no dataset {d!r}; its datasets: {', '.join(paper.datasets)}")
+    models = [m for m in paper.models if m in models]  # the table's order
+    names = [d for d in paper.datasets if d in names]
     overrides = _parse_overrides(param_items, models)
     points = {m: grid_points(paper, m, overrides) if grid else [model_params(paper, m, overrides)] for m in models}
     lines = missing_data(paper, data_dir, names)

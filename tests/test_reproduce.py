@@ -109,6 +109,10 @@ def test_cell_verdicts():
     assert far.verdict == "not reproduced (ours lower)" and far.rel == pytest.approx(-0.5)
     tol = Cell("d", "m", "recall@20", 0.100, [0.0970, 0.0971, 0.0969], tolerance=0.05)
     assert tol.verdict.startswith("reproduced (within")
+    one = Cell("d", "m", "recall@20", 0.120, [0.100], [np.array([0.0, 0.1, 0.2, 0.2, np.nan])])
+    assert one.ci_seeds is None and one.std == 0.0
+    lo, hi = one.ci_users  # one seed: the per-user bootstrap decides
+    assert lo <= 0.120 <= hi and one.verdict == "reproduced (in 95% CI)"
 
 
 def test_list_works_offline_and_names_missing_files(tmp_path, monkeypatch, capsys):
