@@ -372,6 +372,7 @@ def reproduce(
         if on_run is not None:
             on_run(label, model, seed, rec)
         return rec
+
     for name, ds in loaded.items():
         splits = [datasets.split(ds, protocol=split_protocol, seed=s, **split_params) for s in range(seeds)]
         for model in models:
