@@ -57,7 +57,7 @@ class AdversarialModule(nn.Module):
 
     def sources(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         """(K, n, d): the id embedding then each modality's projection."""
-        ids = self.item.weight if idx is None else self.item(idx)
+        ids = self.item.rows(idx)
         return torch.cat([ids.unsqueeze(0), self.encoders(idx)], dim=0)
 
     def items(self, idx: torch.Tensor | None = None) -> torch.Tensor:
@@ -97,6 +97,7 @@ class AdversarialFusion(ItemTowerFusion):
         adversary: str = "confusion",
         hidden_size: int = 64,
         loss: str = "bpr",
+        id_dropout: float = 0.0,
         normalize_features: bool = True,
         modalities: str = "all",
     ):
@@ -109,6 +110,7 @@ class AdversarialFusion(ItemTowerFusion):
         self.adversary = adversary
         self.hidden_size = hidden_size
         self.loss = loss
+        self.id_dropout = id_dropout
         self.normalize_features = normalize_features
         self.modalities = modalities
 

@@ -46,7 +46,7 @@ class AttentionModule(nn.Module):
 
     def tokens(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         """(K, n, d): the id token then one token per modality (zero where missing)."""
-        ids = self.item.weight if idx is None else self.item(idx)
+        ids = self.item.rows(idx)
         return torch.cat([ids.unsqueeze(0), self.encoders(idx)], dim=0)
 
     def present(self, idx: torch.Tensor | None = None) -> torch.Tensor | None:
@@ -82,6 +82,7 @@ class AttentionFusion(FusionRecommender):
         batch_size: int = 2048,
         epochs: int = 60,
         loss: str = "bpr",
+        id_dropout: float = 0.0,
         normalize_features: bool = True,
         modalities: str = "all",
     ):
@@ -91,6 +92,7 @@ class AttentionFusion(FusionRecommender):
         self.batch_size = batch_size
         self.epochs = epochs
         self.loss = loss
+        self.id_dropout = id_dropout
         self.normalize_features = normalize_features
         self.modalities = modalities
 

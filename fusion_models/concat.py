@@ -32,7 +32,7 @@ class ConcatModule(nn.Module):
         self.mlp = mlp([(len(encoders) + 1) * dim, dim, dim], dropout=dropout)
 
     def items(self, idx: torch.Tensor | None = None) -> torch.Tensor:
-        ids = self.item.weight if idx is None else self.item(idx)
+        ids = self.item.rows(idx)
         parts = [ids] + [self.encoders.encode(m, idx) for m in range(len(self.encoders))]
         return self.mlp(torch.cat(parts, dim=-1))
 
@@ -51,6 +51,7 @@ class ConcatFusion(ItemTowerFusion):
         epochs: int = 100,
         dropout: float = 0.0,
         loss: str = "bpr",
+        id_dropout: float = 0.0,
         normalize_features: bool = True,
         modalities: str = "all",
     ):
@@ -61,6 +62,7 @@ class ConcatFusion(ItemTowerFusion):
         self.epochs = epochs
         self.dropout = dropout
         self.loss = loss
+        self.id_dropout = id_dropout
         self.normalize_features = normalize_features
         self.modalities = modalities
 

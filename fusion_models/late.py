@@ -47,7 +47,7 @@ class LateModule(nn.Module):
 
     def item_vectors(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         """(M+1, n, dim): the id embedding then each modality's projection."""
-        ids = self.item.weight if idx is None else self.item(idx)
+        ids = self.item.rows(idx)
         return torch.cat([ids.unsqueeze(0), self.encoders(idx)], dim=0)
 
     def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
@@ -73,6 +73,7 @@ class LateFusion(FusionRecommender):
         batch_size: int = 2048,
         epochs: int = 60,
         loss: str = "bpr",
+        id_dropout: float = 0.0,
         normalize_features: bool = True,
         modalities: str = "all",
     ):
@@ -82,6 +83,7 @@ class LateFusion(FusionRecommender):
         self.batch_size = batch_size
         self.epochs = epochs
         self.loss = loss
+        self.id_dropout = id_dropout
         self.normalize_features = normalize_features
         self.modalities = modalities
 

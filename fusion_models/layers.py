@@ -122,7 +122,8 @@ LOSSES = ("bpr", "softmax")
 
 def fusion_space(trial) -> dict:
     """The Optuna space shared by the fusion strategies: the embedding space and the loss."""
-    return {**embedding_space(trial), "loss": trial.suggest_categorical("loss", list(LOSSES))}
+    return {**embedding_space(trial), "loss": trial.suggest_categorical("loss", list(LOSSES)),
+            "id_dropout": trial.suggest_float("id_dropout", 0.0, 0.5)}
 
 
 def freeze_cold_ids(module: nn.Module, train) -> None:
@@ -156,6 +157,7 @@ class FusionRecommender(TorchRecommender):
     # off for the published models, which follow their reference code
     zero_cold_ids: bool = False
     loss: str = "bpr"  # or "softmax": a constructor parameter of the models that offer both
+    id_dropout: float = 0.0  # see ItemIds
     modalities: str = "all"
     normalize_features: bool = True
     embedding_size: int = 64
@@ -164,6 +166,7 @@ class FusionRecommender(TorchRecommender):
         if self.loss not in LOSSES:
             raise FusebenchError(f"parameter loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         self._check_positive(embedding_size=self.embedding_size)
+        self._check_fraction(id_dropout=self.id_dropout)
         if isinstance(self.embedding_size, bool) or int(self.embedding_size) != self.embedding_size:
             raise FusebenchError(f"parameter embedding_size must be an integer, got {self.embedding_size!r}")
 
@@ -177,6 +180,8 @@ class FusionRecommender(TorchRecommender):
         super().init(data)
         if self.zero_cold_ids:
             freeze_cold_ids(self.module_, data.train)
+        if isinstance(getattr(self.module_, "item", None), ItemIds):
+            self.module_.item.id_dropout = float(self.id_dropout)
 
     def encoders(self, dim: int, **kwargs) -> ModalityEncoders:
         """The projection heads over the selected modalities, with their presence masks."""
@@ -251,9 +256,26 @@ def mlp(sizes: list[int], dropout: float = 0.0, activation=nn.LeakyReLU) -> nn.S
     return nn.Sequential(*layers)
 
 
-def id_embeddings(n_users: int, n_items: int, dim: int) -> tuple[nn.Embedding, nn.Embedding]:
+class ItemIds(nn.Embedding):
+    """Item id embeddings with DropoutNet-style id dropout (Volkovs et al., NeurIPS 2017).
+
+    In training, each item row of a batch is zeroed with probability `id_dropout`, so the
+    model must also rank items from their content alone, which is all it has for an item
+    never seen in training. Off (0) in evaluation; `rows(None)` is every item.
+    """
+
+    id_dropout: float = 0.0
+
+    def rows(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        w = self.weight if idx is None else self(idx)
+        if self.training and self.id_dropout > 0:
+            w = w * (torch.rand(w.shape[0], 1, device=w.device) >= self.id_dropout).to(w.dtype)
+        return w
+
+
+def id_embeddings(n_users: int, n_items: int, dim: int) -> tuple[nn.Embedding, ItemIds]:
     """The user and item id embeddings of the backbone (Xavier-normal, as RecBole's BPR)."""
-    user, item = nn.Embedding(n_users, dim), nn.Embedding(n_items, dim)
+    user, item = nn.Embedding(n_users, dim), ItemIds(n_items, dim)
     nn.init.xavier_normal_(user.weight)
     nn.init.xavier_normal_(item.weight)
     return user, item

@@ -74,7 +74,7 @@ class MappingModule(nn.Module):
         return mapped / n_src.clamp(min=1.0)
 
     def items(self, idx: torch.Tensor | None = None) -> torch.Tensor:
-        ids = self.item.weight if idx is None else self.item(idx)
+        ids = self.item.rows(idx)
         # mean over modalities after imputation; an item with none at all keeps only its id
         has_any = (self.encoders.presence(idx).sum(0) > 0).float()
         return ids + self.imputed(idx).mean(0) * has_any
@@ -96,6 +96,7 @@ class MappingFusion(ItemTowerFusion):
         align_weight: float = 0.1,
         temperature: float = 0.2,
         loss: str = "bpr",
+        id_dropout: float = 0.0,
         normalize_features: bool = True,
         modalities: str = "all",
     ):
@@ -108,6 +109,7 @@ class MappingFusion(ItemTowerFusion):
         self.align_weight = align_weight
         self.temperature = temperature
         self.loss = loss
+        self.id_dropout = id_dropout
         self.normalize_features = normalize_features
         self.modalities = modalities
 

@@ -43,7 +43,7 @@ class TransformerModule(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def items(self, idx: torch.Tensor | None = None) -> torch.Tensor:
-        ids = self.item.weight if idx is None else self.item(idx)
+        ids = self.item.rows(idx)
         tokens = torch.cat([ids.unsqueeze(0), self.encoders(idx)], dim=0).transpose(0, 1)  # (n, K, d)
         tokens = tokens + self.types
         if self.encoders.complete:
@@ -71,6 +71,7 @@ class TransformerFusion(ItemTowerFusion):
         batch_size: int = 2048,
         epochs: int = 60,
         loss: str = "bpr",
+        id_dropout: float = 0.0,
         normalize_features: bool = True,
         modalities: str = "all",
     ):
@@ -83,6 +84,7 @@ class TransformerFusion(ItemTowerFusion):
         self.batch_size = batch_size
         self.epochs = epochs
         self.loss = loss
+        self.id_dropout = id_dropout
         self.normalize_features = normalize_features
         self.modalities = modalities
 

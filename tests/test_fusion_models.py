@@ -173,6 +173,24 @@ def test_softmax_loss_option(name):
         make_model(name, {"loss": "hinge"}).fit(data)
 
 
+def test_id_dropout_zeroes_rows_in_training_only():
+    from fusion_models.layers import id_embeddings
+
+    _, item = id_embeddings(3, 200, 4)
+    item.id_dropout = 0.5
+    torch.manual_seed(0)
+    rows = item.rows()
+    dropped = (rows == 0).all(1)
+    assert 60 < int(dropped.sum()) < 140
+    torch.testing.assert_close(rows[~dropped], item.weight[~dropped])
+    item.eval()
+    torch.testing.assert_close(item.rows(torch.tensor([1, 2])), item.weight[[1, 2]])
+    m = make_model("fusion-concat", {"epochs": 2, "embedding_size": 8, "id_dropout": 0.3}).fit(_tiny_data())
+    assert m.module_.item.id_dropout == 0.3
+    with pytest.raises(FusebenchError):
+        make_model("fusion-concat", {"id_dropout": 1.0}).fit(_tiny_data())
+
+
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_cold_items_keep_a_zero_id_embedding(name):
     """Items without training interactions get no id signal: content alone scores them."""
