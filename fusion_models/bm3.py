@@ -27,8 +27,8 @@ More than two modalities: every selected modality adds its two alignment terms (
 and image terms are the case M = 2; the loss is symmetric in the modalities).
 BM3 builds no item-item graph, so feature masks play no part in it.
 
-Epoch cap: 30 by default, for time: an epoch takes ~1.3 s on lfm2k and ~3-6 s on
-ml-latest-small on one CPU thread (most of it the Adam step and gradient of the trainable
+Epoch cap: 30 by default, for time: an epoch takes ~1.3 s on lfm2k and ~4 s on
+ml-latest-small on one CPU thread of a shared machine (most of it the Adam step and gradient of the trainable
 feature tables, as in MMRec); BM3 is far from converged at 30 epochs on lfm2k (valid
 Recall@20 ~0.28 there, 0.342 at its best, epoch 86, with patience 10), so tuning or
 `--protocol mmrec` (1000 epochs, patience 20) is what trains it fully.

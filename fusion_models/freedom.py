@@ -37,11 +37,15 @@ one role only (e.g. a single modality, or no text), the modalities are weighted 
 Missing features (`data.feature_masks`) and all-zero rows take no part in the kNN graph of
 that modality (no neighbours, nobody's neighbour).
 
-Epoch cap: 60 by default, for time: an epoch takes ~0.3 s on lfm2k and ~1-2 s on
-ml-latest-small on one CPU thread, and FREEDOM is still improving at 60 epochs on lfm2k (valid
-Recall@20 0.352 at epoch 60, 0.382 at its best, epoch 111, with patience 10); tuning or
-`--protocol mmrec` (1000 epochs, patience 20) train it to convergence. The edge sampling uses its own CPU generator seeded from the run's seed, so a
-seed gives the same graphs on every device.
+Epoch cap: 60 by default, for time: an epoch takes ~0.3-0.5 s on lfm2k and ~2.2 s on
+ml-latest-small on one CPU thread of a shared machine (there, half of it the three sparse
+products per batch over the full graphs, as in MMRec). FREEDOM is still improving at 60 epochs
+on lfm2k (valid Recall@20 0.352 at epoch 60, 0.382 at epoch 111 with patience 10, 0.41 after
+~300 epochs under `--protocol mmrec`); tuning or `--protocol mmrec` (1000 epochs, patience 20)
+trains it to convergence.
+
+The edge sampling uses its own CPU generator seeded from the run's seed, so a seed gives the
+same pruned graphs on every device.
 """
 
 from __future__ import annotations
