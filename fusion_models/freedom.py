@@ -35,7 +35,8 @@ with X as its image (on lfm2k with modalities=text,audio/vggish: v = VGGish, t =
 one role only (e.g. a single modality, or no text), the modalities are weighted equally.
 
 Missing features (`data.feature_masks`) and all-zero rows take no part in the kNN graph of
-that modality (no neighbours, nobody's neighbour).
+that modality (no neighbours, nobody's neighbour), and a missing feature projects to zero in
+the modality BPR terms (it scores 0 rather than as content).
 
 Epoch cap: 60 by default, for time: an epoch takes ~0.3-0.5 s on lfm2k and ~2.2 s on
 ml-latest-small on one CPU thread of a shared machine (there, half of it the three sparse
@@ -180,7 +181,10 @@ class FREEDOM(GraphFusion):
     def build(self, data: FitData) -> nn.Module:
         module = FREEDOMModule(data.n_users, self._features, int(self.embedding_size), int(self.feat_embed_dim),
                                bool(self.train_features), self.device_)
-        valid = [valid_rows(f, v) for f, v in zip(module.feats, self.presence(data))]
+        present = self.presence(data)
+        valid = [valid_rows(f, v) for f, v in zip(module.feats, present)]
+        # (n_items, 1) float masks for the modality BPR terms; None where all are present
+        self._present = [None if p is None or bool(p.all()) else p.float()[:, None] for p in present]
         weights = mmrec_weights(list(self._features), float(self.mm_image_weight))
         self._mm = frozen_item_graph(list(module.feats), valid, weights, int(self.knn_k))
         self._ui = ui_graph(data.train, self.device_, norm="sym")
@@ -217,10 +221,18 @@ class FREEDOM(GraphFusion):
         if self.reg_weight:
             mod = 0.0
             for k in range(len(m.feats)):
-                z_pos, z_neg = item_rows(lambda idx, k=k: m.project(k, idx), m.n_items, pos, neg)
+                z_pos, z_neg = item_rows(lambda idx, k=k: self._projection(k, idx), m.n_items, pos, neg)
                 mod = mod + bpr(u, z_pos, z_neg)
             loss = loss + self.reg_weight * mod
         return loss
+
+    def _projection(self, k: int, idx):
+        """Modality k projected; zero for items whose feature is missing (no content signal)."""
+        z = self.module_.project(k, idx)
+        mask = self._present[k]
+        if mask is None:
+            return z
+        return z * (mask if idx is None else mask[idx])
 
     def final_embeddings(self):
         return self.module_.embeddings(self._ui, self._mm, int(self.n_mm_layers), int(self.n_ui_layers))

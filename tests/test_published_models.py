@@ -439,3 +439,26 @@ def test_beats_popularity_on_lfm2k(name, lfm2k, lfm2k_given):
     recall = evaluate(model.score, s.test, exclude, metrics=("recall",), ks=(20,)).summary["recall@20"]
     assert recall > 1.5 * pop_recall, (recall, pop_recall)
     assert model.used_modalities() == ["text", "audio/vggish"]
+
+
+def test_missing_features_carry_no_content_signal_in_modality_losses():
+    present = np.ones(40, dtype=bool)
+    present[:20] = False  # text missing for the first half of the items
+    data = _tiny_data(masks={"text": present})
+    fr = make_model("freedom", small("freedom", epochs=1, reg_weight=1e-3))
+    fr.init(data)
+    z = fr._projection(0, None)
+    assert torch.all(z[:20] == 0) and torch.all(z[20:].abs().sum(1) > 0)
+    assert fr._present[1] is None  # audio: all present
+    # BM3: the text terms see only items with text; a batch without any has no text term
+    bm = make_model("bm3", small("bm3", epochs=1, cl_weight=1.0, reg_weight=0.0))
+    bm.init(data)
+    users, items = torch.tensor([0, 1, 2]), torch.tensor([1, 2, 3])  # all without text
+    torch.manual_seed(0)
+    with_mask = bm.batch_loss(users, items).item()
+    bm._present[0] = None  # as if the text were there
+    torch.manual_seed(0)
+    without = bm.batch_loss(users, items).item()
+    assert without > with_mask  # the two text terms (each in [0, 2]) are gone
+    fit = make_model("bm3", small("bm3")).fit(data)
+    assert np.isfinite(fit.score(np.arange(30))).all()
