@@ -64,7 +64,6 @@ def cosine_knn(x: torch.Tensor, k: int, valid: torch.Tensor | None = None,
     within a row the columns come in decreasing similarity (ties: torch.topk's order).
     """
     x = x.detach()
-    n = x.shape[0]
     if valid is None:
         valid = valid_rows(x)
     valid = valid.to(x.device).bool()

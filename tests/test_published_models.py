@@ -17,7 +17,7 @@ from benchmark.training import train
 from datasets import split
 from datasets.errors import FusebenchError
 from fusion_models import graphs
-from fusion_models.freedom import frozen_item_graph, mmrec_weights
+from fusion_models.freedom import mmrec_weights
 
 MODELS = ("lattice", "freedom", "bm3")
 SMALL = {"epochs": 2, "embedding_size": 8, "feat_embed_dim": 8}
@@ -271,7 +271,8 @@ def test_freedom_graph_matches_dense_reference_and_roles():
     m = make_model("freedom", small("freedom", epochs=1, knn_k=3))
     m.init(data)
     feats = [torch.from_numpy(f) for f in m._features.values()]
-    dense = 0.9 * _dense_norm(_dense_knn(feats[0], 3, False), 1e-7) + 0.1 * _dense_norm(_dense_knn(feats[1], 3, False), 1e-7)
+    dense = (0.9 * _dense_norm(_dense_knn(feats[0], 3, False), 1e-7)
+             + 0.1 * _dense_norm(_dense_knn(feats[1], 3, False), 1e-7))
     torch.testing.assert_close(m._mm.to_dense(), dense)
     # every row of each binary kNN graph sums to 1 after normalisation
     np.testing.assert_allclose(m._mm.to_dense().sum(1).numpy(), 1.0, rtol=1e-5)
@@ -376,7 +377,9 @@ def test_bm3_trains_on_observed_pairs_without_negatives():
     m.init(data)
     batches = list(m.epoch_batches())
     assert all(len(b) == 2 for b in batches)
-    pairs = sorted(zip(np.concatenate([b[0] for b in batches]).tolist(), np.concatenate([b[1] for b in batches]).tolist()))
+    users = np.concatenate([b[0] for b in batches])
+    items = np.concatenate([b[1] for b in batches])
+    pairs = sorted(zip(users.tolist(), items.tolist()))
     coo = data.train.tocoo()
     assert pairs == sorted(zip(coo.row.tolist(), coo.col.tolist()))
 
