@@ -73,7 +73,7 @@ def test_two_workers_share_one_study_and_run_each_trial_once(tmp_path):
 
 def test_a_killed_worker_s_trial_is_failed_and_its_slot_taken(tmp_path):
     study = f"test-killed-worker-{uuid.uuid4().hex[:8]}"
-    budget = 6
+    budget = 4
     # bpr trials take seconds (epochs reported to the pruner), so the kill lands inside a trial
     slow = ("--epoch-cap", "4", "--pruner", "none")
     victim = _worker(study, budget, tmp_path / "victim", "bpr", *slow)
