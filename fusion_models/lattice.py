@@ -53,6 +53,12 @@ from epoch ~20 to ~80) and only then keeps improving for hundreds of epochs (0.3
 under `--protocol mmrec`, seed 0), so the cap loses nothing the plateau would not; tuning (lr
 up to 5e-3) or `--protocol mmrec` (1000 epochs, patience 20) is what trains it fully. Under
 patience 20 the early stop can still fire inside the plateau (seed 1: test Recall@20 0.243).
+
+Checked against MMRec's own code (its LATTICE, run locally on the same lfm2k files with a
+driver reproducing its trainer, seed 0): the validation curves coincide (Recall@20 0.268 /
+0.301 / 0.321 at about epochs 100 / 200 / 400 here, 0.269 / 0.299 / 0.321 there); test Recall@20
+0.339 here (best epoch 577) and 0.335 there (best epoch 533); one CPU epoch takes ~1 s here
+and ~3.4 s there (MMRec builds dense n x n graphs), on a shared machine.
 """
 
 from __future__ import annotations
