@@ -91,7 +91,7 @@ def run_config(args, device: str) -> tuple[str | None, RunConfig]:
     """(split protocol or None for the dataset's default, evaluation settings) from the CLI.
 
     `--protocol mmrec` is MMRec's protocol: the dataset's given split, early stopping with
-    patience 20 over up to 1000 epochs, and only training items masked at test time."""
+    MMRec's stopping_step 20 (our patience 21) over up to 1000 epochs, and only training items masked at test time."""
     protocols = (*datasets.PROTOCOLS, "mmrec")
     if args.protocol is not None and args.protocol not in protocols:
         raise UsageError(f"unknown protocol {args.protocol!r}; available: {', '.join(protocols)}")
@@ -360,11 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
     r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="model hyper-parameter")
     r.add_argument("--protocol", help="split protocol (default: the source's split if it has one, else random 8:1:1); "
-                   "mmrec = MMRec's protocol (given split, patience 20, only train items masked at test)")
+                   "mmrec = MMRec's protocol (given split, stopping_step 20, only train items masked at test)")
     r.add_argument("--modalities", help="feature sets a fusion/content model uses, e.g. text,audio/vggish (default all)")
     r.add_argument("--rating-threshold", type=float, help="ratings >= this are positives (default: all)")
     r.add_argument("--metric", default="recall@20", help="validation metric for early stopping")
-    r.add_argument("--patience", type=int, help="validations without improvement before stopping (default 10; 20 under mmrec)")
+    r.add_argument("--patience", type=int, help="validations without improvement before stopping (default 10; 21 under mmrec, "
+                   "as MMRec's stopping_step 20 stops at the 21st)")
     r.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
     r.add_argument("--epochs", type=int, help="epoch cap of every iterative model whose epochs are not set by --param "
                    "(default: each model's own; early stopping still applies)")

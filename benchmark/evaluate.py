@@ -8,6 +8,8 @@ one ``batch_size x n_items`` score block plus per-user outputs, never ``users x 
 
 from __future__ import annotations
 
+import functools
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +60,25 @@ def _csr(x, name: str, shape: tuple[int, int] | None = None) -> sp.csr_matrix:
     return x
 
 
+def keep_torch_threads(fn):
+    """Numba's OpenMP layer, started by the first parallel metric kernel, resets torch's
+    intra-op thread count; on a loaded machine a model then trains up to 25x slower. Put it
+    back after every evaluation (torch matters only when a torch model has imported it)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        torch = sys.modules.get("torch")
+        before = torch.get_num_threads() if torch is not None else None
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if torch is not None and torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+
+    return wrapper
+
+
+@keep_torch_threads
 def evaluate(
     score_fn: Callable[[np.ndarray], np.ndarray],
     truth: sp.csr_matrix,

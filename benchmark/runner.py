@@ -50,9 +50,12 @@ class RunConfig:
 
 def mmrec_config(**overrides) -> RunConfig:
     """MMRec's evaluation protocol (src/configs/overall.yaml): early stopping on valid
-    Recall@20 with patience 20 (`stopping_step`), up to 1000 epochs, and at test time only the
-    training items masked (validation items stay rankable). Use it with the given split."""
-    return RunConfig(**{"metric": "recall@20", "patience": 20, "mask_valid_at_test": False,
+    Recall@20 with `stopping_step` 20, up to 1000 epochs, and at test time only the training
+    items masked (validation items stay rankable). Use it with the given split.
+
+    MMRec's early_stopping counts evaluations without improvement and stops once the count
+    exceeds stopping_step, i.e. at the 21st; our `patience` stops at the patience-th, so 21."""
+    return RunConfig(**{"metric": "recall@20", "patience": 21, "mask_valid_at_test": False,
                         "epochs": 1000, "name": "mmrec", **overrides})
 
 

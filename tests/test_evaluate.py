@@ -137,3 +137,17 @@ def test_nan_scores_rank_last_and_int_scores_accepted():
 def test_mean_metrics():
     m = mean_metrics({"a": np.array([1.0, np.nan, 3.0]), "b": np.array([np.nan])})
     assert m["a"] == 2.0 and np.isnan(m["b"])
+
+
+def test_evaluation_keeps_torch_thread_count():
+    """Numba's OpenMP start resets torch's thread count; evaluate puts it back."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        truth = sp.random(64, 30, density=0.2, format="csr", random_state=0, dtype=np.float32)
+        truth.data[:] = 1
+        evaluate(lambda u: np.random.default_rng(0).random((len(u), 30)).astype(np.float32), truth)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -22,7 +22,7 @@ def _records(results):
 
 def test_mmrec_config_is_mmrecs_protocol():
     cfg = mmrec_config()
-    assert (cfg.patience, cfg.epochs, cfg.mask_valid_at_test, cfg.metric) == (20, 1000, False, "recall@20")
+    assert (cfg.patience, cfg.epochs, cfg.mask_valid_at_test, cfg.metric) == (21, 1000, False, "recall@20")
     assert cfg.identity()["protocol"] == "mmrec"
     assert "protocol" not in RunConfig().identity()  # default records keep their keys
 
