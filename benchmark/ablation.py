@@ -22,7 +22,9 @@ from baselines.base import get_model_class
 from datasets import MultimodalDataset, Split
 from datasets.errors import FusebenchError
 
-from .records import RecordStore, _atomic_write
+from datasets.download import atomic_write
+
+from .records import RecordStore
 from .runner import RunConfig, run_one
 from .stats import holm, paired_test, seed_average
 
@@ -133,5 +135,5 @@ def write_report(results_dir: str | Path, dataset: str, model: str, text: str) -
     safe = lambda s: s.replace("/", "_").replace(":", "_")  # noqa: E731
     path = Path(results_dir) / "ablations" / f"{safe(dataset)}__{safe(model)}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write(path, lambda f: f.write(text.encode()))
     return path

@@ -33,7 +33,9 @@ from scipy.stats import rankdata
 from tabulate import tabulate
 
 from . import plots
-from .records import RecordStore, _atomic_write
+from datasets.download import atomic_write
+
+from .records import RecordStore
 from .stats import ALPHA, PRIMARY_METRIC, TESTED_METRICS, GroupStats, ModelRuns, compare_models
 
 COLUMNS = (
@@ -671,5 +673,5 @@ def write_leaderboard(results_dir: str | Path) -> Path:
     plotted = write_plots(tables, results_dir)
     text = render(records, tables, plotted=plotted)
     path = Path(results_dir) / "LEADERBOARD.md"
-    _atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write(path, lambda f: f.write(text.encode()))
     return path

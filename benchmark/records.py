@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+from datasets.download import atomic_write
 
 RECORD_VERSION = 1
 
@@ -25,19 +25,6 @@ def record_key(identity: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class RecordStore:
@@ -54,9 +41,9 @@ class RecordStore:
 
     def write(self, record: dict[str, Any], per_user: dict[str, np.ndarray]) -> Path:
         base = self._base(record["dataset"]["name"], record["model"]["name"], record["key"])
-        _atomic_write(base.with_suffix(".npz"), lambda f: np.savez_compressed(f, **per_user))
+        atomic_write(base.with_suffix(".npz"), lambda f: np.savez_compressed(f, **per_user))
         data = json.dumps(record, indent=2, sort_keys=True, default=_json_default).encode()
-        _atomic_write(base.with_suffix(".json"), lambda f: f.write(data))
+        atomic_write(base.with_suffix(".json"), lambda f: f.write(data))
         return base.with_suffix(".json")
 
     def load(self, dataset: str, model: str, key: str) -> dict[str, Any]:

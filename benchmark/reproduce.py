@@ -48,7 +48,9 @@ import fusion_models  # noqa: F401  (registers the multimodal models the tables 
 from baselines.base import get_model_class, make_model
 from datasets.errors import FusebenchError
 
-from .records import RecordStore, _atomic_write
+from datasets.download import atomic_write
+
+from .records import RecordStore
 from .runner import RunConfig, mmrec_config, run_one
 from .stats import bootstrap_ci, seed_average
 
@@ -397,7 +399,7 @@ def reproduce(
                                   [pu[metric] for pu in per_user if metric in pu], paper.tolerance))
     text = render_report(paper, cells, loaded, chosen, overrides, seeds, device, runs, searched, grid, models)
     path = Path(results) / "reproductions" / f"{paper.name}.md"
-    _atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write(path, lambda f: f.write(text.encode()))
     return path
 
 

@@ -82,35 +82,50 @@ def verify(path: str | os.PathLike, sha256: str, hint: str = "") -> Path:
     return Path(path)
 
 
-def download(url: str, dest: str | os.PathLike, sha256: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
-    """Download ``url`` to ``dest`` through a temporary file; verify, then rename atomically.
-
-    Network/OS errors propagate as ``OSError`` (``urllib.error.URLError`` is one); a
-    checksum mismatch raises FusebenchError and leaves nothing at ``dest``.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Write a file whole or not at all: ``write(fh)`` fills a temporary file in the same
+    folder, which is then renamed over ``path``; on any error the temporary file is removed
+    and ``path`` is untouched (a killed process leaves at most a hidden ``.NAME.*`` file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
-        h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urlopen(url, timeout=timeout) as resp:
-            for chunk in iter(lambda: resp.read(_CHUNK), b""):
-                h.update(chunk)
-                out.write(chunk)
-        got = h.hexdigest()
-        if got != sha256.lower():
-            raise FusebenchError(
-                f"checksum mismatch for {dest.name} downloaded from {url}: "
-                f"expected sha256 {sha256.lower()}, got {got}"
-            )
-        os.replace(tmp, dest)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise
-    return dest
+    return path
+
+
+def download(url: str, dest: str | os.PathLike, digest: str, timeout: float = DOWNLOAD_TIMEOUT_S,
+             algorithm: str = "sha256") -> Path:
+    """Download ``url`` to ``dest`` through a temporary file; verify its ``algorithm`` digest
+    (sha256 unless the source publishes another), then rename atomically.
+
+    Network/OS errors propagate as ``OSError`` (``urllib.error.URLError`` is one); a
+    checksum mismatch raises FusebenchError and leaves nothing at ``dest``.
+    """
+    dest = Path(dest)
+
+    def fill(out):
+        h = hashlib.new(algorithm)
+        with urlopen(url, timeout=timeout) as resp:
+            for chunk in iter(lambda: resp.read(_CHUNK), b""):
+                h.update(chunk)
+                out.write(chunk)
+        got = h.hexdigest()
+        if got != digest.lower():
+            raise FusebenchError(
+                f"checksum mismatch for {dest.name} downloaded from {url}: "
+                f"expected {algorithm} {digest.lower()}, got {got}"
+            )
+
+    return atomic_write(dest, fill)
 
 
 def fetch(

@@ -32,17 +32,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import zipfile
 from pathlib import Path
-from urllib.request import urlopen
 
 import numpy as np
 import pandas as pd
 
 from .atomic import densify
 from .core import MultimodalDataset
-from .download import DOWNLOAD_TIMEOUT_S, DatasetUnavailable, cache_dir, mirror_dir, offline
+from .download import DatasetUnavailable, cache_dir, download, mirror_dir, offline
 from .errors import FusebenchError
 
 NAME = "ml-1m"
@@ -110,24 +108,7 @@ def missing_files(data_dir: str | os.PathLike | None = None) -> list[str]:
 
 
 def _download(dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        h = hashlib.md5()
-        with os.fdopen(fd, "wb") as out, urlopen(URL, timeout=DOWNLOAD_TIMEOUT_S) as resp:
-            for chunk in iter(lambda: resp.read(1 << 20), b""):
-                h.update(chunk)
-                out.write(chunk)
-        if h.hexdigest() != ZIP_MD5:
-            raise FusebenchError(f"checksum mismatch for {ZIP} downloaded from {URL}: expected md5 {ZIP_MD5}, got {h.hexdigest()}")
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return dest
+    return download(URL, dest, ZIP_MD5, algorithm="md5")  # GroupLens publishes an MD5
 
 
 def locate(data_dir: str | os.PathLike | None = None) -> Path:

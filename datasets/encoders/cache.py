@@ -15,13 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..download import cache_dir, sha256_file
+from ..download import atomic_write, cache_dir, sha256_file
 
 MISSING = b"\x00<missing>\x00"
 
@@ -82,14 +81,5 @@ def load_entry(path: Path) -> tuple[np.ndarray, np.ndarray, dict[int, str], dict
 def save_entry(path: Path, features: np.ndarray, mask: np.ndarray, problems: dict[int, str], info: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = json.dumps({**info, "problems": {str(k): v for k, v in problems.items()}}, sort_keys=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, features=features.astype(np.float32), mask=mask.astype(bool), info=np.array(payload))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, lambda fh: np.savez(fh, features=features.astype(np.float32), mask=mask.astype(bool),
+                                           info=np.array(payload)))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..core import MODALITY_ROOTS, MultimodalDataset
-from ..download import cache_dir
+from ..download import atomic_write, cache_dir
 from ..errors import FusebenchError
 from .cache import slug
 
@@ -57,19 +56,6 @@ def read_index(folder: Path) -> dict[str, Any] | None:
     return idx
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _ids(item_ids) -> list[str]:
@@ -96,15 +82,15 @@ def write_feature(folder: str | os.PathLike, dataset: MultimodalDataset, modalit
     idx["item_ids"] = ids
     mods = idx.setdefault("modalities", {})
     base = slug(modality)
-    _atomic_write(folder / f"{base}.npy", lambda fh: np.save(fh, features))
-    _atomic_write(folder / f"{base}.mask.npy", lambda fh: np.save(fh, mask))
+    atomic_write(folder / f"{base}.npy", lambda fh: np.save(fh, features))
+    atomic_write(folder / f"{base}.mask.npy", lambda fh: np.save(fh, mask))
     mods[modality] = {
         "file": f"{base}.npy",
         "mask": f"{base}.mask.npy",
         "provenance": provenance,
         "missing": {ids[i]: why for i, why in sorted((problems or {}).items())},
     }
-    _atomic_write(folder / INDEX, lambda fh: fh.write(json.dumps(idx, indent=1, sort_keys=True).encode()))
+    atomic_write(folder / INDEX, lambda fh: fh.write(json.dumps(idx, indent=1, sort_keys=True).encode()))
     return folder / f"{base}.npy"
 
 
