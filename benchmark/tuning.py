@@ -39,6 +39,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import re
 import socket
 import time
@@ -217,6 +218,27 @@ def _driver_url(url: str) -> str:
     return url
 
 
+def _open_shared_storage(url: str, attempts: int = 8) -> optuna.storages.RDBStorage:
+    """Open a server storage. Workers started together on a fresh database race to create
+    Optuna's tables, and the loser gets a unique-constraint error from the catalogue; the
+    tables exist by then, so wait a moment and open again."""
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                    engine_kwargs={"pool_pre_ping": True},
+                )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25 * (attempt + 1) + random.random() * 0.25)
+    raise AssertionError("unreachable")
+
+
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     kind = storage_kind(url)
     url = _driver_url(url)
@@ -226,12 +248,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                engine_kwargs={"pool_pre_ping": True},
-            )
+        return _open_shared_storage(url)
     except ImportError as e:  # e.g. psycopg2 missing
         raise FusebenchError(f"storage {kind}: {e} (pip install psycopg2-binary for PostgreSQL)") from None
     except Exception as e:  # noqa: BLE001 - connection errors are the user's to fix
