@@ -49,6 +49,7 @@ COLUMNS = (
 FAMILY_NAMES = plots.FAMILY_NAMES
 COLD_START = "cold-start-items"
 UP, DOWN, REF = "▲", "▼", "[ref]"
+DEFAULT_SEEDS = 3  # run's --seeds default
 DEFAULT_SETTINGS = {"metric": "recall@20", "patience": 10, "eval_every": 1, "protocol": "fusebench",
                     "mask_valid_at_test": True}
 
@@ -523,23 +524,33 @@ def _defaults_of_cli() -> tuple[set[str], set[str]]:
 
 
 def _tuning_options(t: dict[str, Any], options: set[str]) -> str:
-    """The CLI's tuning-budget flags when it has them, else the budget as a shell comment."""
-    trials = next((o for o in ("--trials", "--n-trials", "--tune-trials") if o in options), None)
-    timeout = next((o for o in ("--timeout", "--tune-timeout") if o in options), None)
-    if trials is None:
-        return f"  # tuning budget per model: {_budget(t)}"
-    out = f" {trials} {int(t['trials'])}"
-    if t.get("timeout"):
-        out += f" {timeout} {float(t['timeout']):g}" if timeout else f"  # timeout {float(t['timeout']):g} s"
-    return out
+    """The run's own tuning flags (records store them, e.g. `--budget 5`); older records: the
+    budget as a shell comment."""
+    if t.get("options"):
+        return f" {t['options']}"
+    return f"  # tuning budget per model: {_budget(t)}"
 
 
 def _seed_option(seeds: list[int]) -> str:
+    if seeds == list(range(DEFAULT_SEEDS)):
+        return ""
     if seeds == list(range(len(seeds))):
-        return "" if len(seeds) == 1 else f" --seeds {len(seeds)}"
+        return f" --seeds {len(seeds)}"
     if len(seeds) == 1:
         return f" --seed {seeds[0]}"
     return f" --seeds {max(seeds) + 1}"  # a superset of the seeds on record
+
+
+def _tunable(model: str) -> bool:
+    """Whether `run --all` would tune this model (it has a search space)."""
+    try:
+        import optuna
+
+        from baselines.base import get_model_class
+
+        return bool(get_model_class(model).search_space(optuna.trial.FixedTrial({}, 0)))
+    except Exception:  # noqa: BLE001 - FixedTrial raises on the first suggest: it has a space
+        return True
 
 
 def reproduce_commands(tables: list[Table]) -> list[str]:
@@ -573,6 +584,8 @@ def reproduce_commands(tables: list[Table]) -> list[str]:
             topts = opts
             if r.tuning is not None:
                 topts += _tuning_options(r.tuning, options)
+            elif _tunable(r.model):
+                topts += " --no-tune"
             groups[topts][0].add(t.dataset)
             groups[topts][1].add(r.model)
     cmds = []
