@@ -557,7 +557,9 @@ def reproduce_commands(tables: list[Table]) -> list[str]:
     """`python -m benchmark run --all ...` with the non-default options the records show."""
     options = _run_options()
     default_ds, all_models = _defaults_of_cli()
-    groups: dict[str, tuple[set, set]] = defaultdict(lambda: (set(), set()))
+    groups: dict[tuple[str, str], tuple[set, set]] = defaultdict(lambda: (set(), set()))
+    free: dict[str, set] = defaultdict(set)  # untunable models by protocol options
+    free_ds: dict[str, set] = defaultdict(set)
     singles: list[str] = []
     for t in tables:
         s = t.settings
@@ -581,21 +583,27 @@ def reproduce_commands(tables: list[Table]) -> list[str]:
                                  for k, v in sorted(diff.items()))
                 singles.append(f"python -m benchmark run --dataset {t.dataset} --model {r.model}{params}{opts}")
                 continue
-            topts = opts
-            if r.tuning is not None:
-                topts += _tuning_options(r.tuning, options)
-            elif _tunable(r.model):
-                topts += " --no-tune"
-            groups[topts][0].add(t.dataset)
-            groups[topts][1].add(r.model)
+            if r.tuning is None and not _tunable(r.model):
+                free[opts].add(r.model)  # nothing to tune: it fits any command of its table
+                free_ds[opts].add(t.dataset)
+                continue
+            tflags = _tuning_options(r.tuning, options) if r.tuning is not None else " --no-tune"
+            groups[(opts, tflags)][0].add(t.dataset)
+            groups[(opts, tflags)][1].add(r.model)
+    for opts, models in free.items():
+        # join the largest command with the same protocol options, else one of their own
+        same = [k for k in groups if k[0] == opts]
+        target = max(same, key=lambda k: (len(groups[k][1]), k), default=(opts, ""))
+        groups[target][0].update(free_ds[opts])
+        groups[target][1].update(models)
     cmds = []
-    for opts, (dss, models) in sorted(groups.items()):
+    for (opts, tflags), (dss, models) in sorted(groups.items()):
         cmd = "python -m benchmark run --all"
         if dss != default_ds:
             cmd += f" --datasets {','.join(sorted(dss))}"
         if models != all_models:
             cmd += f" --models {','.join(sorted(models))}"
-        cmds.append(cmd + opts)
+        cmds.append(cmd + opts + tflags)
     return cmds + sorted(set(singles))
 
 
