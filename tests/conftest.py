@@ -83,3 +83,19 @@ def make_tiny_dataset(with_timestamps: bool = True, name: str = "tiny") -> Multi
 @pytest.fixture
 def tiny_dataset() -> MultimodalDataset:
     return make_tiny_dataset()
+
+
+def trained_and_pop_recall(model, data, s, **train_kwargs) -> tuple[float, float]:
+    """Train `model` on split `s` (early stopping on valid) and return its test Recall@20 and
+    popularity's, both with train and valid items masked: the shared "learns something real"
+    check of the model tests."""
+    from baselines import make_model
+    from benchmark.evaluate import evaluate
+    from benchmark.training import train
+
+    exclude = s.train + s.valid
+    recall = lambda m: evaluate(m.score, s.test, exclude, metrics=("recall",), ks=(20,)).summary["recall@20"]  # noqa: E731
+    pop = make_model("pop").fit(data)
+    out = train(model, data, s.valid, **train_kwargs)
+    assert out.best_epoch is not None
+    return recall(model), recall(pop)

@@ -12,9 +12,8 @@ import torch
 
 import fusion_models  # noqa: F401  (registers the fusion models)
 from baselines import FitData, get_model_class, make_model, model_names
-from benchmark.evaluate import evaluate
-from benchmark.training import train
 from datasets import split
+from conftest import trained_and_pop_recall
 from datasets.errors import FusebenchError
 from fusion_models.layers import ModalityEncoders
 
@@ -303,14 +302,8 @@ def test_vbpr_structure_matches_mmrec():
 
 @pytest.mark.parametrize("name", FUSION)
 def test_beats_popularity_on_lfm2k(name, lfm2k, lfm2k_given):
-    s = lfm2k_given
-    data = FitData(train=s.train, features=lfm2k.features, seed=0)
-    exclude = s.train + s.valid
-    pop = make_model("pop").fit(data)
-    pop_recall = evaluate(pop.score, s.test, exclude, metrics=("recall",), ks=(20,)).summary["recall@20"]
+    data = FitData(train=lfm2k_given.train, features=lfm2k.features, seed=0)
     model = make_model(name, FAST)
-    out = train(model, data, s.valid, patience=3)
-    assert out.best_epoch is not None
-    recall = evaluate(model.score, s.test, exclude, metrics=("recall",), ks=(20,)).summary["recall@20"]
+    recall, pop_recall = trained_and_pop_recall(model, data, lfm2k_given, patience=3)
     assert recall > 1.5 * pop_recall, (recall, pop_recall)
     assert model.used_modalities() == list(lfm2k.features)

@@ -12,9 +12,8 @@ import torch
 
 import fusion_models  # noqa: F401  (registers the models)
 from baselines import FitData, get_model_class, make_model, model_names
-from benchmark.evaluate import evaluate
-from benchmark.training import train
 from datasets import split
+from conftest import trained_and_pop_recall
 from datasets.errors import FusebenchError
 from fusion_models import graphs
 from fusion_models.freedom import mmrec_weights
@@ -430,16 +429,9 @@ FAST = {"lattice": {"epochs": 6, "learning_rate": 5e-3}, "freedom": {"epochs": 6
 
 @pytest.mark.parametrize("name", MODELS)
 def test_beats_popularity_on_lfm2k(name, lfm2k, lfm2k_given):
-    s = lfm2k_given
-    data = FitData(train=s.train, features=lfm2k.features, seed=0)
-    exclude = s.train + s.valid
-    pop = make_model("pop").fit(data)
-    pop_recall = evaluate(pop.score, s.test, exclude, metrics=("recall",), ks=(20,)).summary["recall@20"]
-    torch.set_num_threads(1)  # the metric core's first OpenMP start can reset torch's thread count
+    data = FitData(train=lfm2k_given.train, features=lfm2k.features, seed=0)
     model = make_model(name, {**FAST[name], "modalities": "text,audio/vggish"})
-    out = train(model, data, s.valid, patience=3)
-    assert out.best_epoch is not None
-    recall = evaluate(model.score, s.test, exclude, metrics=("recall",), ks=(20,)).summary["recall@20"]
+    recall, pop_recall = trained_and_pop_recall(model, data, lfm2k_given, patience=3)
     assert recall > 1.5 * pop_recall, (recall, pop_recall)
     assert model.used_modalities() == ["text", "audio/vggish"]
 
