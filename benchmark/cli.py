@@ -21,7 +21,9 @@ from datasets.errors import FusebenchError
 from .records import RecordStore
 from .runner import RunConfig, mmrec_config
 
-DEFAULT_DATASETS = ("ml-100k", "ml-latest-small", "lfm2k")
+# `run --all` without --datasets: the dataset the quick start runs in under 30 minutes on 2 cores
+# (the committed leaderboard adds ml-latest-small and lfm2k with the same budget)
+DEFAULT_DATASETS = ("ml-100k",)
 
 
 class UsageError(FusebenchError):
@@ -150,46 +152,56 @@ def cmd_run(args) -> int:
         for name in lacking:
             print(f"skipped dataset {name}: no split of its own for --protocol {args.protocol}", file=sys.stderr)
         loaded = [ds for ds in loaded if ds.given_split is not None]
-    from .pipeline import Plan, run_model
+    from .parallel import Job, auto_jobs, execute, run_parallel
+    from .pipeline import Plan
 
-    store = RecordStore(args.results)
+    workers = auto_jobs(cfg.device) if args.jobs == "auto" else _positive_int("--jobs", args.jobs)
     plan = Plan(seeds=seeds, budget=budget, storage=args.storage, results=args.results, pruner=args.pruner,
                 force=args.force)
-    splits: dict[tuple[str, int], datasets.Split] = {}
     counts = {"done": 0, "skipped": 0, "trials": 0}
-    jobs = [(ds, m) for ds in loaded for m in models]
+    jobs = [Job(ds.name, args.data_dir, args.rating_threshold,
+                split_protocol or ("given" if ds.given_split is not None else "random"), m, params, cfg, plan)
+            for ds in loaded for m in models]
     bar = tqdm(total=len(jobs) * len(seeds), desc="fusebench", unit="run", disable=None, dynamic_ncols=True)
-    for ds, model in jobs:
-        protocol = split_protocol or ("given" if ds.given_split is not None else "random")
 
-        def get_split(seed, ds=ds, protocol=protocol):
-            if (ds.name, seed) not in splits:
-                splits[(ds.name, seed)] = datasets.split(ds, protocol=protocol, seed=seed)
-            return splits[(ds.name, seed)]
+    def on_tuned(job, res):
+        counts["trials"] += res.new_trials
+        if res.new_trials:
+            best = "–" if res.best_valid is None else f"{res.best_valid:.4f}"
+            tqdm.write(f"{job.dataset:16s} {job.model:12s} tuned: {res.trials} trials ({res.pruned} pruned), "
+                       f"best valid {res.metric}={best} {res.best_params}", file=sys.stderr)
 
-        def on_tuned(res, ds=ds, model=model):
-            counts["trials"] += res.new_trials
-            if res.new_trials:
-                best = "–" if res.best_valid is None else f"{res.best_valid:.4f}"
-                tqdm.write(f"{ds.name:16s} {model:12s} tuned: {res.trials} trials ({res.pruned} pruned), "
-                           f"best valid {res.metric}={best} {res.best_params}", file=sys.stderr)
+    def on_run(job, seed, out):
+        bar.update(1)
+        if out.status == "skipped":
+            counts["skipped"] += 1
+            return
+        counts["done"] += 1
+        rec = out.record
+        tqdm.write(
+            f"{job.dataset:16s} {job.model:12s} seed={seed} recall@20={rec['test']['recall@20']:.4f} "
+            f"ndcg@20={rec['test']['ndcg@20']:.4f} train={rec['train_seconds']:.1f}s",
+            file=sys.stderr,
+        )
 
-        def on_run(seed, out, ds=ds, model=model):
-            bar.update(1)
-            if out.status == "skipped":
-                counts["skipped"] += 1
-                return
-            counts["done"] += 1
-            rec = out.record
-            tqdm.write(
-                f"{ds.name:16s} {model:12s} seed={seed} recall@20={rec['test']['recall@20']:.4f} "
-                f"ndcg@20={rec['test']['ndcg@20']:.4f} train={rec['train_seconds']:.1f}s",
-                file=sys.stderr,
-            )
+    if workers == 1 or len(jobs) == 1:  # in this process, with live progress
+        by_name = {ds.name: ds for ds in loaded}
+        for job in jobs:
+            bar.set_postfix_str(f"{job.dataset} {job.model}" + (" tuning" if budget else ""))
+            execute(job, by_name[job.dataset], on_tuned=lambda res, job=job: on_tuned(job, res),
+                    on_run=lambda seed, out, job=job: on_run(job, seed, out),
+                    progress=lambda msg, job=job: bar.set_postfix_str(f"{job.dataset} {job.model} {msg}"))
+    else:
+        bar.set_postfix_str(f"{min(workers, len(jobs))} parallel jobs")
 
-        bar.set_postfix_str(f"{ds.name} {model}" + (" tuning" if budget else ""))
-        run_model(store, ds, model, params, cfg, plan, get_split, on_tuned=on_tuned, on_run=on_run,
-                  progress=lambda msg, ds=ds, model=model: bar.set_postfix_str(f"{ds.name} {model} {msg}"))
+        def on_done(i, result):
+            res, outcomes = result
+            if res is not None:
+                on_tuned(jobs[i], res)
+            for seed, out in zip(seeds, outcomes):
+                on_run(jobs[i], seed, out)
+
+        run_parallel(jobs, min(workers, len(jobs)), on_done)
     bar.close()
     from .leaderboard import write_leaderboard
 
@@ -198,6 +210,16 @@ def cmd_run(args) -> int:
     print(f"{counts['done']} runs done, {counts['skipped']} already finished (skipped; --force reruns them)"
           f"{tuned}; wrote {path}")
     return 0
+
+
+def _positive_int(flag: str, value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UsageError(f"{flag} expects a positive integer or 'auto', got {value!r}")
+    return n
 
 
 def run_budget(args):
@@ -373,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", help="offline mirror folder holding dataset files")
     r.add_argument("--results", default="results", help="results folder (default ./results)")
     r.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+    r.add_argument("--jobs", default="auto", help="(dataset, model) jobs run side by side in worker processes, "
+                   "sharing the cores (default auto: one per CPU core, at most 4; 1 on a GPU)")
     _tuning_args(r)
     r.add_argument("--budget", help="tuning budget per dataset and model: N trials or Ns seconds "
                    "(--all default: see README; a single run tunes only when given)")

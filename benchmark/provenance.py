@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from .parallel import WORKERS_ENV
+
 PACKAGES = ("fusebench", "numpy", "scipy", "pandas", "scikit-learn", "numba", "torch", "optuna", "recbole")
 
 
@@ -46,7 +48,13 @@ def device_description(device: str) -> str:
         import torch
 
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    shared = ""
+    if os.environ.get(WORKERS_ENV):  # a worker of `run --jobs N`: its timings are under that load
+        import torch
+
+        threads = torch.get_num_threads()
+        shared = f"; {os.environ[WORKERS_ENV]} parallel jobs x {threads} thread{'s' * (threads > 1)}"
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores{shared})"
 
 
 def provenance(device: str) -> dict:
