@@ -27,6 +27,7 @@ from typing import Any, Callable
 WORKERS_ENV = "FUSEBENCH_PARALLEL_RUNS"
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 MAX_AUTO_JOBS = 4
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def cpu_cores() -> int:
@@ -86,6 +87,12 @@ def _init_worker(threads: int, workers: int, parent: int) -> None:
         os.environ[var] = str(threads)
     os.environ[WORKERS_ENV] = str(workers)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    try:  # Linux: the kernel kills this worker the moment the parent dies
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # elsewhere the watcher below does it within half a second
 
     def watch_parent():
         while os.getppid() == parent:

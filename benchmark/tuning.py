@@ -75,6 +75,8 @@ PRUNERS = ("median", "hyperband", "none")
 # server storages: heartbeat every HEARTBEAT_S; a RUNNING trial silent for GRACE_S is failed
 HEARTBEAT_S = 5
 GRACE_S = 20
+# SQLite: how long a study's lock is waited for before "being tuned by another process"
+LOCK_WAIT_S = 5
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -218,21 +220,19 @@ def _driver_url(url: str) -> str:
     return url
 
 
-def _open_shared_storage(url: str, attempts: int = 8) -> optuna.storages.RDBStorage:
-    """Open a server storage. Workers started together on a fresh database race to create
-    Optuna's tables, and the loser gets a unique-constraint error from the catalogue; the
-    tables exist by then, so wait a moment and open again."""
+def _open_racing(url: str, attempts: int = 8, **kwargs) -> optuna.storages.RDBStorage:
+    """Open an RDB storage. Workers started together on a fresh database (several machines on
+    one server, or `run --all --jobs N` on one SQLite file) race to create Optuna's tables, and
+    the losers get a unique-constraint or "already exists" error; the tables exist by then, so
+    wait a moment and open again."""
     import sqlalchemy.exc
 
     for attempt in range(attempts):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
-                    url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                    engine_kwargs={"pool_pre_ping": True},
-                )
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                return optuna.storages.RDBStorage(url, **kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError):
             if attempt == attempts - 1:
                 raise
             time.sleep(0.25 * (attempt + 1) + random.random() * 0.25)
@@ -246,9 +246,10 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         path = _sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        return _open_racing(url, engine_kwargs={"connect_args": {"timeout": 60}})
     try:
-        return _open_shared_storage(url)
+        return _open_racing(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                            engine_kwargs={"pool_pre_ping": True})
     except ImportError as e:  # e.g. psycopg2 missing
         raise FusebenchError(f"storage {kind}: {e} (pip install psycopg2-binary for PostgreSQL)") from None
     except Exception as e:  # noqa: BLE001 - connection errors are the user's to fix
@@ -273,12 +274,18 @@ def _exclusive(url: str, study: str) -> Iterator[None]:
     lock_dir.mkdir(parents=True, exist_ok=True)
     lock = lock_dir / (hashlib.sha256(f"{path.name}/{study}".encode()).hexdigest()[:20] + ".lock")
     with open(lock, "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FusebenchError(
-                f"study {study!r} is being tuned by another process on this machine; several workers "
-                "need a server storage (--storage postgresql://...)") from None
+        # a worker of a killed `run --all --jobs N` may take up to a second to notice and exit
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise FusebenchError(
+                        f"study {study!r} is being tuned by another process on this machine; several workers "
+                        "need a server storage (--storage postgresql://...)") from None
+                time.sleep(0.1)
         try:
             yield
         finally:
