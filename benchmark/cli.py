@@ -134,6 +134,9 @@ def cmd_run(args) -> int:
         seeds = list(range(args.seeds))
     budget = run_budget(args)
     split_protocol, cfg = run_config(args, str(resolve_device(args.device)))
+    from .parallel import Job, auto_jobs, execute, run_parallel
+
+    workers = auto_jobs(cfg.device) if args.jobs == "auto" else _positive_int("--jobs", args.jobs)
 
     # Load every dataset before running anything, so a malformed one stops the run before
     # a single record is written; unavailable ones (no mirror, no network) are skipped.
@@ -152,10 +155,8 @@ def cmd_run(args) -> int:
         for name in lacking:
             print(f"skipped dataset {name}: no split of its own for --protocol {args.protocol}", file=sys.stderr)
         loaded = [ds for ds in loaded if ds.given_split is not None]
-    from .parallel import Job, auto_jobs, execute, run_parallel
     from .pipeline import Plan
 
-    workers = auto_jobs(cfg.device) if args.jobs == "auto" else _positive_int("--jobs", args.jobs)
     plan = Plan(seeds=seeds, budget=budget, storage=args.storage, results=args.results, pruner=args.pruner,
                 force=args.force)
     counts = {"done": 0, "skipped": 0, "trials": 0}
