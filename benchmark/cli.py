@@ -137,6 +137,9 @@ def cmd_run(args) -> int:
     from .parallel import Job, auto_jobs, execute, run_parallel
 
     workers = auto_jobs(cfg.device) if args.jobs == "auto" else _positive_int("--jobs", args.jobs)
+    from .provenance import git_revision
+
+    git_revision()  # the records state the code as it was when the run started
 
     # Load every dataset before running anything, so a malformed one stops the run before
     # a single record is written; unavailable ones (no mirror, no network) are skipped.

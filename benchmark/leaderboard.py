@@ -555,6 +555,8 @@ def _tunable(model: str) -> bool:
 
 def reproduce_commands(tables: list[Table]) -> list[str]:
     """`python -m benchmark run --all ...` with the non-default options the records show."""
+    from .tuning import DEFAULT_BUDGET
+
     options = _run_options()
     default_ds, all_models = _defaults_of_cli()
     groups: dict[tuple[str, str], tuple[set, set]] = defaultdict(lambda: (set(), set()))
@@ -588,6 +590,8 @@ def reproduce_commands(tables: list[Table]) -> list[str]:
                 free_ds[opts].add(t.dataset)
                 continue
             tflags = _tuning_options(r.tuning, options) if r.tuning is not None else " --no-tune"
+            if tflags == f" --budget {DEFAULT_BUDGET}":
+                tflags = ""  # what `run --all` does anyway
             groups[(opts, tflags)][0].add(t.dataset)
             groups[(opts, tflags)][1].add(r.model)
     for opts, models in free.items():

@@ -82,10 +82,14 @@ def execute(job: Job, dataset=None, *, on_tuned=None, on_run=None, progress=None
 _SPLITS: dict[tuple, dict[int, Any]] = {}
 
 
-def _init_worker(threads: int, workers: int, parent: int) -> None:
+def _init_worker(threads: int, workers: int, parent: int, revision: str | None) -> None:
+    from .provenance import REVISION_ENV
+
     for var in THREAD_VARS:
         os.environ[var] = str(threads)
     os.environ[WORKERS_ENV] = str(workers)
+    if revision:
+        os.environ[REVISION_ENV] = revision
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     try:  # Linux: the kernel kills this worker the moment the parent dies
         import ctypes
@@ -116,9 +120,11 @@ def run_parallel(jobs: list[Job], workers: int, on_done: Callable[[int, Any], No
     every worker and is raised here."""
     import multiprocessing as mp
 
+    from .provenance import git_revision
+
     threads = max(1, cpu_cores() // workers)
     ctx = mp.get_context("spawn")
-    pool = ctx.Pool(workers, initializer=_init_worker, initargs=(threads, workers, os.getpid()))
+    pool = ctx.Pool(workers, initializer=_init_worker, initargs=(threads, workers, os.getpid(), git_revision()))
     try:
         # chunksize 1: jobs differ in cost by 1000x, so hand them out one at a time
         for i, result in pool.imap_unordered(_work, list(enumerate(jobs)), chunksize=1):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from .parallel import WORKERS_ENV
 
+REVISION_ENV = "FUSEBENCH_GIT_REVISION"  # set in `run`'s workers: the revision at the run's start
+
 PACKAGES = ("fusebench", "numpy", "scipy", "pandas", "scikit-learn", "numba", "torch", "optuna", "recbole")
 
 
@@ -28,7 +30,10 @@ def package_versions() -> dict[str, str | None]:
 
 @functools.lru_cache(maxsize=1)
 def git_revision() -> str | None:
-    """HEAD of the checkout the code runs from, with '-dirty' when it has local changes."""
+    """HEAD of the checkout the code runs from, with '-dirty' when it has local changes; taken
+    once per process (`run` takes it at its start and hands it to its workers)."""
+    if os.environ.get(REVISION_ENV):
+        return os.environ[REVISION_ENV]
     root = Path(__file__).resolve().parents[1]
     try:
         rev = subprocess.run(

@@ -96,7 +96,7 @@ def test_killed_run_resumes_without_broken_records(tmp_path):
 
 # bpr trials (4 epochs) last long enough to be killed inside one; --epochs keeps its seed runs short
 TUNED = ["run", "--all", "--datasets", "ml-100k", "--models", "pop,ease,itemknn,bpr", "--budget", "4",
-         "--epoch-cap", "4", "--epochs", "8", "--seeds", "2"]
+         "--epoch-cap", "4", "--epochs", "8", "--seeds", "2", "--jobs", "2"]
 N_RUNS = 4 * 2
 
 
@@ -172,7 +172,7 @@ def test_tuned_pipeline_killed_in_tuning_and_in_seed_runs_resumes_to_the_same_re
     res = tmp_path / "killed"
     args = [*TUNED, "--results", str(res)]
 
-    # 1. kill inside a bpr tuning trial (bpr is tuned last, after ease and itemknn have finished)
+    # 1. kill inside a bpr tuning trial (bpr is the last job; the other worker may be busy too)
     def bpr_trial_running():
         running = [t for t in _trials(res, ("RUNNING",)) if "/bpr/" in t[0]]
         return running and any("/bpr/" in t[0] for t in _trials(res))
@@ -197,9 +197,10 @@ def test_tuned_pipeline_killed_in_tuning_and_in_seed_runs_resumes_to_the_same_re
     assert m and int(m.group(1)) == N_RUNS - len(records_before) and int(m.group(2)) == len(records_before)
     assert all(p.read_text() == t for p, t in records_before.items())  # finished runs were not redone
     assert set(finished_before) <= set(_trials(res))
-    # a trial killed mid-way was failed on restart and its slot rerun; nothing else failed
+    # a trial killed mid-way was failed on restart and its slot rerun; nothing else failed (with
+    # --jobs 2, the default on 2 cores, each worker may have been inside a trial at the kill)
     failed = _trials(res, ("FAIL",))
-    assert len(failed) <= 1 and all("/bpr/" in f[0] for f in failed)  # 0 if the kill fell between trials
+    assert len(failed) <= 2  # none if the kill fell between trials
     assert not _trials(res, ("RUNNING",))
 
     # the same studies and the same records as the uninterrupted run

@@ -29,7 +29,8 @@ def _outcome(results: Path):
     records = {}
     for p in (results / "runs").rglob("*.json"):
         rec = json.loads(p.read_text())
-        records[(rec["model"]["name"], rec["seed"])] = (rec["model"]["params"], rec["test"], rec["provenance"]["device"])
+        records[(rec["model"]["name"], rec["seed"])] = (rec["model"]["params"], rec["test"], rec["provenance"]["device"],
+                                                        rec["provenance"]["git_revision"])
     with sqlite3.connect(results / "tuning.db") as con:
         trials = sorted(con.execute(
             "SELECT s.study_name, t.number, t.state, v.value FROM trials t JOIN studies s USING (study_id) "
@@ -47,9 +48,9 @@ def test_parallel_jobs_match_one_process(tmp_path):
     rec2, trials2 = _outcome(two)
     assert len(rec1) == 8 and rec1.keys() == rec2.keys()
     for key in rec1:
-        params1, test1, dev1 = rec1[key]
-        params2, test2, dev2 = rec2[key]
-        assert params1 == params2 and test1 == test2, key
+        params1, test1, dev1, rev1 = rec1[key]
+        params2, test2, dev2, rev2 = rec2[key]
+        assert params1 == params2 and test1 == test2 and rev1 == rev2, key
         assert "parallel jobs" not in dev1 and "2 parallel jobs x" in dev2
     assert trials1 == trials2 and len(trials1) == 3 * 3 and {t[2] for t in trials1} == {"COMPLETE"}
     # a rerun with another --jobs finds every record and every trial
