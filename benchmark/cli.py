@@ -22,7 +22,7 @@ from .records import RecordStore
 from .runner import RunConfig, mmrec_config
 
 # `run --all` without --datasets: the dataset the quick start runs in under 30 minutes on 2 cores
-# (the committed leaderboard adds ml-latest-small and lfm2k with the same budget)
+# (the committed leaderboard adds lfm2k with the same budget)
 DEFAULT_DATASETS = ("ml-100k",)
 
 

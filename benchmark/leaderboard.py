@@ -76,7 +76,10 @@ best fusion model against every baseline), adjusted p < {ALPHA}. Paired t-test p
 bootstrap intervals (1000 resamples of users, seed 0) are listed under each table. Coverage@20
 is a list-level number and is not tested. Train s: wall-clock training time (validation passes
 excluded); Eval s: one full-ranking test pass; Params: learned scalars used at scoring; Tuning:
-`defaults` = constructor defaults, no search, else the search budget."""
+`defaults` = constructor defaults, no search, else the search budget per (dataset, model):
+trial 0 is the defaults, and every trial of an iterative model stops at the same epoch cap
+(default 20) while the retrained seeds run to the model's own epoch count with early stopping,
+so a small budget favours configurations that learn fast and can end below the defaults."""
 
 COLD_START_NOTE = """\
 In these tables every test item is *cold*: it has no training interaction at all (its
