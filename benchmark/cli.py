@@ -395,10 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
     r.add_argument("--epochs", type=int, help="epoch cap of every iterative model whose epochs are not set by --param "
                    "(default: each model's own; early stopping still applies)")
-    r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
-    r.add_argument("--data-dir", help="offline mirror folder holding dataset files")
-    r.add_argument("--results", default="results", help="results folder (default ./results)")
-    r.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+    _run_io_args(r)
     r.add_argument("--jobs", default="auto", help="(dataset, model) jobs run side by side in worker processes, "
                    "sharing the cores (default auto: one per CPU core, at most 4; 1 on a GPU)")
     _tuning_args(r)
@@ -455,10 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--metric", default="recall@20", help="validation metric for early stopping")
     a.add_argument("--patience", type=int)
     a.add_argument("--eval-every", type=int, default=1)
-    a.add_argument("--device", default="auto")
-    a.add_argument("--data-dir")
-    a.add_argument("--results", default="results")
-    a.add_argument("--force", action="store_true")
+    _run_io_args(a)
     a.set_defaults(func=cmd_ablate)
 
     fe = sub.add_parser("features", help="list the encoders, or extract item features from raw content")
@@ -486,14 +480,19 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--datasets", help="comma-separated subset of the table's datasets")
     rp.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="override a hyper-parameter of every model that has it (the report says so)")
-    rp.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda ...")
-    rp.add_argument("--data-dir", help="offline mirror folder holding dataset files")
-    rp.add_argument("--results", default="results", help="results folder (default ./results)")
-    rp.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+    _run_io_args(rp)
     rp.add_argument("--grid", action="store_true", help="run each model's stated hyper-parameter grid (seed 0) and "
                     "keep the best on validation, instead of the table's fixed configuration")
     rp.set_defaults(func=cmd_reproduce)
     return p
+
+
+def _run_io_args(p: argparse.ArgumentParser) -> None:
+    """Where commands that write run records run, read and write (run, ablate, reproduce)."""
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--data-dir", help="offline mirror folder holding dataset files")
+    p.add_argument("--results", default="results", help="results folder (default ./results)")
+    p.add_argument("--force", action="store_true", help="rerun runs that already have a record")
 
 
 def _tuning_args(p: argparse.ArgumentParser) -> None:
