@@ -172,8 +172,11 @@ def cmd_run(args) -> int:
         counts["trials"] += res.new_trials
         if res.new_trials:
             best = "–" if res.best_valid is None else f"{res.best_valid:.4f}"
+            full = res.full_length
+            chosen = "" if not full else (f"; to convergence the defaults reach {full['defaults']:.4f}, the best "
+                                          f"trial {full['best']:.4f}: {full['chosen']} kept")
             tqdm.write(f"{job.dataset:16s} {job.model:12s} tuned: {res.trials} trials ({res.pruned} pruned), "
-                       f"best valid {res.metric}={best} {res.best_params}", file=sys.stderr)
+                       f"valid {res.metric}={best} {res.best_params}{chosen}", file=sys.stderr)
 
     def on_run(job, seed, out):
         bar.update(1)

@@ -20,7 +20,7 @@ DEFAULT_KS = (10, 20, 50)
 # the parts of a run's `tuning` description that define the run (its record key): the same
 # budget tuned the same way is the same run (skipped on resume); another budget is another run.
 # The outcome (best parameters) is in the key through the model's parameters anyway.
-TUNING_IDENTITY = ("budget", "epoch_cap", "metric", "sampler", "pruner", "split_seed")
+TUNING_IDENTITY = ("budget", "epoch_cap", "metric", "sampler", "pruner", "split_seed", "selection")
 
 
 @dataclass

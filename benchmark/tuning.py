@@ -72,6 +72,8 @@ DEFAULT_EPOCH_CAP = 20
 # the default budget of `run --all` per (dataset, model): equal for every model (see README)
 DEFAULT_BUDGET = "5"
 PRUNERS = ("median", "hyperband", "none")
+# how the final configuration is chosen from the trials (part of a tuned run's record key)
+SELECTION = "best trial at the epoch cap vs. defaults at full length"
 # server storages: heartbeat every HEARTBEAT_S; a RUNNING trial silent for GRACE_S is failed
 HEARTBEAT_S = 5
 GRACE_S = 20
@@ -161,6 +163,9 @@ class TuningResult:
     pruner: str
     split_seed: int
     note: str = ""
+    # iterative models whose best trial is not the defaults: both trained to convergence on
+    # validation ({"defaults": v, "best": v, "chosen": ...}); see _full_length_choice
+    full_length: dict[str, Any] | None = None
 
     def options(self) -> str:
         b = self.budget
@@ -189,6 +194,8 @@ class TuningResult:
             "sampler": self.sampler,
             "pruner": self.pruner,
             "split_seed": self.split_seed,
+            "selection": SELECTION,
+            **({"full_length": self.full_length} if self.full_length else {}),
             # the `run` options that reproduce this tuning (for the leaderboard's command line)
             "options": self.options(),
             **({"note": self.note} if self.note else {}),
@@ -401,16 +408,52 @@ def tune(
             st.optimize(objective, n_trials=1, catch=(_Surplus,), gc_after_trial=False)
             new += 1
         trials = st.get_trials(deepcopy=False, states=FINISHED)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
-    seconds = sum(_duration(t) for t in trials)
-    common = dict(trials=len(trials), complete=len(complete), pruned=len(trials) - len(complete),
-                  new_trials=new, seconds=seconds)
-    if not complete:
-        return TuningResult(**base, **common, best_params={}, best_valid=None,
-                            note="no trial completed: the model's defaults are used")
-    # the best completed trial; ties go to the earlier trial (as Optuna does)
-    best = max(complete, key=lambda t: (t.value, -t.number))
-    return TuningResult(**base, **common, best_params=dict(best.user_attrs["params"]), best_valid=float(best.value))
+        complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
+                    and math.isfinite(t.value)]
+        seconds = sum(_duration(t) for t in trials)
+        common = dict(trials=len(trials), complete=len(complete), pruned=len(trials) - len(complete),
+                      new_trials=new, seconds=seconds)
+        if not complete:
+            return TuningResult(**base, **common, best_params={}, best_valid=None,
+                                note="no trial completed: the model's defaults are used")
+        # the best completed trial; ties go to the earlier trial (as Optuna does)
+        best = max(complete, key=lambda t: (t.value, -t.number))
+        chosen, full = _full_length_choice(st, data, model_name, cfg, trials, best, progress)
+    return TuningResult(**base, **common, best_params=dict(chosen.user_attrs["params"]),
+                        best_valid=float(chosen.value), full_length=full)
+
+
+def _full_length_choice(st, data: TuningData, model_name: str, cfg: RunConfig, trials, best, progress):
+    """Trials of iterative models stop at the epoch cap, which favours configurations that
+    learn fast; the seeds then train to convergence, where the defaults may do better. So when
+    the best trial is not the defaults (trial rank 0), both are trained to convergence (early
+    stopping, as the seed runs do) on the same train/valid, and the higher validation value
+    wins. Validation only; the values are kept in the study, so a resumed run does not retrain.
+    Returns (chosen trial, {"defaults": v, "best": v, "chosen": "defaults"|"best"} or None)."""
+    defaults = next((t for t in trials if t.user_attrs.get("defaults")), None)
+    if defaults is None or defaults.number == best.number or not _model(model_name, best, cfg).iterative:
+        return best, None
+    values = {}
+    for role, t in (("defaults", defaults), ("best", best)):
+        attr = f"full_length:{t.number}"
+        if attr not in st.user_attrs:
+            if progress is not None:
+                progress(f"full-length validation of the {role}")
+            out = train(_model(model_name, t, cfg), data.fit_data(cfg.device), data.valid, metric=cfg.metric,
+                        eval_every=cfg.eval_every, patience=cfg.patience)
+            value = out.best_valid if out.best_valid is not None and math.isfinite(out.best_valid) else -math.inf
+            st.set_user_attr(attr, value)
+        values[role] = float(st.user_attrs[attr])
+    chosen = "defaults" if values["defaults"] > values["best"] else "best"  # a tie keeps the best trial
+    return (defaults if chosen == "defaults" else best), {**values, "chosen": chosen}
+
+
+def _model(model_name: str, trial, cfg: RunConfig):
+    params = dict(trial.user_attrs["params"])
+    cls = get_model_class(model_name)
+    if cfg.epochs is not None and "epochs" not in params and "epochs" in cls.param_names():
+        params["epochs"] = cfg.epochs  # as run_one does
+    return make_model(model_name, params)
 
 
 class _Probe:
@@ -465,9 +508,7 @@ def _objective(study, data: TuningData, model_name: str, fixed: dict, cfg: RunCo
         else:
             params = {**cls.search_space(trial), **fixed}
         trial.set_user_attr("params", params)
-        if cfg.epochs is not None and "epochs" not in params and "epochs" in cls.param_names():
-            params["epochs"] = cfg.epochs  # as run_one does; the epoch cap still applies
-        model = make_model(model_name, params)
+        model = _model(model_name, trial, cfg)  # the epoch cap below still applies
         best = {"value": -math.inf, "epoch": None}
 
         def on_eval(epoch: int, value: float) -> None:
