@@ -78,8 +78,10 @@ is a list-level number and is not tested. Train s: wall-clock training time (val
 excluded); Eval s: one full-ranking test pass; Params: learned scalars used at scoring; Tuning:
 `defaults` = constructor defaults, no search, else the search budget per (dataset, model):
 trial 0 is the defaults, and every trial of an iterative model stops at the same epoch cap
-(default 20) while the retrained seeds run to the model's own epoch count with early stopping,
-so a small budget favours configurations that learn fast and can end below the defaults."""
+(default 20) while the retrained seeds run to the model's own epoch count with early stopping.
+The cap favours configurations that learn fast, so when an iterative model's best trial is not
+its defaults, both are trained to convergence on validation and the better is kept (listed
+under each table)."""
 
 COLD_START_NOTE = """\
 In these tables every test item is *cold*: it has no training interaction at all (its
@@ -426,6 +428,11 @@ def _notes(table: Table) -> list[str]:
             best = t.get("best_params") or {}
             params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(best.items())) or "–"
             study = f" (study `{t['study']}`)" if t.get("study") else ""
+            full = t.get("full_length")
+            if full:  # the best trial at the epoch cap and the defaults, both trained to convergence
+                kept = "the defaults" if full.get("chosen") == "defaults" else "the best trial"
+                study += (f", {kept} kept: validation {full['defaults']:.4f} (defaults) vs. "
+                          f"{full['best']:.4f} (best trial) at convergence")
             parts.append(f"`{label}`: {params}{study}")
         notes.append("Selected hyper-parameters: " + "; ".join(parts) + ".")
     return notes

@@ -431,7 +431,7 @@ def _full_length_choice(st, data: TuningData, model_name: str, cfg: RunConfig, t
     wins. Validation only; the values are kept in the study, so a resumed run does not retrain.
     Returns (chosen trial, {"defaults": v, "best": v, "chosen": "defaults"|"best"} or None)."""
     defaults = next((t for t in trials if t.user_attrs.get("defaults")), None)
-    if defaults is None or defaults.number == best.number or not _model(model_name, best, cfg).iterative:
+    if defaults is None or defaults.number == best.number or not get_model_class(model_name).iterative:
         return best, None
     values = {}
     for role, t in (("defaults", defaults), ("best", best)):
@@ -439,9 +439,12 @@ def _full_length_choice(st, data: TuningData, model_name: str, cfg: RunConfig, t
         if attr not in st.user_attrs:
             if progress is not None:
                 progress(f"full-length validation of the {role}")
-            out = train(_model(model_name, t, cfg), data.fit_data(cfg.device), data.valid, metric=cfg.metric,
-                        eval_every=cfg.eval_every, patience=cfg.patience)
-            value = out.best_valid if out.best_valid is not None and math.isfinite(out.best_valid) else -math.inf
+            try:
+                out = train(_model(model_name, t, cfg), data.fit_data(cfg.device), data.valid, metric=cfg.metric,
+                            eval_every=cfg.eval_every, patience=cfg.patience)
+                value = out.best_valid if out.best_valid is not None and math.isfinite(out.best_valid) else -math.inf
+            except FloatingPointError:  # diverged past the cap: never chosen
+                value = -math.inf
             st.set_user_attr(attr, value)
         values[role] = float(st.user_attrs[attr])
     chosen = "defaults" if values["defaults"] > values["best"] else "best"  # a tie keeps the best trial

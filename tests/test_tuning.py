@@ -77,9 +77,33 @@ class Curve(Recommender):
         return w * self.valid_[users].toarray().astype(np.float32) + (1 - w) * self.noise_
 
 
+class SlowStarter(Recommender):
+    """Iterative: its defaults (speed="slow") learn slowly but end perfect; "fast", the only
+    value its space samples, is ahead for the first epochs and then stuck well below."""
+
+    name = "test-slow-starter"
+    family = "baseline/cf"
+    iterative = True
+
+    def __init__(self, speed: str = "slow", epochs: int = 30):
+        self.speed = speed
+        self.epochs = epochs
+
+    @classmethod
+    def search_space(cls, trial):
+        return {"speed": trial.suggest_categorical("speed", ["fast"])}
+
+    init = Curve.init
+    train_epoch = Curve.train_epoch
+
+    def score(self, users):
+        w = 0.4 if self.speed == "fast" else min(1.0, self.epoch_ / 10)
+        return w * self.valid_[users].toarray().astype(np.float32) + (1 - w) * self.noise_
+
+
 @pytest.fixture
 def fake_models(monkeypatch):
-    for cls in (Oracle, Curve):
+    for cls in (Oracle, Curve, SlowStarter):
         monkeypatch.setitem(registry._REGISTRY, cls.name, cls)
 
 
@@ -268,3 +292,22 @@ def test_tuning_record_is_json_and_has_no_password():
                      best_valid=0.3, seconds=1.0, sampler="TPE(seed=0)", pruner="median", split_seed=0)
     text = json.dumps(r.as_record())
     assert "hunter2" not in text and '"storage": "postgresql"' in text
+
+
+def test_the_epoch_cap_does_not_beat_the_defaults_at_convergence(tmp_path, fake_models, monkeypatch):
+    ds = _synthetic()
+    data = tuning_data(ds, _get_split(ds)(0))
+    res = tune(data, "test-slow-starter", Budget(trials=2, epoch_cap=3), results=tmp_path)
+    study = optuna.load_study(study_name=res.study, storage=f"sqlite:///{tmp_path / 'tuning.db'}")
+    at_cap = {t.user_attrs["params"]["speed"]: t.value for t in study.trials}
+    assert at_cap["fast"] > at_cap["slow"]  # at the cap the sampled configuration wins ...
+    full = res.full_length
+    assert full["defaults"] > full["best"] and full["chosen"] == "defaults"  # ... at convergence not
+    assert res.best_params == {"speed": "slow"}
+    # a resumed study reads both values back instead of training again
+    import benchmark.tuning as tuning
+
+    monkeypatch.setattr(tuning, "train", lambda *a, **k: pytest.fail("retrained on resume"))
+    again = tune(data, "test-slow-starter", Budget(trials=2, epoch_cap=3), results=tmp_path)
+    assert again.full_length == full and again.best_params == res.best_params and again.new_trials == 0
+    assert again.as_record()["full_length"] == full
