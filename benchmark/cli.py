@@ -135,10 +135,9 @@ def cmd_run(args) -> int:
     budget = run_budget(args)
     split_protocol, cfg = run_config(args, str(resolve_device(args.device)))
     from .parallel import Job, auto_jobs, execute, run_parallel
-
-    workers = auto_jobs(cfg.device) if args.jobs == "auto" else _positive_int("--jobs", args.jobs)
     from .provenance import git_revision
 
+    workers = auto_jobs(cfg.device) if args.jobs == "auto" else _positive_int("--jobs", args.jobs)
     git_revision()  # the records state the code as it was when the run started
 
     # Load every dataset before running anything, so a malformed one stops the run before

@@ -66,7 +66,10 @@ def execute(job: Job, dataset=None, *, on_tuned=None, on_run=None, progress=None
 
     ds = dataset if dataset is not None else datasets.load(
         job.dataset, data_dir=job.data_dir, rating_threshold=job.rating_threshold)
-    splits: dict[int, Any] = _SPLITS.setdefault((ds.name, ds.fingerprint(), job.protocol), {})
+    held = _SPLITS.get((id(ds), job.protocol))
+    if held is None or held[0] is not ds:  # the entry holds its dataset, so the id is not reused
+        held = _SPLITS[(id(ds), job.protocol)] = (ds, {})
+    splits: dict[int, Any] = held[1]
 
     def get_split(seed):
         if seed not in splits:
@@ -78,8 +81,9 @@ def execute(job: Job, dataset=None, *, on_tuned=None, on_run=None, progress=None
 
 
 # splits made in this process, shared by the jobs of a dataset (a split is a pure function of
-# dataset, protocol and seed)
-_SPLITS: dict[tuple, dict[int, Any]] = {}
+# dataset, protocol and seed); keyed by the loaded dataset object, which `datasets.load` reuses,
+# rather than by its fingerprint, which hashes every interaction and feature
+_SPLITS: dict[tuple, tuple[Any, dict[int, Any]]] = {}
 
 
 def _init_worker(threads: int, workers: int, parent: int, revision: str | None) -> None:

@@ -440,7 +440,7 @@ def _full_length_choice(st, data: TuningData, model_name: str, cfg: RunConfig, t
             if progress is not None:
                 progress(f"full-length validation of the {role}")
             try:
-                out = train(_model(model_name, t, cfg), data.fit_data(cfg.device), data.valid, metric=cfg.metric,
+                out = train(_model(model_name, t.user_attrs["params"], cfg), data.fit_data(cfg.device), data.valid, metric=cfg.metric,
                             eval_every=cfg.eval_every, patience=cfg.patience)
                 value = out.best_valid if out.best_valid is not None and math.isfinite(out.best_valid) else -math.inf
             except FloatingPointError:  # diverged past the cap: never chosen
@@ -451,8 +451,8 @@ def _full_length_choice(st, data: TuningData, model_name: str, cfg: RunConfig, t
     return (defaults if chosen == "defaults" else best), {**values, "chosen": chosen}
 
 
-def _model(model_name: str, trial, cfg: RunConfig):
-    params = dict(trial.user_attrs["params"])
+def _model(model_name: str, params: dict[str, Any], cfg: RunConfig):
+    params = dict(params)
     cls = get_model_class(model_name)
     if cfg.epochs is not None and "epochs" not in params and "epochs" in cls.param_names():
         params["epochs"] = cfg.epochs  # as run_one does
@@ -511,7 +511,7 @@ def _objective(study, data: TuningData, model_name: str, fixed: dict, cfg: RunCo
         else:
             params = {**cls.search_space(trial), **fixed}
         trial.set_user_attr("params", params)
-        model = _model(model_name, trial, cfg)  # the epoch cap below still applies
+        model = _model(model_name, params, cfg)  # the epoch cap below still applies
         best = {"value": -math.inf, "epoch": None}
 
         def on_eval(epoch: int, value: float) -> None:
