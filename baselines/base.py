@@ -51,6 +51,9 @@ class Recommender:
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
     iterative: ClassVar[bool] = False
+    # iterative models: the constructor parameter that bounds the epochs (the benchmark's
+    # protocols set it to their maximum; patience on validation stops training)
+    epochs_param: ClassVar[str | None] = "epochs"
 
     # --- scikit-learn style parameter handling -------------------------------------------
     @classmethod

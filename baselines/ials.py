@@ -149,6 +149,8 @@ class IALS(Recommender):
         self.iterations = iterations
         self.cg_steps = cg_steps
 
+    epochs_param = "iterations"
+
     @property
     def epochs(self) -> int:
         """The benchmark's epoch cap: one epoch is one ALS sweep."""

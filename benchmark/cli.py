@@ -369,6 +369,10 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_perf(args, rest: list[str]) -> int:
+    if args.what == "train":
+        from .perf_train import main_train
+
+        return main_train(rest)
     from . import perf
 
     return perf.main_metrics(rest)
@@ -395,8 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--patience", type=int, help="validations without improvement before stopping (default 10; 21 under mmrec, "
                    "as MMRec's stopping_step 20 stops at the 21st)")
     r.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
-    r.add_argument("--epochs", type=int, help="epoch cap of every iterative model whose epochs are not set by --param "
-                   "(default: each model's own; early stopping still applies)")
+    r.add_argument("--epochs", type=int, help="maximum epochs of every iterative model whose epochs are not set by "
+                   "--param (default: the protocol's 1000, never a model's own default; patience stops training)")
     _run_io_args(r)
     r.add_argument("--jobs", default="auto", help="(dataset, model) jobs run side by side in worker processes, "
                    "sharing the cores (default auto: one per CPU core, at most 4; 1 on a GPU)")
@@ -419,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--metric", default="recall@20", help="the validation metric to maximise")
     t.add_argument("--patience", type=int)
     t.add_argument("--eval-every", type=int, default=1)
-    t.add_argument("--epochs", type=int, help="as for run: epoch cap of iterative models (trials also obey --epoch-cap)")
+    t.add_argument("--epochs", type=int, help="as for run: maximum epochs of iterative models (trials also obey --epoch-cap)")
     t.add_argument("--device", default="auto")
     t.add_argument("--data-dir")
     t.add_argument("--results", default="results", help="results folder (the default SQLite storage lives there)")
@@ -469,8 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--no-cache", action="store_true", help="recompute even if the encoder cache has it")
     fe.set_defaults(func=cmd_features)
 
-    pf = sub.add_parser("perf", help="speed scripts (metrics: metric core vs RecBole, ranx, numpy)")
-    pf.add_argument("what", choices=["metrics"])
+    pf = sub.add_parser("perf", help="speed scripts (metrics: metric core vs RecBole, ranx, numpy; "
+                        "train: seconds per epoch and validation per model, vs RecBole's BPR and LightGCN)")
+    pf.add_argument("what", choices=["metrics", "train"])
     pf.set_defaults(func=None)
 
     rp = sub.add_parser("reproduce", help="run a published table under its paper's protocol; write "

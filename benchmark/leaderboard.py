@@ -36,6 +36,7 @@ from . import plots
 from datasets.download import atomic_write
 
 from .records import RecordStore
+from .runner import MAX_EPOCHS
 from .stats import ALPHA, PRIMARY_METRIC, TESTED_METRICS, GroupStats, ModelRuns, compare_models
 
 COLUMNS = (
@@ -49,6 +50,7 @@ COLUMNS = (
 FAMILY_NAMES = plots.FAMILY_NAMES
 COLD_START = "cold-start-items"
 UP, DOWN, REF = "▲", "▼", "[ref]"
+CAPPED = "†"  # a row with a seed whose training ended at the epoch bound, not by patience
 DEFAULT_SEEDS = 3  # run's --seeds default
 DEFAULT_SETTINGS = {"metric": "recall@20", "patience": 10, "eval_every": 1, "protocol": "fusebench",
                     "mask_valid_at_test": True}
@@ -78,10 +80,13 @@ is a list-level number and is not tested. Train s: wall-clock training time (val
 excluded); Eval s: one full-ranking test pass; Params: learned scalars used at scoring; Tuning:
 `defaults` = constructor defaults, no search, else the search budget per (dataset, model):
 trial 0 is the defaults, and every trial of an iterative model stops at the same epoch cap
-(default 20) while the retrained seeds run to the model's own epoch count with early stopping.
-The cap favours configurations that learn fast, so when an iterative model's best trial is not
-its defaults, both are trained to convergence on validation and the better is kept (listed
-under each table)."""
+(default 20). Stopping rule of the seed runs, the same for every iterative model: training
+stops after `patience` validations without improvement (the best epoch's state is kept), up to
+one protocol-level maximum of epochs for all models ({MAX_EPOCHS} unless `--epochs` says otherwise),
+never a model's own epoch default; {CAPPED} marks a row with a seed that ended at that maximum
+instead (not converged). The trial cap favours configurations that learn fast, so when an
+iterative model's best trial is not its defaults, both are trained to convergence on validation
+and the better is kept (listed under each table)."""
 
 COLD_START_NOTE = """\
 In these tables every test item is *cold*: it has no training interaction at all (its
@@ -132,6 +137,16 @@ def _seed(rec: dict[str, Any]) -> int:
     return int(s) if s is not None else 0
 
 
+def stopped_at_bound(rec: dict[str, Any]) -> bool:
+    """True when an iterative run ended at its epoch bound instead of by patience (records
+    before `stopped_by` existed: not stopped early). One-shot runs never are."""
+    tr = rec.get("training") or {}
+    if tr.get("epochs_run") is None:
+        return False
+    by = tr.get("stopped_by") or ("patience" if tr.get("stopped_early") else "max_epochs")
+    return by != "patience"
+
+
 def _num(x) -> float:
     try:
         x = float(x)
@@ -143,7 +158,10 @@ def _num(x) -> float:
 def _label(rec: dict[str, Any]) -> str:
     """Model name, plus the parameters that differ from its defaults (untuned rows)."""
     m = rec["model"]
-    diff = {k: v for k, v in (m.get("params") or {}).items() if (m.get("defaults") or {}).get(k) != v}
+    tr = rec.get("training") or {}
+    diff = {k: v for k, v in (m.get("params") or {}).items() if (m.get("defaults") or {}).get(k) != v
+            # the protocol's epoch bound is a setting of the table, not of the model
+            and not (k == tr.get("epochs_param") and v == tr.get("max_epochs"))}
     if not diff:
         return m["name"]
     return f"{m['name']} ({', '.join(f'{k}={_short(v)}' for k, v in sorted(diff.items()))})"
@@ -216,6 +234,11 @@ class Row:
 
     def values(self, key: str) -> list[float]:
         return [_num((r.get("test") or {}).get(key)) for r in self.records]
+
+    @property
+    def capped(self) -> bool:
+        """Some seed's training ended at the epoch bound, not by patience: not converged."""
+        return any(stopped_at_bound(r) for r in self.records)
 
     def train_seconds(self) -> float:
         v = [_num(r.get("train_seconds")) for r in self.records]
@@ -353,6 +376,8 @@ def _markdown_table(table: Table) -> str:
     rows, means = [], []
     for row in table.rows:
         label = row.label + (f" {REF}" if row.label == st.best_baseline else "")
+        if row.capped:
+            label += f" {CAPPED}"
         first = row.records[0]
         out = [label, FAMILY_NAMES.get(row.family, row.family), ", ".join(first["model"].get("modalities") or []) or "–"]
         for key, _ in COLUMNS:
@@ -398,6 +423,8 @@ def _describe(table: Table) -> str:
     facts.append(f"split `{table.protocol}` {_split_params(rec)}")
     facts.append(implicit)
     every = "" if s["eval_every"] == 1 else f", validated every {s['eval_every']} epochs"
+    bound = (rec.get("training") or {}).get("max_epochs")
+    every += f", at most {bound} epochs" if bound else ""
     facts.append(f"evaluation: {masking}; early stopping on validation {s['metric']}, patience {s['patience']}{every}")
     facts.append(f"seeds {', '.join(map(str, seeds))}")
     facts.append(f"tuning budget: {'; '.join(budgets)}")
@@ -418,6 +445,19 @@ def _notes(table: Table) -> list[str]:
     if st.best_fusion:
         line += f" Best fusion model: `{st.best_fusion}`."
     notes.append(line)
+    capped = [r for r in table.rows if r.capped]
+    if capped:
+        parts = []
+        for r in capped:
+            bounds = sorted({int((rec.get("training") or {}).get("epochs_run") or 0)
+                             for rec in r.records if stopped_at_bound(rec)})
+            parts.append(f"`{r.label}` ({sum(map(stopped_at_bound, r.records))} of {len(r.records)} seeds, "
+                         f"at {', '.join(map(str, bounds))} epochs)")
+        notes.append(f"{CAPPED} Not converged: training of at least one seed ended at its epoch bound while "
+                     "validation was still improving within the patience window, not by the stopping rule: "
+                     + "; ".join(parts) + ".")
+    elif any(r.records[0].get("training", {}).get("epochs_run") is not None for r in table.rows):
+        notes.append(f"Every iterative run in this table stopped by patience (none at its epoch bound, no {CAPPED} rows).")
     if table.dropped:
         notes.append("Other hyper-parameter sets run but not shown: "
                      + ", ".join(f"{m} ({n})" for m, n in sorted(table.dropped.items())) + ".")

@@ -73,7 +73,12 @@ def run_model(
             tuning = result.as_record()
     outcomes = []
     for seed in plan.seeds:
-        out = run_one(store, dataset, get_split(seed), model, final, cfg, force=plan.force, tuning=tuning)
+        # the full-length check already trained the chosen configuration on the tuning split:
+        # the seed run on that split takes it (the same training, so the same record)
+        trained = result.trained if result is not None and result.trained is not None \
+            and result.trained.split_seed == seed else None
+        out = run_one(store, dataset, get_split(seed), model, final, cfg, force=plan.force, tuning=tuning,
+                      trained=trained)
         outcomes.append(out)
         if on_run is not None:
             on_run(seed, out)

@@ -20,6 +20,9 @@ DEFAULT_KS = (10, 20, 50)
 # the parts of a run's `tuning` description that define the run (its record key): the same
 # budget tuned the same way is the same run (skipped on resume); another budget is another run.
 # The outcome (best parameters) is in the key through the model's parameters anyway.
+# the protocol-level maximum of epochs of every iterative model (MMRec uses 1000 too): large
+# enough never to bind in practice, so patience on validation is what stops training
+MAX_EPOCHS = 1000
 TUNING_IDENTITY = ("budget", "epoch_cap", "metric", "sampler", "pruner", "split_seed", "selection")
 
 
@@ -36,8 +39,9 @@ class RunConfig:
     device: str = "cpu"
     # the fusebench protocol masks train and valid items at test time; MMRec masks train only
     mask_valid_at_test: bool = True
-    # when set, the epoch cap of every iterative model that the user did not set explicitly
-    epochs: int | None = None
+    # the epoch bound of every iterative model whose epochs the user did not set explicitly
+    # (`--epochs`); a model's own `epochs` default is not a cap under the benchmark's protocols
+    epochs: int = MAX_EPOCHS
     name: str = "fusebench"  # which evaluation protocol these settings make up
 
     def identity(self) -> dict[str, Any]:
@@ -56,7 +60,18 @@ def mmrec_config(**overrides) -> RunConfig:
     MMRec's early_stopping counts evaluations without improvement and stops once the count
     exceeds stopping_step, i.e. at the 21st; our `patience` stops at the patience-th, so 21."""
     return RunConfig(**{"metric": "recall@20", "patience": 21, "mask_valid_at_test": False,
-                        "epochs": 1000, "name": "mmrec", **overrides})
+                        "epochs": MAX_EPOCHS, "name": "mmrec", **overrides})
+
+
+def protocol_params(model_name: str, params: dict[str, Any] | None, cfg: RunConfig) -> dict[str, Any]:
+    """The one place where protocol-level settings reach a model: an iterative model's epoch
+    bound becomes the protocol's (`cfg.epochs`) unless the user set it explicitly."""
+    params = dict(params or {})
+    cls = get_model_class(model_name)
+    key = cls.epochs_param
+    if cls.iterative and key and key not in params and key in cls.param_names():
+        params[key] = cfg.epochs
+    return params
 
 
 @dataclass
@@ -94,15 +109,17 @@ def run_one(
     force: bool = False,
     progress: Callable[[str], None] | None = None,
     tuning: dict[str, Any] | None = None,
+    trained: Any = None,
 ) -> RunOutcome:
     """Train (params = a fixed configuration), select the epoch on valid, test once, record.
 
     `tuning` (`benchmark.tuning.TuningResult.as_record()`), when the params came out of
-    tuning, is stored as the record's "tuning"; its TUNING_IDENTITY fields join the key."""
+    tuning, is stored as the record's "tuning"; its TUNING_IDENTITY fields join the key.
+    `trained` (`benchmark.tuning.Trained`): this configuration already trained on this split
+    under this protocol by tuning's full-length check; it is used instead of training again
+    when its parameters, split seed and protocol are this run's."""
     cfg = cfg or RunConfig()
-    params = dict(params or {})
-    if cfg.epochs is not None and "epochs" not in params and "epochs" in get_model_class(model_name).param_names():
-        params["epochs"] = cfg.epochs
+    params = protocol_params(model_name, params, cfg)
     model = make_model(model_name, params)  # validates names before anything is written
     resolved = model.get_params()
     identity = run_identity(dataset, split, model_name, resolved, cfg)
@@ -116,10 +133,14 @@ def run_one(
         train=split.train, features=dataset.features, item_text=dataset.item_text,
         seed=split.seed, device=cfg.device, feature_masks=dict(getattr(dataset, "feature_masks", None) or {}),
     )
-    outcome = train(
-        model, data, split.valid, metric=cfg.metric, eval_every=cfg.eval_every,
-        patience=cfg.patience, progress=progress,
-    )
+    if trained is not None and trained.split_seed == split.seed and trained.model.get_params() == resolved \
+            and type(trained.model) is type(model):
+        model, outcome = trained.model, trained.outcome
+    else:
+        outcome = train(
+            model, data, split.valid, metric=cfg.metric, eval_every=cfg.eval_every,
+            patience=cfg.patience, progress=progress,
+        )
     popularity = np.asarray(split.train.sum(axis=0)).ravel()
     valid = evaluate(model.score, split.valid, split.train, metrics=cfg.metrics, ks=cfg.ks,
                      batch_size=cfg.eval_batch_size, item_popularity=popularity)
@@ -150,6 +171,8 @@ def run_one(
             "n_parameters": model.n_parameters(),
         },
         "training": {**cfg.identity(), "protocol": cfg.name, "mask_valid_at_test": cfg.mask_valid_at_test,
+                     # the protocol's epoch bound and the parameter that carries it
+                     **({"max_epochs": cfg.epochs, "epochs_param": cls.epochs_param} if cls.iterative else {}),
                      **asdict(outcome)},
         "valid": valid.summary,
         "test": test.summary,

@@ -3,6 +3,12 @@
 Iterative models run epoch by epoch; every `eval_every` epochs the validation metric is
 computed with the metric core (train items masked), the best state is kept, and training
 stops after `patience` evaluations without improvement. One-shot models fit once.
+
+The stopping rule is the same for every iterative model: patience on validation, bounded by
+the model's `epochs`, which the benchmark's protocols set to one protocol-level maximum
+(`runner.MAX_EPOCHS`) that never binds in practice, not to the model's own default. Every
+outcome says why training stopped (`stopped_by`), so a run cut short by the maximum is
+never presented as converged.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ class TrainOutcome:
     best_epoch: int | None = None
     best_valid: float | None = None
     stopped_early: bool = False
+    # why training ended: "patience" (no improvement for `patience` validations) or
+    # "max_epochs" (the epoch bound was reached first); None for one-shot models
+    stopped_by: str | None = None
     history: list[dict] = field(default_factory=list)
 
 
@@ -94,6 +103,7 @@ def train(
         if bad_evals >= patience:
             out.stopped_early = True
             break
+    out.stopped_by = "patience" if out.stopped_early else "max_epochs"
     if best_state is not None:
         model.set_state(best_state)
     out.best_valid = None if best == -math.inf else best

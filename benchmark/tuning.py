@@ -57,7 +57,7 @@ from baselines import FitData, get_model_class, make_model
 from datasets.errors import FusebenchError
 
 from .evaluate import evaluate
-from .runner import RunConfig
+from .runner import RunConfig, protocol_params
 from .training import parse_metric, train
 
 # bump when the objective changes in a way that makes old studies incomparable
@@ -166,6 +166,8 @@ class TuningResult:
     # iterative models whose best trial is not the defaults: both trained to convergence on
     # validation ({"defaults": v, "best": v, "chosen": ...}); see _full_length_choice
     full_length: dict[str, Any] | None = None
+    # the chosen configuration as the full-length check trained it in this call (never stored)
+    trained: "Trained | None" = field(default=None, repr=False, compare=False)
 
     def options(self) -> str:
         b = self.budget
@@ -418,9 +420,9 @@ def tune(
                                 note="no trial completed: the model's defaults are used")
         # the best completed trial; ties go to the earlier trial (as Optuna does)
         best = max(complete, key=lambda t: (t.value, -t.number))
-        chosen, full = _full_length_choice(st, data, model_name, cfg, trials, best, progress)
+        chosen, full, trained = _full_length_choice(st, data, model_name, cfg, trials, best, progress)
     return TuningResult(**base, **common, best_params=dict(chosen.user_attrs["params"]),
-                        best_valid=float(chosen.value), full_length=full)
+                        best_valid=float(chosen.value), full_length=full, trained=trained)
 
 
 def _full_length_choice(st, data: TuningData, model_name: str, cfg: RunConfig, trials, best, progress):
@@ -429,34 +431,45 @@ def _full_length_choice(st, data: TuningData, model_name: str, cfg: RunConfig, t
     the best trial is not the defaults (trial rank 0), both are trained to convergence (early
     stopping, as the seed runs do) on the same train/valid, and the higher validation value
     wins. Validation only; the values are kept in the study, so a resumed run does not retrain.
-    Returns (chosen trial, {"defaults": v, "best": v, "chosen": "defaults"|"best"} or None)."""
+    Returns (chosen trial, {"defaults": v, "best": v, "chosen": "defaults"|"best"} or None,
+    the chosen configuration trained here as a `Trained`, or None when it was not trained now)."""
     defaults = next((t for t in trials if t.user_attrs.get("defaults")), None)
     if defaults is None or defaults.number == best.number or not get_model_class(model_name).iterative:
-        return best, None
-    values = {}
+        return best, None, None
+    values, trained = {}, {}
     for role, t in (("defaults", defaults), ("best", best)):
         attr = f"full_length:{t.number}"
         if attr not in st.user_attrs:
             if progress is not None:
                 progress(f"full-length validation of the {role}")
+            model = _model(model_name, t.user_attrs["params"], cfg)
             try:
-                out = train(_model(model_name, t.user_attrs["params"], cfg), data.fit_data(cfg.device), data.valid, metric=cfg.metric,
+                out = train(model, data.fit_data(cfg.device), data.valid, metric=cfg.metric,
                             eval_every=cfg.eval_every, patience=cfg.patience)
                 value = out.best_valid if out.best_valid is not None and math.isfinite(out.best_valid) else -math.inf
+                if math.isfinite(value):
+                    trained[role] = Trained(model, out, int(data.split.get("seed", 0)))
             except FloatingPointError:  # diverged past the cap: never chosen
                 value = -math.inf
             st.set_user_attr(attr, value)
         values[role] = float(st.user_attrs[attr])
     chosen = "defaults" if values["defaults"] > values["best"] else "best"  # a tie keeps the best trial
-    return (defaults if chosen == "defaults" else best), {**values, "chosen": chosen}
+    return (defaults if chosen == "defaults" else best), {**values, "chosen": chosen}, trained.get(chosen)
+
+
+@dataclass
+class Trained:
+    """A configuration the full-length check trained to convergence on the tuning split: the
+    very training the seed run on that split would repeat (same matrices, seed, protocol), so
+    that run takes it instead of training again (`runner.run_one(trained=...)`)."""
+
+    model: Any
+    outcome: Any  # training.TrainOutcome
+    split_seed: int
 
 
 def _model(model_name: str, params: dict[str, Any], cfg: RunConfig):
-    params = dict(params)
-    cls = get_model_class(model_name)
-    if cfg.epochs is not None and "epochs" not in params and "epochs" in cls.param_names():
-        params["epochs"] = cfg.epochs  # as run_one does
-    return make_model(model_name, params)
+    return make_model(model_name, protocol_params(model_name, params, cfg))
 
 
 class _Probe:

@@ -1,0 +1,180 @@
+"""One stopping rule for every iterative model: patience on validation up to one protocol-level
+maximum of epochs (never a model's own epoch default); records say why training stopped; the
+leaderboard marks rows cut at the maximum; the full-length shortcut changes no number."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import datasets
+import fusion_models  # noqa: F401  (registers the fusion models)
+from baselines import base as registry
+from baselines.base import Recommender, get_model_class, make_model, model_names
+from baselines.bpr import BPRMF as BPR
+from benchmark.leaderboard import CAPPED, render, stopped_at_bound
+from benchmark.pipeline import Plan, run_model
+from benchmark.records import RecordStore
+from benchmark.runner import MAX_EPOCHS, RunConfig, mmrec_config, protocol_params, run_one
+from benchmark.tuning import Budget
+
+ITERATIVE = [m for m in model_names() if get_model_class(m).iterative]
+
+
+@pytest.mark.parametrize("name", ITERATIVE)
+@pytest.mark.parametrize("cfg", [RunConfig(), mmrec_config()], ids=["fusebench", "mmrec"])
+def test_every_iterative_model_trains_to_the_same_protocol_maximum(name, cfg):
+    model = make_model(name, protocol_params(name, {}, cfg))
+    # the bound the training loop reads is the protocol's, whatever the model's own default
+    assert model.epochs == MAX_EPOCHS == cfg.epochs
+    assert cfg.patience >= 10
+
+
+def test_an_explicit_epochs_parameter_is_the_users_bound():
+    assert protocol_params("bpr", {"epochs": 7}, RunConfig())["epochs"] == 7
+    assert protocol_params("ials", {}, RunConfig(epochs=12))["iterations"] == 12
+    assert protocol_params("ease", {}, RunConfig()) == {}  # one-shot: nothing to bound
+
+
+class Creeper(Recommender):
+    """Iterative: validation recall creeps up by a little every epoch until `peak`, then stays.
+    Its own `epochs` default (30) is far below where it converges."""
+
+    name = "test-creeper"
+    family = "baseline/cf"
+    iterative = True
+
+    def __init__(self, peak: int = 120, epochs: int = 30):
+        self.peak = peak
+        self.epochs = epochs
+
+    def init(self, data):
+        self.valid_ = _VALID[data.seed]
+        self.noise_ = np.random.default_rng(data.seed).random(data.train.shape[1]).astype(np.float32)
+        self.epoch_ = 0
+
+    def train_epoch(self):
+        self.epoch_ += 1
+        return 1.0 / self.epoch_
+
+    def score(self, users):
+        w = 0.02 + 0.9 * min(self.epoch_, self.peak) / self.peak
+        return w * self.valid_[users].toarray().astype(np.float32) + (1 - w) * self.noise_
+
+
+_VALID: dict = {}
+
+
+def _synthetic(n_users=150, n_items=120, per_user=14, seed=0) -> datasets.MultimodalDataset:
+    rng = np.random.default_rng(seed)
+    rows = [(u, i) for u in range(n_users) for i in rng.choice(n_items, per_user, replace=False)]
+    df = pd.DataFrame(rows, columns=["user", "item"]).astype({"user": np.int32, "item": np.int32})
+    df["rating"] = np.float32(1.0)
+    df["timestamp"] = np.int64(-1)
+    return datasets.MultimodalDataset(
+        name="synthetic", interactions=df, n_users=n_users, n_items=n_items,
+        user_ids=np.arange(n_users), item_ids=np.arange(n_items), meta={"source": "test"},
+    )
+
+
+@pytest.fixture
+def creeper(monkeypatch):
+    monkeypatch.setitem(registry._REGISTRY, Creeper.name, Creeper)
+    ds = _synthetic()
+    split = datasets.split(ds, "random", seed=0)
+    _VALID[0] = split.valid
+    return ds, split
+
+
+def test_a_slowly_improving_model_is_not_stopped_by_its_own_epoch_default(creeper, tmp_path):
+    ds, split = creeper
+    rec = run_one(RecordStore(tmp_path), ds, split, Creeper.name, {}, RunConfig()).record
+    tr = rec["training"]
+    assert rec["model"]["params"]["epochs"] == MAX_EPOCHS
+    assert tr["epochs_run"] > 30 and tr["best_epoch"] > 30  # past its own default of 30
+    assert tr["stopped_by"] == "patience" and tr["stopped_early"]
+    assert tr["epochs_run"] == tr["best_epoch"] + RunConfig().patience
+    assert not stopped_at_bound(rec)
+
+
+def test_a_run_that_ends_at_the_maximum_is_recorded_and_marked(creeper, tmp_path):
+    ds, split = creeper
+    store = RecordStore(tmp_path)
+    capped = run_one(store, ds, split, Creeper.name, {}, RunConfig(epochs=40)).record
+    assert capped["training"]["stopped_by"] == "max_epochs" and capped["training"]["epochs_run"] == 40
+    assert stopped_at_bound(capped)
+    run_one(store, ds, split, "pop", {}, RunConfig(epochs=40))
+    board = render(list(store.records()))
+    row = next(line for line in board.splitlines() if line.startswith(f"| {Creeper.name}"))
+    assert CAPPED in row
+    assert f"{CAPPED} Not converged" in board and f"`{Creeper.name}` (1 of 1 seeds, at 40 epochs)" in board
+    pop_row = next(line for line in board.splitlines() if line.startswith("| pop"))
+    assert CAPPED not in pop_row
+
+
+def test_a_converged_table_says_so(creeper, tmp_path):
+    ds, split = creeper
+    store = RecordStore(tmp_path)
+    run_one(store, ds, split, Creeper.name, {}, RunConfig())
+    board = render(list(store.records()))
+    assert f"{CAPPED} Not converged" not in board
+    assert "Every iterative run in this table stopped by patience" in board
+
+
+def test_old_records_without_stopped_by_are_read_from_stopped_early():
+    assert stopped_at_bound({"training": {"epochs_run": 60, "stopped_early": False}})
+    assert not stopped_at_bound({"training": {"epochs_run": 60, "stopped_early": True}})
+    assert not stopped_at_bound({"training": {"epochs_run": None}})
+
+
+class FastBPR(BPR):
+    """BPR whose only sampled configuration learns fast: it wins the capped trials, so the
+    full-length check trains both it and the defaults to convergence."""
+
+    name = "test-fast-bpr"
+
+    @classmethod
+    def search_space(cls, trial):
+        return {"learning_rate": trial.suggest_categorical("learning_rate", [0.02])}
+
+
+def _comparable(rec: dict) -> dict:
+    """A record without what differs between two runs of the same training: timings, the
+    time of writing, and the storage-derived tuning seconds."""
+    rec = json.loads(json.dumps(rec))
+    rec.pop("provenance", None)
+    rec.pop("train_seconds", None)
+    rec.pop("eval_seconds", None)
+    rec["training"].pop("train_seconds", None)
+    rec["training"].pop("valid_seconds", None)
+    rec.get("tuning", {}).pop("seconds", None)
+    return rec
+
+
+def test_the_seed_run_that_reuses_the_full_length_training_is_bit_identical(monkeypatch, tmp_path):
+    monkeypatch.setitem(registry._REGISTRY, FastBPR.name, FastBPR)
+    ds = _synthetic(n_users=200, n_items=150, per_user=15)
+    splits = {}
+
+    def get_split(seed):
+        if seed not in splits:
+            splits[seed] = datasets.split(ds, "random", seed=seed)
+        return splits[seed]
+
+    params = {"embedding_size": 8, "batch_size": 256}
+    cfg = RunConfig(patience=3, epochs=60)
+    plan = Plan(seeds=[0, 1], budget=Budget(trials=2, epoch_cap=3), results=tmp_path)
+    store = RecordStore(tmp_path)
+    result, outs = run_model(store, ds, FastBPR.name, params, cfg, plan, get_split)
+    assert result.full_length is not None and result.trained is not None  # the check ran here
+    shortcut, a = outs[0].record, RecordStore.per_user({"_path": outs[0].path})
+    # the slow path: the same seed run, trained from scratch
+    slow = run_one(store, ds, get_split(0), FastBPR.name, {**result.best_params, **params}, cfg, force=True,
+                   tuning=result.as_record())
+    assert slow.key == outs[0].key
+    assert _comparable(shortcut) == _comparable(slow.record)
+    b = RecordStore.per_user({"_path": slow.path})
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
