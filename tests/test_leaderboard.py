@@ -130,7 +130,7 @@ def test_markers_follow_holm_corrected_wilcoxon(results):
     assert c.p_wilcoxon_holm < 0.05 and c.test.diff < 0
     # every marker on the page agrees with the statistics
     for row in table.rows:
-        label = row.label + (" [ref]" if row.label == table.stats.best_baseline else "")
+        label = row.label + (" [ref]" if row.label == table.stats.best_baseline else "") + (" †" if row.capped else "")
         for key, col in zip(TESTED_METRICS, ("Recall@10", "Recall@20", "NDCG@10", "NDCG@20", "MRR@20")):
             cmp = table.stats.against_best(row.label, key)
             want = "" if cmp is None or cmp.direction == 0 else (" ▲" if cmp.direction > 0 else " ▼")
