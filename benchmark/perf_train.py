@@ -77,6 +77,9 @@ def main_train(argv: list[str] | None = None) -> int:
             overrides[k] = json.loads(v)
         except json.JSONDecodeError:
             overrides[k] = v
+    from . import metrics
+
+    metrics.warmup()  # the metric core's JIT compile is not a validation pass
     ds = datasets.load(args.dataset, data_dir=args.data_dir)
     protocol = "given" if ds.given_split is not None else "random"
     split = datasets.split(ds, protocol=protocol, seed=0)

@@ -178,3 +178,21 @@ def test_the_seed_run_that_reuses_the_full_length_training_is_bit_identical(monk
     assert _comparable(shortcut) == _comparable(slow.record)
     b = RecordStore.per_user({"_path": slow.path})
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
+
+
+def test_perf_train_prints_each_models_epoch_and_the_reference_ratio(capsys):
+    from benchmark.cli import main
+
+    assert main(["perf", "train", "--dataset", "ml-100k", "--models", "bpr,vbpr", "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| model | s / epoch | s / validation | x BPR's epoch")
+    bpr = next(line for line in table if line.startswith("| bpr |"))
+    assert "| 1.00 | recbole:BPR |" in bpr and "(RecBole " in bpr
+    assert next(line for line in table if line.startswith("| vbpr |")).count("|") == 7
+
+
+def test_perf_train_refuses_one_shot_models():
+    from benchmark.cli import main
+
+    assert main(["perf", "train", "--models", "ease"]) == 2
