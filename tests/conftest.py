@@ -99,3 +99,16 @@ def trained_and_pop_recall(model, data, s, **train_kwargs) -> tuple[float, float
     out = train(model, data, s.valid, **train_kwargs)
     assert out.best_epoch is not None
     return recall(model), recall(pop)
+
+
+def synthetic_dataset(n_users=120, n_items=80, per_user=16, seed=0) -> MultimodalDataset:
+    """`n_users` users with `per_user` distinct random items each (implicit, no timestamps)."""
+    rng = np.random.default_rng(seed)
+    rows = [(u, i) for u in range(n_users) for i in rng.choice(n_items, per_user, replace=False)]
+    df = pd.DataFrame(rows, columns=["user", "item"]).astype({"user": np.int32, "item": np.int32})
+    df["rating"] = np.float32(1.0)
+    df["timestamp"] = np.int64(-1)
+    return MultimodalDataset(
+        name="synthetic", interactions=df, n_users=n_users, n_items=n_items,
+        user_ids=np.arange(n_users), item_ids=np.arange(n_items), meta={"source": "test"},
+    )

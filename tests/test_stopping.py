@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import datasets
@@ -20,6 +19,7 @@ from benchmark.pipeline import Plan, run_model
 from benchmark.records import RecordStore
 from benchmark.runner import MAX_EPOCHS, RunConfig, mmrec_config, protocol_params, run_one
 from benchmark.tuning import Budget
+from conftest import synthetic_dataset
 
 ITERATIVE = [m for m in model_names() if get_model_class(m).iterative]
 
@@ -68,22 +68,10 @@ class Creeper(Recommender):
 _VALID: dict = {}
 
 
-def _synthetic(n_users=150, n_items=120, per_user=14, seed=0) -> datasets.MultimodalDataset:
-    rng = np.random.default_rng(seed)
-    rows = [(u, i) for u in range(n_users) for i in rng.choice(n_items, per_user, replace=False)]
-    df = pd.DataFrame(rows, columns=["user", "item"]).astype({"user": np.int32, "item": np.int32})
-    df["rating"] = np.float32(1.0)
-    df["timestamp"] = np.int64(-1)
-    return datasets.MultimodalDataset(
-        name="synthetic", interactions=df, n_users=n_users, n_items=n_items,
-        user_ids=np.arange(n_users), item_ids=np.arange(n_items), meta={"source": "test"},
-    )
-
-
 @pytest.fixture
 def creeper(monkeypatch):
     monkeypatch.setitem(registry._REGISTRY, Creeper.name, Creeper)
-    ds = _synthetic()
+    ds = synthetic_dataset(n_users=150, n_items=120, per_user=14)
     split = datasets.split(ds, "random", seed=0)
     _VALID[0] = split.valid
     return ds, split
@@ -156,7 +144,7 @@ def _comparable(rec: dict) -> dict:
 
 def test_the_seed_run_that_reuses_the_full_length_training_is_bit_identical(monkeypatch, tmp_path):
     monkeypatch.setitem(registry._REGISTRY, FastBPR.name, FastBPR)
-    ds = _synthetic(n_users=200, n_items=150, per_user=15)
+    ds = synthetic_dataset(n_users=200, n_items=150, per_user=15)
     splits = {}
 
     def get_split(seed):

@@ -14,6 +14,7 @@ import datasets
 from baselines import base as registry
 from baselines.base import Recommender
 from benchmark.cli import main
+from conftest import synthetic_dataset as _synthetic
 from benchmark.pipeline import Plan, run_model, tuning_data
 from benchmark.records import RecordStore
 from benchmark.runner import RunConfig
@@ -105,18 +106,6 @@ class SlowStarter(Recommender):
 def fake_models(monkeypatch):
     for cls in (Oracle, Curve, SlowStarter):
         monkeypatch.setitem(registry._REGISTRY, cls.name, cls)
-
-
-def _synthetic(n_users=120, n_items=80, per_user=16, seed=0) -> datasets.MultimodalDataset:
-    rng = np.random.default_rng(seed)
-    rows = [(u, i) for u in range(n_users) for i in rng.choice(n_items, per_user, replace=False)]
-    df = pd.DataFrame(rows, columns=["user", "item"]).astype({"user": np.int32, "item": np.int32})
-    df["rating"] = np.float32(1.0)
-    df["timestamp"] = np.int64(-1)
-    return datasets.MultimodalDataset(
-        name="synthetic", interactions=df, n_users=n_users, n_items=n_items,
-        user_ids=np.arange(n_users), item_ids=np.arange(n_items), meta={"source": "test"},
-    )
 
 
 def _get_split(ds):
