@@ -42,13 +42,13 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 
 def item_rows(fn, n_items: int, *idx: torch.Tensor, dim: int = 0) -> list[torch.Tensor]:
-    """`fn(idx)` item vectors for each index tensor (items along axis `dim`): computed once for
-    all items (`fn(None)`) and gathered when the catalogue is smaller than the rows asked for
-    (wide features, small catalogue), else computed only for the rows."""
-    if n_items <= sum(len(i) for i in idx):
-        q = fn(None)
-        return [q.index_select(dim, i) for i in idx]
-    return [fn(i) for i in idx]
+    """`fn(idx)` item vectors for each index tensor (items along axis `dim`), computed once per
+    distinct item of the batch and gathered: a batch of thousands of (positive, negative) pairs
+    repeats most items, and the item tower is the dearest part of a fusion model's step.
+    `fn(None)` (every item, in order) is used when the batch holds the whole catalogue."""
+    uniq, inv = torch.unique(torch.cat(idx), return_inverse=True)
+    q = fn(None) if len(uniq) == n_items else fn(uniq)
+    return list(q.index_select(dim, inv).split([len(i) for i in idx], dim))
 
 
 def embedding_space(trial) -> dict:

@@ -12,6 +12,13 @@ otherwise permutation-invariant). Missing features (dataset masks) are padding: 
 masked out of the attention and of the pooling. Pre-norm layers train stably without warm-up
 at Adam's default-scale learning rates.
 
+Cost: the item tower runs over every item in every batch, so the encoder is the epoch's cost.
+`encode_tokens` computes the same function as `nn.TransformerEncoder` (its weights, pre-norm,
+ReLU; equal in eval mode, tested) written for sequences of a few tokens: attention as
+broadcast products instead of batched 2x2 matrix products, and dropout from one uniform draw
+per site (`dropout`), which on CPU costs half of `F.dropout`'s Bernoulli sampling. It made
+the epoch 2.x times faster on ml-100k (see the README's `perf train`).
+
 Defaults: embedding 64, 1 layer, 2 heads, dropout 0.1, Adam lr 1e-3, batch 2048, no weight
 decay, 60 epochs (the benchmark early-stops on validation).
 """
@@ -19,12 +26,48 @@ decay, 60 epochs (the benchmark early-stops on validation).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from baselines.base import FitData, register
 from datasets.errors import FusebenchError
 
 from .layers import ItemTowerFusion, ModalityEncoders, fusion_space, id_embeddings
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout from one uniform draw (the mask is built in place in the draw)."""
+    if not training or p == 0:
+        return x
+    return x * torch.rand_like(x).ge_(p).mul_(1.0 / (1.0 - p))
+
+
+def attention(layer: nn.TransformerEncoderLayer, x: torch.Tensor, pad: torch.Tensor | None, training: bool):
+    """Multi-head self-attention of `layer.self_attn` over (n, K, d) inputs with K small:
+    scores and mixing as broadcast products over the K x K pairs. `pad` (n, K) is True at
+    padding tokens (they are never attended to)."""
+    mha = layer.self_attn
+    n, k, d = x.shape
+    h = mha.num_heads
+    q, key, v = F.linear(x, mha.in_proj_weight, mha.in_proj_bias).view(n, k, 3, h, d // h).unbind(2)
+    # (n, h, K, K): query token i against key token j
+    scores = (q.transpose(1, 2).unsqueeze(3) * key.transpose(1, 2).unsqueeze(2)).sum(-1) * (d // h) ** -0.5
+    if pad is not None:
+        scores = scores.masked_fill(pad[:, None, None, :], float("-inf"))
+    w = dropout(scores.softmax(-1), mha.dropout, training)
+    out = (w.unsqueeze(-1) * v.transpose(1, 2).unsqueeze(2)).sum(3)  # (n, h, K, d/h)
+    return mha.out_proj(out.transpose(1, 2).reshape(n, k, d))
+
+
+def encode_tokens(encoder: nn.TransformerEncoder, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+    """`encoder(x, src_key_padding_mask=pad)` for pre-norm ReLU layers (see the module notes)."""
+    for layer in encoder.layers:
+        training = layer.training
+        p = layer.dropout.p
+        x = x + dropout(attention(layer, layer.norm1(x), pad, training), p, training)
+        ff = layer.linear2(dropout(F.relu(layer.linear1(layer.norm2(x))), p, training))
+        x = x + dropout(ff, p, training)
+    return x
 
 
 class TransformerModule(nn.Module):
@@ -47,10 +90,10 @@ class TransformerModule(nn.Module):
         tokens = torch.cat([ids.unsqueeze(0), self.encoders(idx)], dim=0).transpose(0, 1)  # (n, K, d)
         tokens = tokens + self.types
         if self.encoders.complete:
-            return self.norm(self.encoder(tokens)).mean(1)
+            return self.norm(encode_tokens(self.encoder, tokens)).mean(1)
         present = self.encoders.presence(idx)[..., 0].T > 0  # (n, M)
         keep = torch.cat([torch.ones_like(present[:, :1]), present], dim=1)  # the id token always
-        out = self.norm(self.encoder(tokens, src_key_padding_mask=~keep))
+        out = self.norm(encode_tokens(self.encoder, tokens, ~keep))
         w = keep.unsqueeze(-1).float()
         return (out * w).sum(1) / w.sum(1)
 

@@ -307,3 +307,60 @@ def test_beats_popularity_on_lfm2k(name, lfm2k, lfm2k_given):
     recall, pop_recall = trained_and_pop_recall(model, data, lfm2k_given, patience=3)
     assert recall > 1.5 * pop_recall, (recall, pop_recall)
     assert model.used_modalities() == list(lfm2k.features)
+
+
+@pytest.mark.parametrize("n_layers,n_heads,k", [(1, 2, 2), (2, 4, 4), (2, 1, 3)])
+def test_lean_encoder_is_torchs_transformer_encoder(n_layers, n_heads, k):
+    """fusion-transformer's encode_tokens computes nn.TransformerEncoder's function (pre-norm,
+    ReLU, padding mask), forward and gradients, with its weights; only dropout's draws differ."""
+    from torch import nn
+
+    from fusion_models.transformer import encode_tokens
+
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, n_heads, 32, dropout=0.0, batch_first=True, norm_first=True)
+    enc = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+    x = torch.randn(50, k, 16, requires_grad=True)
+    pad = torch.rand(50, k) < 0.3
+    pad[:, 0] = False  # the id token is always there
+    for mask in (None, pad):
+        ours = encode_tokens(enc, x, mask)
+        theirs = enc(x, src_key_padding_mask=mask)
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+        g_ours = torch.autograd.grad(ours.square().sum(), [x, *enc.parameters()])
+        g_theirs = torch.autograd.grad(theirs.square().sum(), [x, *enc.parameters()])
+        for a, b in zip(g_ours, g_theirs):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_lean_encoder_dropout_rate_and_scale():
+    from fusion_models.transformer import dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    y = dropout(x, 0.25, True)
+    torch.testing.assert_close(torch.unique(y), torch.tensor([0.0, 4 / 3]))
+    assert (y == 0).float().mean().item() == pytest.approx(0.25, abs=0.005)
+    assert dropout(x, 0.25, False) is x
+
+
+def test_item_rows_computes_each_distinct_item_once():
+    from baselines.torch_base import item_rows
+
+    w = torch.randn(40, 8)
+    seen = []
+
+    def fn(idx):
+        seen.append(None if idx is None else idx.clone())
+        return w if idx is None else w[idx]
+
+    pos, neg = torch.tensor([3, 5, 3, 7]), torch.tensor([5, 9, 1, 3])
+    q_pos, q_neg = item_rows(fn, 40, pos, neg)
+    assert torch.equal(q_pos, w[pos]) and torch.equal(q_neg, w[neg])
+    assert seen[-1].tolist() == [1, 3, 5, 7, 9]  # once each
+    every = torch.arange(40)
+    q, = item_rows(fn, 40, every.flip(0))
+    assert seen[-1] is None and torch.equal(q, w.flip(0))  # the whole catalogue: fn(None)
+    tokens = torch.randn(3, 40, 8)  # items along axis 1
+    z_pos, z_neg = item_rows(lambda idx: tokens if idx is None else tokens[:, idx], 40, pos, neg, dim=1)
+    assert torch.equal(z_pos, tokens[:, pos]) and torch.equal(z_neg, tokens[:, neg])
