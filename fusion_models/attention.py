@@ -111,12 +111,12 @@ class AttentionFusion(FusionRecommender):
         z_pos, z_neg = item_rows(m.tokens, m.n_items, pos, neg, dim=1)
         return bpr_loss(m.pair_scores(p, a, z_pos, m.present(pos)), m.pair_scores(p, a, z_neg, m.present(neg)))
 
-    def score_tensor(self, users):
+    def candidate_scores(self, users, idx):
         m = self.module_
         p = m.user(users)
         a = m.weights(p)  # (B, K)
-        per_token = torch.einsum("bd,knd->kbn", p, m.tokens())  # (K, B, n)
-        present = m.present()
+        per_token = torch.einsum("bd,knd->kbn", p, m.tokens(idx))  # (K, B, n)
+        present = m.present(idx)
         if present is None:
             return torch.einsum("bk,kbn->bn", a, per_token)
         num = torch.einsum("bk,kbn->bn", a, per_token * present.unsqueeze(1))

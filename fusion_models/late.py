@@ -100,10 +100,10 @@ class LateFusion(FusionRecommender):
         q_pos, q_neg = item_rows(m.item_vectors, m.encoders.n_items, pos, neg, dim=1)
         return bpr_loss(m.pair_scores(users, q_pos), m.pair_scores(users, q_neg))
 
-    def score_tensor(self, users):
+    def candidate_scores(self, users, idx):
         m = self.module_
         u = m.user_vectors(users)  # (K, B, d)
-        q = m.item_vectors()  # (K, n, d)
+        q = m.item_vectors(idx)  # (K, n, d)
         return torch.einsum("kbd,knd->bn", u, q)
 
     def modality_weights(self) -> dict[str, float]:

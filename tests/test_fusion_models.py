@@ -172,6 +172,57 @@ def test_softmax_loss_option(name):
         make_model(name, {"loss": "hinge"}).fit(data)
 
 
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_sampled_softmax_loss_option(name):
+    """loss="sampled": cross-entropy over the batch's distinct positives and negatives, logQ
+    corrected; it trains, and it is the model's scores against those candidates."""
+    from fusion_models.layers import log_inclusion
+
+    data = _tiny_data()
+    m = make_model(name, {"embedding_size": 8, "learning_rate": 1e-2, "loss": "sampled"})
+    m.init(data)
+    losses = [m.train_epoch() for _ in range(15)]
+    assert losses[-1] < losses[0]
+    users, pos, neg = torch.tensor([0, 1, 2, 3]), torch.tensor([3, 4, 5, 4]), torch.tensor([7, 3, 9, 11])
+    m.module_.eval()
+    with torch.no_grad():
+        cands = torch.tensor([3, 4, 5, 7, 9, 11])
+        logits = m.score_tensor(users)[:, cands] - log_inclusion(m._pop, cands, 4)
+        manual = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 1]))
+        extra = m.extra_loss(users, pos, neg, m.module_.user(users), m.module_.items(pos), m.module_.items(neg)) \
+            if hasattr(m, "extra_loss") else None
+        expected = float(manual) + (0.0 if extra is None else float(extra))
+        assert float(m.sampled_softmax_loss(users, pos, neg)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_log_inclusion_is_the_candidate_sets_inclusion_probability():
+    from fusion_models.layers import log_inclusion
+
+    rng = np.random.default_rng(0)
+    pop = rng.dirichlet(np.full(50, 0.3))
+    batch, draws = 20, 20_000
+    hit = np.zeros(50)
+    for _ in range(draws):
+        cands = np.union1d(rng.choice(50, batch, p=pop), rng.integers(0, 50, batch))
+        hit[cands] += 1
+    expected = np.exp(log_inclusion(torch.tensor(pop, dtype=torch.float32), torch.arange(50), batch).numpy())
+    np.testing.assert_allclose(hit / draws, expected, atol=0.015)
+
+
+def test_tuning_chooses_bpr_or_sampled_softmax_never_the_full_softmax():
+    import optuna
+
+    from fusion_models.layers import TUNED_LOSSES
+
+    assert TUNED_LOSSES == ("bpr", "sampled")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for name in STRATEGIES:
+        for _ in range(5):
+            trial = study.ask()
+            assert get_model_class(name).search_space(trial)["loss"] in TUNED_LOSSES
+            study.tell(trial, 0.0)
+
+
 def test_id_dropout_zeroes_rows_in_training_only():
     from fusion_models.layers import id_embeddings
 
