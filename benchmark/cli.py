@@ -134,7 +134,7 @@ def cmd_run(args) -> int:
         seeds = list(range(args.seeds))
     budget = run_budget(args)
     split_protocol, cfg = run_config(args, str(resolve_device(args.device)))
-    from .parallel import Job, auto_jobs, execute, run_parallel
+    from .parallel import Job, auto_jobs, execute, longest_first, run_parallel
     from .provenance import git_revision
 
     workers = auto_jobs(cfg.device) if args.jobs == "auto" else _positive_int("--jobs", args.jobs)
@@ -165,6 +165,7 @@ def cmd_run(args) -> int:
     jobs = [Job(ds.name, args.data_dir, args.rating_threshold,
                 split_protocol or ("given" if ds.given_split is not None else "random"), m, params, cfg, plan)
             for ds in loaded for m in models]
+    jobs = longest_first(jobs, lambda m: get_model_class(m).iterative)
     bar = tqdm(total=len(jobs) * len(seeds), desc="fusebench", unit="run", disable=None, dynamic_ncols=True)
 
     def on_tuned(job, res):

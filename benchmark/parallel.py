@@ -56,6 +56,19 @@ class Job:
     plan: Any  # Plan
 
 
+def longest_first(jobs: list[Job], iterative: Callable[[str], bool]) -> list[Job]:
+    """The jobs reordered so that, per dataset, the iterative models start first.
+
+    Iterative models cost minutes, one-shot models seconds: started last, one long job runs
+    alone at the end while the other workers idle (measured: vbpr, last by name, trained alone
+    for its last minutes). Datasets keep their order (one dataset's data is loaded at a time);
+    the order changes no number, every job is independent and seeded.
+    """
+    datasets = list(dict.fromkeys(j.dataset for j in jobs))
+    return [j for d in datasets for first in (True, False) for j in jobs
+            if j.dataset == d and iterative(j.model) == first]
+
+
 def execute(job: Job, dataset=None, *, on_tuned=None, on_run=None, progress=None):
     """Tune and run one job (loading its dataset unless given). Returns (tuning, outcomes)."""
     import datasets

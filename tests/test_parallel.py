@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.parallel import Job, auto_jobs, run_parallel
+from benchmark.parallel import Job, auto_jobs, longest_first, run_parallel
 from benchmark.pipeline import Plan
 from benchmark.runner import RunConfig
 from datasets.errors import FusebenchError
@@ -72,3 +72,17 @@ def test_jobs_option():
         proc = _cli("run", "--all", "--models", "pop", "--jobs", bad)
         assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
         assert "--jobs expects a positive integer or 'auto'" in proc.stderr
+
+
+def test_longest_jobs_start_first_per_dataset():
+    import fusion_models  # noqa: F401  (registers vbpr)
+    from baselines.base import get_model_class
+
+    def job(ds, model):
+        return Job(ds, None, None, "random", model, {}, RunConfig(), Plan())
+
+    jobs = [job(d, m) for d in ("a", "b") for m in ("ease", "bpr", "pop", "vbpr", "itemknn")]
+    order = [(j.dataset, j.model) for j in longest_first(jobs, lambda m: get_model_class(m).iterative)]
+    # datasets keep their order; within one, iterative models first, each group in its given order
+    assert order == [(d, m) for d in ("a", "b") for m in ("bpr", "vbpr", "ease", "pop", "itemknn")]
+    assert sorted(order) == sorted((j.dataset, j.model) for j in jobs)
