@@ -112,3 +112,31 @@ def synthetic_dataset(n_users=120, n_items=80, per_user=16, seed=0) -> Multimoda
         name="synthetic", interactions=df, n_users=n_users, n_items=n_items,
         user_ids=np.arange(n_users), item_ids=np.arange(n_items), meta={"source": "test"},
     )
+
+
+class ValidationBlend:
+    """Mixin for iterative test models: scores blend the validation truth with seeded noise,
+    `learned()` (0..1) saying how much truth the model holds at its current epoch. A subclass
+    names where the truth of a seed's split lives (`truth(seed)`), so its validation curve is
+    exactly the one the test draws."""
+
+    iterative = True
+
+    def truth(self, seed):
+        raise NotImplementedError
+
+    def learned(self) -> float:
+        raise NotImplementedError
+
+    def init(self, data):
+        self.valid_ = self.truth(data.seed)
+        self.noise_ = np.random.default_rng(data.seed).random(data.train.shape[1]).astype(np.float32)
+        self.epoch_ = 0
+
+    def train_epoch(self):
+        self.epoch_ += 1
+        return 1.0 / self.epoch_
+
+    def score(self, users):
+        w = self.learned()
+        return w * self.valid_[users].toarray().astype(np.float32) + (1 - w) * self.noise_

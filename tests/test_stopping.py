@@ -19,7 +19,7 @@ from benchmark.pipeline import Plan, run_model
 from benchmark.records import RecordStore
 from benchmark.runner import MAX_EPOCHS, RunConfig, mmrec_config, protocol_params, run_one
 from benchmark.tuning import Budget
-from conftest import synthetic_dataset
+from conftest import ValidationBlend, synthetic_dataset
 
 ITERATIVE = [m for m in model_names() if get_model_class(m).iterative]
 
@@ -39,30 +39,22 @@ def test_an_explicit_epochs_parameter_is_the_users_bound():
     assert protocol_params("ease", {}, RunConfig()) == {}  # one-shot: nothing to bound
 
 
-class Creeper(Recommender):
+class Creeper(ValidationBlend, Recommender):
     """Iterative: validation recall creeps up by a little every epoch until `peak`, then stays.
     Its own `epochs` default (30) is far below where it converges."""
 
     name = "test-creeper"
     family = "baseline/cf"
-    iterative = True
 
     def __init__(self, peak: int = 120, epochs: int = 30):
         self.peak = peak
         self.epochs = epochs
 
-    def init(self, data):
-        self.valid_ = _VALID[data.seed]
-        self.noise_ = np.random.default_rng(data.seed).random(data.train.shape[1]).astype(np.float32)
-        self.epoch_ = 0
+    def truth(self, seed):
+        return _VALID[seed]
 
-    def train_epoch(self):
-        self.epoch_ += 1
-        return 1.0 / self.epoch_
-
-    def score(self, users):
-        w = 0.02 + 0.9 * min(self.epoch_, self.peak) / self.peak
-        return w * self.valid_[users].toarray().astype(np.float32) + (1 - w) * self.noise_
+    def learned(self):
+        return 0.02 + 0.9 * min(self.epoch_, self.peak) / self.peak
 
 
 _VALID: dict = {}

@@ -14,7 +14,7 @@ import datasets
 from baselines import base as registry
 from baselines.base import Recommender
 from benchmark.cli import main
-from conftest import synthetic_dataset as _synthetic
+from conftest import ValidationBlend, synthetic_dataset as _synthetic
 from benchmark.pipeline import Plan, run_model, tuning_data
 from benchmark.records import RecordStore
 from benchmark.runner import RunConfig
@@ -49,12 +49,11 @@ class Oracle(Recommender):
         return self.truth_[users].toarray().astype(np.float32) + self.noise_
 
 
-class Curve(Recommender):
+class Curve(ValidationBlend, Recommender):
     """Iterative: validation recall grows with `quality` (so the pruner has something to prune)."""
 
     name = "test-curve"
     family = "baseline/cf"
-    iterative = True
 
     def __init__(self, quality: float = 0.5, epochs: int = 50):
         self.quality = quality
@@ -64,28 +63,19 @@ class Curve(Recommender):
     def search_space(cls, trial):
         return {"quality": trial.suggest_float("quality", 0.0, 1.0)}
 
-    def init(self, data):
-        self.valid_ = _SPLITS[data.seed].valid
-        self.noise_ = np.random.default_rng(data.seed).random(data.train.shape[1]).astype(np.float32)
-        self.epoch_ = 0
+    def truth(self, seed):
+        return _SPLITS[seed].valid
 
-    def train_epoch(self):
-        self.epoch_ += 1
-        return 1.0 / self.epoch_
-
-    def score(self, users):
-        w = self.quality * min(1.0, self.epoch_ / 5)
-        return w * self.valid_[users].toarray().astype(np.float32) + (1 - w) * self.noise_
+    def learned(self):
+        return self.quality * min(1.0, self.epoch_ / 5)
 
 
-class SlowStarter(Recommender):
+class SlowStarter(ValidationBlend, Recommender):
     """Iterative: its defaults (speed="slow") learn slowly but end perfect; "fast", the only
     value its space samples, is ahead for the first epochs and then stuck well below."""
 
     name = "test-slow-starter"
     family = "baseline/cf"
-    iterative = True
-
     def __init__(self, speed: str = "slow", epochs: int = 30):
         self.speed = speed
         self.epochs = epochs
@@ -94,12 +84,11 @@ class SlowStarter(Recommender):
     def search_space(cls, trial):
         return {"speed": trial.suggest_categorical("speed", ["fast"])}
 
-    init = Curve.init
-    train_epoch = Curve.train_epoch
+    def truth(self, seed):
+        return _SPLITS[seed].valid
 
-    def score(self, users):
-        w = 0.4 if self.speed == "fast" else min(1.0, self.epoch_ / 10)
-        return w * self.valid_[users].toarray().astype(np.float32) + (1 - w) * self.noise_
+    def learned(self):
+        return 0.4 if self.speed == "fast" else min(1.0, self.epoch_ / 10)
 
 
 @pytest.fixture
