@@ -64,9 +64,8 @@ def longest_first(jobs: list[Job], iterative: Callable[[str], bool]) -> list[Job
     for its last minutes). Datasets keep their order (one dataset's data is loaded at a time);
     the order changes no number, every job is independent and seeded.
     """
-    datasets = list(dict.fromkeys(j.dataset for j in jobs))
-    return [j for d in datasets for first in (True, False) for j in jobs
-            if j.dataset == d and iterative(j.model) == first]
+    rank = {d: i for i, d in enumerate(dict.fromkeys(j.dataset for j in jobs))}
+    return sorted(jobs, key=lambda j: (rank[j.dataset], not iterative(j.model)))  # stable
 
 
 def execute(job: Job, dataset=None, *, on_tuned=None, on_run=None, progress=None):

@@ -76,6 +76,8 @@ class SlowStarter(ValidationBlend, Recommender):
 
     name = "test-slow-starter"
     family = "baseline/cf"
+    truth = Curve.truth
+
     def __init__(self, speed: str = "slow", epochs: int = 30):
         self.speed = speed
         self.epochs = epochs
@@ -83,9 +85,6 @@ class SlowStarter(ValidationBlend, Recommender):
     @classmethod
     def search_space(cls, trial):
         return {"speed": trial.suggest_categorical("speed", ["fast"])}
-
-    def truth(self, seed):
-        return _SPLITS[seed].valid
 
     def learned(self):
         return 0.4 if self.speed == "fast" else min(1.0, self.epoch_ / 10)
