@@ -79,6 +79,9 @@ def ablate(
             out = run_one(store, dataset, split, model_name, {**params, "modalities": ",".join(v.modalities)},
                           cfg, force=force)
             rec = store.load(dataset.name, model_name, out.key) if out.record is None else {**out.record, "_path": out.path}
+            if rec.get("failed"):
+                raise FusebenchError(f"{model_name} ({v.label}) seed {split.seed} diverged ({rec['failed']}); its "
+                                     f"failure is recorded in {rec['_path']}")
             if on_run is not None:
                 on_run(v.label, split.seed, out.record)
             per_variant.setdefault(v.label, []).append((rec, RecordStore.per_user(rec)))

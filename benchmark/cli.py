@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any, Sequence
 
@@ -54,6 +55,8 @@ def _coerce(name: str, raw: str, default: Any) -> Any:
         raise UsageError(f"parameter {name} expects an integer, got {raw!r}")
     if isinstance(default, float):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise UsageError(f"parameter {name} expects a finite number, got {raw!r}")
             return float(value)
         raise UsageError(f"parameter {name} expects a number, got {raw!r}")
     return value
@@ -150,6 +153,7 @@ def cmd_run(args) -> int:
             if not args.all:
                 raise
             print(f"skipped dataset {name}: {e}", file=sys.stderr)
+    loaded = distinct_datasets(loaded)
     if split_protocol == "given":
         lacking = [ds.name for ds in loaded if ds.given_split is None]
         if lacking and not args.all:
@@ -161,8 +165,8 @@ def cmd_run(args) -> int:
 
     plan = Plan(seeds=seeds, budget=budget, storage=args.storage, results=args.results, pruner=args.pruner,
                 force=args.force)
-    counts = {"done": 0, "skipped": 0, "trials": 0}
-    jobs = [Job(ds.name, args.data_dir, args.rating_threshold,
+    counts = {"done": 0, "skipped": 0, "trials": 0, "failed": 0}
+    jobs = [Job(ds.meta["spec"], ds.name, ds.fingerprint(), args.data_dir, args.rating_threshold,
                 split_protocol or ("given" if ds.given_split is not None else "random"), m, params, cfg, plan)
             for ds in loaded for m in models]
     jobs = longest_first(jobs, lambda m: get_model_class(m).iterative)
@@ -175,7 +179,7 @@ def cmd_run(args) -> int:
             full = res.full_length
             chosen = "" if not full else (f"; to convergence the defaults reach {full['defaults']:.4f}, the best "
                                           f"trial {full['best']:.4f}: {full['chosen']} kept")
-            tqdm.write(f"{job.dataset:16s} {job.model:12s} tuned: {res.trials} trials ({res.pruned} pruned), "
+            tqdm.write(f"{job.name:16s} {job.model:12s} tuned: {res.trials} trials ({res.pruned} pruned), "
                        f"valid {res.metric}={best} {res.best_params}{chosen}", file=sys.stderr)
 
     def on_run(job, seed, out):
@@ -185,19 +189,24 @@ def cmd_run(args) -> int:
             return
         counts["done"] += 1
         rec = out.record
+        if out.status == "failed":
+            counts["failed"] += 1
+            tqdm.write(f"{job.name:16s} {job.model:12s} seed={seed} FAILED: {rec['failed']} (recorded; "
+                       "listed on the leaderboard)", file=sys.stderr)
+            return
         tqdm.write(
-            f"{job.dataset:16s} {job.model:12s} seed={seed} recall@20={rec['test']['recall@20']:.4f} "
+            f"{job.name:16s} {job.model:12s} seed={seed} recall@20={rec['test']['recall@20']:.4f} "
             f"ndcg@20={rec['test']['ndcg@20']:.4f} train={rec['train_seconds']:.1f}s",
             file=sys.stderr,
         )
 
     if workers == 1 or len(jobs) == 1:  # in this process, with live progress
-        by_name = {ds.name: ds for ds in loaded}
+        by_spec = {ds.meta["spec"]: ds for ds in loaded}
         for job in jobs:
-            bar.set_postfix_str(f"{job.dataset} {job.model}" + (" tuning" if budget else ""))
-            execute(job, by_name[job.dataset], on_tuned=lambda res, job=job: on_tuned(job, res),
+            bar.set_postfix_str(f"{job.name} {job.model}" + (" tuning" if budget else ""))
+            execute(job, by_spec[job.dataset], on_tuned=lambda res, job=job: on_tuned(job, res),
                     on_run=lambda seed, out, job=job: on_run(job, seed, out),
-                    progress=lambda msg, job=job: bar.set_postfix_str(f"{job.dataset} {job.model} {msg}"))
+                    progress=lambda msg, job=job: bar.set_postfix_str(f"{job.name} {job.model} {msg}"))
     else:
         bar.set_postfix_str(f"{min(workers, len(jobs))} parallel jobs")
 
@@ -214,9 +223,29 @@ def cmd_run(args) -> int:
 
     path = write_leaderboard(args.results)
     tuned = f" ({counts['trials']} new tuning trials)" if budget else ""
-    print(f"{counts['done']} runs done, {counts['skipped']} already finished (skipped; --force reruns them)"
+    failed = f" ({counts['failed']} failed: diverged, see the leaderboard)" if counts["failed"] else ""
+    print(f"{counts['done']} runs done{failed}, {counts['skipped']} already finished (skipped; --force reruns them)"
           f"{tuned}; wrote {path}")
     return 0
+
+
+def distinct_datasets(loaded: list) -> list:
+    """The loaded datasets without repeats of one spec; two different ones sharing a short
+    name are refused (their records and messages would be told apart by a hash only)."""
+    seen: dict[str, Any] = {}
+    for ds in loaded:
+        other = seen.setdefault(ds.name, ds)
+        if other.meta["spec"] != ds.meta["spec"]:
+            a, b = other.meta["spec"], ds.meta["spec"]
+            raise UsageError(f"datasets {a} and {b} are both named {ds.name!r}; name them apart: "
+                             f"--datasets {ds.name}_a={a},{ds.name}_b={b}")
+    return list(seen.values())
+
+
+def _cmd_doctor(args) -> int:
+    from .doctor import cmd_doctor
+
+    return cmd_doctor(args)
 
 
 def _positive_int(flag: str, value: str) -> int:
@@ -434,6 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="regenerate results/LEADERBOARD.md from the records")
     lb.add_argument("--results", default="results")
     lb.set_defaults(func=cmd_leaderboard)
+
+    dr = sub.add_parser("doctor", help="list damaged or orphaned records, studies and locks; --fix moves them "
+                                       "to results/quarantine/")
+    dr.add_argument("--results", default="results")
+    dr.add_argument("--fix", action="store_true", help="move what is damaged to quarantine/ with its reason")
+    dr.set_defaults(func=_cmd_doctor)
 
     d = sub.add_parser("datasets", help="list datasets or summarise one")
     d.add_argument("action", choices=["list", "info", "export"])

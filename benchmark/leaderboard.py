@@ -603,6 +603,12 @@ def _tunable(model: str) -> bool:
         return True
 
 
+def _load_spec(t: Table) -> str:
+    """What `--datasets` takes to load the table's data again: the spec it was loaded from
+    (a folder's path, an alias), or its name in records older than the spec."""
+    return t.first["dataset"].get("spec") or t.dataset
+
+
 def reproduce_commands(tables: list[Table]) -> list[str]:
     """`python -m benchmark run --all ...` with the non-default options the records show."""
     from .tuning import DEFAULT_BUDGET
@@ -633,16 +639,16 @@ def reproduce_commands(tables: list[Table]) -> list[str]:
                 diff = {k: v for k, v in m["params"].items() if (m.get("defaults") or {}).get(k) != v}
                 params = "".join(f" --param {k}={v if isinstance(v, str) else json.dumps(v)}"
                                  for k, v in sorted(diff.items()))
-                singles.append(f"python -m benchmark run --dataset {t.dataset} --model {r.model}{params}{opts}")
+                singles.append(f"python -m benchmark run --dataset {_load_spec(t)} --model {r.model}{params}{opts}")
                 continue
             if r.tuning is None and not _tunable(r.model):
                 free[opts].add(r.model)  # nothing to tune: it fits any command of its table
-                free_ds[opts].add(t.dataset)
+                free_ds[opts].add(_load_spec(t))
                 continue
             tflags = _tuning_options(r.tuning, options) if r.tuning is not None else " --no-tune"
             if tflags == f" --budget {DEFAULT_BUDGET}":
                 tflags = ""  # what `run --all` does anyway
-            groups[(opts, tflags)][0].add(t.dataset)
+            groups[(opts, tflags)][0].add(_load_spec(t))
             groups[(opts, tflags)][1].add(r.model)
     for opts, models in free.items():
         # join the largest command with the same protocol options, else one of their own
@@ -703,7 +709,24 @@ def _revisions(revs: list[str]) -> str:
     return ", ".join(f"`{r[:12]}{'-dirty' if r.endswith('-dirty') else ''}`" for r in revs) or "–"
 
 
-def render(records: list[dict[str, Any]], tables: list[Table] | None = None, plotted: bool = True) -> str:
+def _failed_section(failed: list[dict[str, Any]], root: Path | None) -> list[str]:
+    """The seed runs that diverged: results too (a model that fails on some seeds is less
+    usable than its row says), listed rather than averaged in."""
+    lines = ["", "## Failed runs", "",
+             "Seed runs whose training diverged (non-finite loss). They are left out of the tables above; "
+             "`--force` runs them again.", "",
+             "| dataset | model | parameters | seed | reason | record |", "|---|---|---|---|---|---|"]
+    for r in sorted(failed, key=lambda r: (r["dataset"]["name"], r["model"]["name"], r["seed"])):
+        path = Path(r["_path"])
+        shown = path.relative_to(root) if root is not None and path.is_relative_to(root) else path
+        params = ", ".join(f"{k}={_short(v)}" for k, v in sorted((r["model"].get("params") or {}).items()))
+        lines.append(f"| {r['dataset']['name']} | {r['model']['name']} | {params} | {r['seed']} | "
+                     f"{r['failed']} | `{shown}` |")
+    return lines
+
+
+def render(records: list[dict[str, Any]], tables: list[Table] | None = None, plotted: bool = True,
+           failed: list[dict[str, Any]] | None = None, root: Path | None = None) -> str:
     tables = build_tables(records) if tables is None else tables
     revs = sorted({(r.get("provenance") or {}).get("git_revision") or "unknown" for r in records})
     devices = sorted({(r.get("provenance") or {}).get("device") or "?" for r in records})
@@ -723,6 +746,7 @@ def render(records: list[dict[str, Any]], tables: list[Table] | None = None, plo
         parts += ["", "_Plots skipped: matplotlib is not installed._"]
     if not records:
         parts += ["", "_No run records yet: run `python -m benchmark run --all`._"]
+        parts += _failed_section(failed, root) if failed else []
         return "\n".join(parts) + "\n"
     main = [t for t in tables if not t.cold_start]
     cold = [t for t in tables if t.cold_start]
@@ -738,15 +762,19 @@ def render(records: list[dict[str, Any]], tables: list[Table] | None = None, plo
                   rank_summary(cold)]
         for t in cold:
             parts += _section(t, "###")
+    if failed:
+        parts += _failed_section(failed, root)
     return "\n".join(parts) + "\n"
 
 
 def write_leaderboard(results_dir: str | Path) -> Path:
     store = RecordStore(results_dir)
-    records = list(store.records())
+    records, failed = [], []
+    for rec in store.records():
+        (failed if rec.get("failed") else records).append(rec)
     tables = build_tables(records)
     plotted = write_plots(tables, results_dir)
-    text = render(records, tables, plotted=plotted)
+    text = render(records, tables, plotted=plotted, failed=failed, root=Path(results_dir))
     path = Path(results_dir) / "LEADERBOARD.md"
     atomic_write(path, lambda f: f.write(text.encode()))
     return path

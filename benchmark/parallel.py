@@ -44,9 +44,16 @@ def auto_jobs(device: str) -> int:
 
 @dataclass
 class Job:
-    """One (dataset, model) of a run: what a worker needs to load, tune and run it."""
+    """One (dataset, model) of a run: what a worker needs to load, tune and run it.
+
+    `dataset` is the canonical spec the dataset was loaded from (``meta["spec"]``: a folder's
+    absolute path, never its short name, which two folders can share or a registered dataset
+    can hold), `name` its short name for messages, `fingerprint` its content as the parent
+    loaded it: a worker that loads different content (the files changed meanwhile) stops."""
 
     dataset: str
+    name: str
+    fingerprint: str
     data_dir: str | None
     rating_threshold: float | None
     protocol: str
@@ -76,8 +83,7 @@ def execute(job: Job, dataset=None, *, on_tuned=None, on_run=None, progress=None
     from .pipeline import run_model
     from .records import RecordStore
 
-    ds = dataset if dataset is not None else datasets.load(
-        job.dataset, data_dir=job.data_dir, rating_threshold=job.rating_threshold)
+    ds = dataset if dataset is not None else _load(job)
     held = _SPLITS.get((id(ds), job.protocol))
     if held is None or held[0] is not ds:  # the entry holds its dataset, so the id is not reused
         held = _SPLITS[(id(ds), job.protocol)] = (ds, {})
@@ -90,6 +96,17 @@ def execute(job: Job, dataset=None, *, on_tuned=None, on_run=None, progress=None
 
     return run_model(RecordStore(job.plan.results), ds, job.model, job.params, job.cfg, job.plan, get_split,
                      on_tuned=on_tuned, on_run=on_run, progress=progress)
+
+
+def _load(job: Job):
+    import datasets
+    from datasets.errors import FusebenchError
+
+    ds = datasets.load(job.dataset, data_dir=job.data_dir, rating_threshold=job.rating_threshold)
+    if ds.fingerprint() != job.fingerprint:
+        raise FusebenchError(f"dataset {job.dataset}: its files changed while the run was going "
+                             "(a worker loaded other content than the run started with); run again")
+    return ds
 
 
 # splits made in this process, shared by the jobs of a dataset (a split is a pure function of

@@ -1,14 +1,19 @@
 """Run records: one JSON per (dataset, split, model, params, seed), per-user arrays beside it.
 
-Writes are atomic (temp file in the same folder, then rename), and the JSON is written last,
-so a record that exists is complete: a killed run leaves at most a stray temp file, which
-the next run ignores and overwrites.
+Writes are atomic and durable (temp file in the same folder, fsync, rename), and the JSON is
+written last, so a record that exists is complete: a killed run leaves at most a stray temp
+file, which the next run ignores and overwrites. What a disk fault, a copy or a hand edit can
+still break is checked on every read (`read_record`): a damaged record is not a finished run
+(the next run redoes it) and the leaderboard leaves it out with one warning line naming it;
+`python -m benchmark doctor --fix` moves it to ``results/quarantine/``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,6 +22,58 @@ import numpy as np
 from datasets.download import atomic_write
 
 RECORD_VERSION = 1
+# what every record holds, and the type it has: a record without one of them cannot be shown
+REQUIRED = {"key": str, "dataset": dict, "model": dict, "split": dict, "training": dict, "valid": dict,
+            "test": dict, "seed": int}
+
+
+class DamagedRecord(Exception):
+    """A record file that cannot be used, and why."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = Path(path), reason
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    """The record at `path` (with its `_path`), checked whole; DamagedRecord otherwise."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DamagedRecord(path, f"unreadable ({exc.strerror or exc})") from None
+    if not raw.strip():
+        raise DamagedRecord(path, "empty file")
+    try:
+        rec = json.loads(raw)
+    except ValueError:  # includes UnicodeDecodeError
+        raise DamagedRecord(path, "not valid JSON (truncated or overwritten)") from None
+    if not isinstance(rec, dict):
+        raise DamagedRecord(path, f"holds a JSON {type(rec).__name__}, not a record object")
+    missing = [k for k, t in REQUIRED.items() if not isinstance(rec.get(k), t)]
+    if missing:
+        raise DamagedRecord(path, f"lacks {', '.join(missing)}")
+    if not isinstance(rec["dataset"].get("name"), str) or not isinstance(rec["model"].get("name"), str):
+        raise DamagedRecord(path, "lacks the dataset or model name")
+    if rec.get("version") != RECORD_VERSION:
+        raise DamagedRecord(path, f"record version {rec.get('version')!r}; this fusebench reads {RECORD_VERSION}")
+    if rec["key"] != path.stem:
+        raise DamagedRecord(path, f"its key {rec['key']!r} is not its file name (moved or edited by hand)")
+    metric = rec["training"].get("metric")
+    if metric is not None and metric not in rec["test"] and not rec.get("failed"):
+        raise DamagedRecord(path, f"its test results lack its own metric {metric}")
+    npz = path.with_suffix(".npz")
+    if not npz.is_file():
+        raise DamagedRecord(path, f"its per-user results {npz.name} are missing")
+    if not zipfile.is_zipfile(npz):
+        raise DamagedRecord(path, f"its per-user results {npz.name} are damaged")
+    rec["_path"] = str(path)
+    return rec
+
+
+def warn_damaged(err: DamagedRecord, action: str) -> None:
+    print(f"warning: damaged record {err.path} ({err.reason}); {action} "
+          "(python -m benchmark doctor --fix moves it to quarantine/)", file=sys.stderr)
 
 
 def record_key(identity: dict[str, Any]) -> str:
@@ -37,7 +94,17 @@ class RecordStore:
         return self.runs / safe(dataset) / safe(model) / key
 
     def exists(self, dataset: str, model: str, key: str) -> bool:
-        return self._base(dataset, model, key).with_suffix(".json").exists()
+        """Whether the run is finished: its record exists and reads back whole (a damaged one
+        is announced and the run is done again, overwriting it)."""
+        path = self._base(dataset, model, key).with_suffix(".json")
+        if not path.exists():
+            return False
+        try:
+            read_record(path)
+        except DamagedRecord as err:
+            warn_damaged(err, "running it again")
+            return False
+        return True
 
     def write(self, record: dict[str, Any], per_user: dict[str, np.ndarray]) -> Path:
         base = self._base(record["dataset"]["name"], record["model"]["name"], record["key"])
@@ -48,22 +115,21 @@ class RecordStore:
 
     def load(self, dataset: str, model: str, key: str) -> dict[str, Any]:
         """The record of one finished run (with its `_path`, like `records()` yields)."""
-        path = self._base(dataset, model, key).with_suffix(".json")
-        with open(path) as f:
-            rec = json.load(f)
-        rec["_path"] = str(path)
-        return rec
+        return read_record(self._base(dataset, model, key).with_suffix(".json"))
+
+    def paths(self) -> list[Path]:
+        """Every record file (damaged or not), in a stable order."""
+        if not self.runs.is_dir():
+            return []
+        return [p for p in sorted(self.runs.rglob("*.json")) if not p.name.startswith(".")]
 
     def records(self) -> Iterator[dict[str, Any]]:
-        if not self.runs.exists():
-            return
-        for path in sorted(self.runs.rglob("*.json")):
-            if path.name.startswith("."):
-                continue
-            with open(path) as f:
-                rec = json.load(f)
-            rec["_path"] = str(path)
-            yield rec
+        """Every readable record; each damaged one is skipped with one warning line."""
+        for path in self.paths():
+            try:
+                yield read_record(path)
+            except DamagedRecord as err:
+                warn_damaged(err, "left out")
 
     @staticmethod
     def per_user(record: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -371,6 +371,9 @@ def reproduce(
         rec = out.record if out.record is not None else store.load(ds.name, model, out.key)
         if out.record is not None:
             rec = {**rec, "_path": out.path}
+        if rec.get("failed"):
+            raise FusebenchError(f"{model} on {ds.name}, seed {seed}, diverged ({rec['failed']}); its failure is "
+                                 f"recorded in {rec['_path']}")
         if on_run is not None:
             on_run(label, model, seed, rec)
         return rec

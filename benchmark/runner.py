@@ -137,10 +137,20 @@ def run_one(
             and type(trained.model) is type(model):
         model, outcome = trained.model, trained.outcome
     else:
-        outcome = train(
-            model, data, split.valid, metric=cfg.metric, eval_every=cfg.eval_every,
-            patience=cfg.patience, progress=progress,
-        )
+        try:
+            outcome = train(
+                model, data, split.valid, metric=cfg.metric, eval_every=cfg.eval_every,
+                patience=cfg.patience, progress=progress,
+            )
+        except FloatingPointError as exc:
+            # a diverging configuration is a result of this seed, not a crash of the campaign:
+            # recorded as failed (and, being seeded, not retried on resume; --force retries)
+            record = {**_describe(identity, key, dataset, split, model, model_name, cfg, None),
+                      "failed": str(exc), "valid": {}, "test": {}, "n_test_users": 0}
+            if tuning is not None:
+                record["tuning"] = dict(tuning)
+            path = store.write(record, {})
+            return RunOutcome(status="failed", key=key, record=record, path=str(path))
     popularity = np.asarray(split.train.sum(axis=0)).ravel()
     valid = evaluate(model.score, split.valid, split.train, metrics=cfg.metrics, ks=cfg.ks,
                      batch_size=cfg.eval_batch_size, item_popularity=popularity)
@@ -150,8 +160,25 @@ def run_one(
     test = evaluate(model.score, split.test, test_exclude, metrics=cfg.metrics, ks=cfg.ks,
                     batch_size=cfg.eval_batch_size, item_popularity=popularity)
 
-    cls = type(model)
     record = {
+        **_describe(identity, key, dataset, split, model, model_name, cfg, outcome),
+        "valid": valid.summary,
+        "test": test.summary,
+        "n_test_users": test.n_users_evaluated,
+        "train_seconds": outcome.train_seconds,
+        "eval_seconds": test.seconds,
+    }
+    if tuning is not None:
+        record["tuning"] = dict(tuning)
+    path = store.write(record, {k: v.astype(np.float32) for k, v in test.per_user.items()})
+    return RunOutcome(status="done", key=key, record=record, path=str(path))
+
+
+def _describe(identity: dict, key: str, dataset: MultimodalDataset, split: Split, model, model_name: str,
+              cfg: RunConfig, outcome) -> dict[str, Any]:
+    """What a record says about its run besides the results: data, split, model, training, provenance."""
+    cls = type(model)
+    return {
         **identity,
         "key": key,
         "dataset": {
@@ -160,12 +187,13 @@ def run_one(
             "n_items": dataset.n_items,
             "n_interactions": dataset.n_interactions,
             "source": dataset.meta.get("source"),
+            "spec": dataset.meta.get("spec"),  # what `datasets.load` takes to load it again
         },
         "split": split.describe(),
         "model": {
             "name": model_name,
             "family": cls.family,
-            "params": resolved,
+            "params": identity["model"]["params"],
             "defaults": cls.defaults(),
             "modalities": model.used_modalities(),
             "n_parameters": model.n_parameters(),
@@ -173,15 +201,6 @@ def run_one(
         "training": {**cfg.identity(), "protocol": cfg.name, "mask_valid_at_test": cfg.mask_valid_at_test,
                      # the protocol's epoch bound and the parameter that carries it
                      **({"max_epochs": cfg.epochs, "epochs_param": cls.epochs_param} if cls.iterative else {}),
-                     **asdict(outcome)},
-        "valid": valid.summary,
-        "test": test.summary,
-        "n_test_users": test.n_users_evaluated,
-        "train_seconds": outcome.train_seconds,
-        "eval_seconds": test.seconds,
+                     **(asdict(outcome) if outcome is not None else {})},
         "provenance": provenance(cfg.device),
     }
-    if tuning is not None:
-        record["tuning"] = dict(tuning)
-    path = store.write(record, {k: v.astype(np.float32) for k, v in test.per_user.items()})
-    return RunOutcome(status="done", key=key, record=record, path=str(path))

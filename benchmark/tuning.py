@@ -254,6 +254,12 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     if kind == "sqlite":
         path = _sqlite_path(url)
         if path is not None:
+            from .doctor import check_sqlite
+
+            damaged = check_sqlite(path) if path.exists() else None
+            if damaged:
+                raise FusebenchError(f"tuning storage {path}: {damaged}; move it away and tuning starts "
+                                     "afresh (python -m benchmark doctor --fix quarantines a results/tuning.db)")
             path.parent.mkdir(parents=True, exist_ok=True)
         return _open_racing(url, engine_kwargs={"connect_args": {"timeout": 60}})
     try:

@@ -6,6 +6,10 @@ MD5-verified download; `datasets.ml1m`), ``amazon-baby`` / ``amazon-sports`` /
 ``amazon-clothing`` (MMRec's processed folders in the mirror; `datasets.amazon`), ``mmrec:PATH`` (any MMRec-format folder),
 ``recbole:PATH`` (any RecBole atomic dataset folder; see `datasets.atomic.load_recbole_folder`)
 and ``catalogue:PATH`` (a raw-content catalogue folder; see `datasets.catalogue`).
+``ALIAS=SPEC`` loads SPEC under the name ALIAS (two folders whose files share a name can
+then sit in one run: ``shop_a=mmrec:/a,shop_b=mmrec:/b``). Every loaded dataset keeps the
+canonical spec it was loaded from in ``meta["spec"]``: that, not its short name, is what a
+worker process or a later command loads again.
 Features extracted with ``features extract`` (`datasets.encoders.store`) are attached to
 the dataset they were extracted for. Loaded datasets are cached in-process (they are
 immutable: their feature matrices, masks and given split are read-only arrays), keyed by
@@ -15,6 +19,8 @@ name, resolved mirror/cache folders and rating threshold.
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import replace
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +35,7 @@ MMREC_PREFIX = "mmrec:"
 RECBOLE_PREFIX = "recbole:"
 CATALOGUE_PREFIX = "catalogue:"
 PATH_PREFIXES = (MMREC_PREFIX, RECBOLE_PREFIX, CATALOGUE_PREFIX)
+ALIAS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def _ml100k(data_dir):
@@ -114,10 +121,20 @@ def _load_cached(name: str, mirror: str | None, cache: str, threshold: float | N
                  extracted: bool = True) -> MultimodalDataset:
     if threshold is not None:
         return _freeze(_load_cached(name, mirror, cache, None, extracted).implicit(threshold))
+    alias, spec = split_alias(name)
+    if alias is not None:
+        ds = _load_cached(spec, mirror, cache, None, extracted)
+        return _freeze(replace(ds, name=alias, meta={**ds.meta, "spec": name}))
+    ds = _load_spec(name, mirror, extracted)
+    object.__setattr__(ds, "meta", {**ds.meta, "spec": name})  # not replace(): that validates again
+    return _freeze(ds)
+
+
+def _load_spec(name: str, mirror: str | None, extracted: bool) -> MultimodalDataset:
     if name.startswith(CATALOGUE_PREFIX):
         from .catalogue import load_catalogue
 
-        return _freeze(load_catalogue(name[len(CATALOGUE_PREFIX):], extracted=extracted))
+        return load_catalogue(name[len(CATALOGUE_PREFIX):], extracted=extracted)
     if name.startswith(MMREC_PREFIX):
         from .mmrec import load_mmrec_folder
 
@@ -129,10 +146,19 @@ def _load_cached(name: str, mirror: str | None, cache: str, threshold: float | N
     else:
         ds = LOADERS[name](mirror)
     if not extracted:
-        return _freeze(ds)
+        return ds
     from .encoders.store import attach, store_dir
 
-    return _freeze(attach(ds, store_dir(name)))
+    return attach(ds, store_dir(name))
+
+
+def split_alias(name: str) -> tuple[str | None, str]:
+    """``ALIAS=SPEC`` -> (ALIAS, SPEC); any other name -> (None, name). Only a short word
+    before ``=`` is an alias, so a folder path holding ``=`` is still a path."""
+    head, sep, rest = name.partition("=")
+    if sep and ALIAS_RE.fullmatch(head) and rest:
+        return head, rest
+    return None, name
 
 
 def resolve_name(name: str) -> str:
@@ -140,6 +166,11 @@ def resolve_name(name: str) -> str:
     FusebenchError for an unknown name."""
     if not isinstance(name, str):
         raise FusebenchError(f"dataset name must be a string, got {name!r}")
+    alias, spec = split_alias(name)
+    if alias is not None:
+        if alias in LOADERS:
+            raise FusebenchError(f"{name!r}: {alias!r} is the name of a registered dataset; pick another name")
+        return f"{alias}={resolve_name(spec)}"
     if name.startswith(PATH_PREFIXES):
         prefix = next(p for p in PATH_PREFIXES if name.startswith(p))
         path = name[len(prefix):]

@@ -140,3 +140,20 @@ class ValidationBlend:
     def score(self, users):
         w = self.learned()
         return w * self.valid_[users].toarray().astype(np.float32) + (1 - w) * self.noise_
+
+
+def write_mmrec_folder(folder: Path, stem: str, n_users: int = 24, n_items: int = 30, seed: int = 0) -> Path:
+    """An MMRec processed folder: <stem>.inter with x_label, image_feat.npy, text_feat.npy."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        items = rng.choice(n_items, size=int(rng.integers(6, 12)), replace=False)
+        labels = [0] * (len(items) - 2) + [1, 2]
+        rows += [(u, int(i), 5.0, 1300000000 + k, lab) for k, (i, lab) in enumerate(zip(items, labels))]
+    rows.append((0, n_items - 1, 4.0, 1, 0))  # every item id present
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=["userID", "itemID", "rating", "timestamp", "x_label"]).drop_duplicates(
+        ["userID", "itemID"]).to_csv(folder / f"{stem}.inter", sep="\t", index=False)
+    np.save(folder / "image_feat.npy", rng.normal(size=(n_items, 16)).astype(np.float32))
+    np.save(folder / "text_feat.npy", rng.normal(size=(n_items, 8)).astype(np.float32))
+    return folder

@@ -17,6 +17,7 @@ import datasets
 from benchmark.cli import main
 from benchmark.reproduce import Cell, load_paper, paper_names
 from datasets import amazon, ml1m
+from conftest import write_mmrec_folder
 from datasets.registry import clear_cache
 
 
@@ -45,23 +46,6 @@ def write_ml1m_zip(folder: Path, n_users: int = 30, n_items: int = 40, seed: int
         zf.writestr("ml-1m/movies.dat", "\n".join(movies).encode("latin-1"))
         zf.writestr("ml-1m/users.dat", "\n".join(users).encode("latin-1"))
     return path
-
-
-def write_mmrec_folder(folder: Path, stem: str, n_users: int = 24, n_items: int = 30, seed: int = 0) -> Path:
-    """An MMRec processed folder: <stem>.inter with x_label, image_feat.npy, text_feat.npy."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for u in range(n_users):
-        items = rng.choice(n_items, size=int(rng.integers(6, 12)), replace=False)
-        labels = [0] * (len(items) - 2) + [1, 2]
-        rows += [(u, int(i), 5.0, 1300000000 + k, lab) for k, (i, lab) in enumerate(zip(items, labels))]
-    rows.append((0, n_items - 1, 4.0, 1, 0))  # every item id present
-    folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows, columns=["userID", "itemID", "rating", "timestamp", "x_label"]).drop_duplicates(
-        ["userID", "itemID"]).to_csv(folder / f"{stem}.inter", sep="\t", index=False)
-    np.save(folder / "image_feat.npy", rng.normal(size=(n_items, 16)).astype(np.float32))
-    np.save(folder / "text_feat.npy", rng.normal(size=(n_items, 8)).astype(np.float32))
-    return folder
 
 
 @pytest.fixture

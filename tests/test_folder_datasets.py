@@ -1,0 +1,84 @@
+"""The user's own folders in `run --all`: every job, in this process or in a worker, trains on
+the folder's data (never on a registered dataset that shares its short name), and two folders
+with one short name are told apart by an alias or refused with one line."""
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+import datasets
+from conftest import write_mmrec_folder
+from datasets.export import export
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+
+
+def _records(results: Path) -> dict:
+    out = {}
+    for p in (results / "runs").rglob("*.json"):
+        rec = json.loads(p.read_text())
+        out[(rec["dataset"]["spec"], rec["model"]["name"])] = rec
+    return out
+
+
+def _folders(tmp_path: Path) -> list[str]:
+    """An MMRec, a RecBole and a catalogue folder, each under a registered dataset's name."""
+    mm = write_mmrec_folder(tmp_path / "mm", "lfm2k", n_users=30, n_items=25, seed=3)
+    inner = datasets.load(f"mmrec:{mm}")
+    rb = export(replace(inner, name="ml-latest-small"), "recbole", tmp_path / "rb")
+    cat = tmp_path / "cat"
+    cat.mkdir()
+    rows = [(f"u{u}", f"i{(u * 5 + k) % 17}", 1 + k % 5) for u in range(25) for k in range(6)]
+    pd.DataFrame(rows, columns=["user", "item", "rating"]).to_csv(cat / "interactions.csv", index=False)
+    (cat / "catalogue.json").write_text(json.dumps({"name": "ml-100k"}))
+    return [f"mmrec:{mm}", f"recbole:{rb}", f"catalogue:{cat}"]
+
+
+def test_folder_datasets_in_workers_are_the_users_data(tmp_path):
+    specs = _folders(tmp_path)
+    runs = {}
+    for jobs in ("1", "2"):
+        results = tmp_path / f"results{jobs}"
+        proc = _cli("run", "--all", "--datasets", ",".join(specs), "--models", "pop,itemknn", "--no-tune",
+                    "--seeds", "1", "--jobs", jobs, "--results", str(results))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "6 runs done, 0 already finished" in proc.stdout
+        runs[jobs] = _records(results)
+    assert runs["1"].keys() == runs["2"].keys() == {(datasets.registry.resolve_name(s), m)
+                                                     for s in specs for m in ("pop", "itemknn")}
+    for key, rec in runs["1"].items():
+        ds = datasets.load(key[0])
+        assert rec["dataset"]["fingerprint"] == ds.fingerprint() and rec["dataset"]["n_users"] == ds.n_users
+        assert ds.n_users in (30, 25)  # the folder's users, not lfm2k's 1,858 or ml-100k's 943
+        assert runs["2"][key]["test"] == rec["test"] and runs["2"][key]["key"] == rec["key"]
+
+
+def test_two_folders_with_one_name(tmp_path):
+    a = write_mmrec_folder(tmp_path / "a", "shop", seed=1)
+    b = write_mmrec_folder(tmp_path / "b", "shop", seed=2)
+    results = tmp_path / "results"
+    proc = _cli("run", "--all", "--datasets", f"mmrec:{a},mmrec:{b}", "--models", "pop", "--no-tune",
+                "--seeds", "1", "--results", str(results))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and not results.exists()
+    assert "both named 'shop'" in proc.stderr and f"shop_a=mmrec:{a}" in proc.stderr
+
+    proc = _cli("run", "--all", "--datasets", f"shop_a=mmrec:{a},shop_b=mmrec:{b}", "--models", "pop",
+                "--no-tune", "--seeds", "1", "--jobs", "2", "--results", str(results))
+    assert proc.returncode == 0 and "2 runs done, 0 already finished" in proc.stdout, proc.stderr[-2000:]
+    recs = _records(results)
+    assert {r["dataset"]["name"] for r in recs.values()} == {"shop_a", "shop_b"}
+    assert len({r["dataset"]["fingerprint"] for r in recs.values()}) == 2
+    board = (results / "LEADERBOARD.md").read_text()
+    assert "shop_a" in board and "shop_b" in board and f"shop_a=mmrec:{a}" in board
+
+    proc = _cli("run", "--all", "--datasets", f"ml-100k=mmrec:{a}", "--models", "pop", "--results", str(results))
+    assert proc.returncode == 2 and "registered dataset" in proc.stderr and proc.stderr.count("\n") == 1
