@@ -75,6 +75,11 @@ class Recommender:
         return {}
 
     # --- the contract ---------------------------------------------------------------------
+    def validate(self) -> None:
+        """Check the hyper-parameters, without data: `make_model` calls it, so a value the
+        model cannot take stops a command before anything is written (and fit/init call it
+        again for a model built by hand). Subclasses extend it, calling super().validate()."""
+
     def fit(self, data: FitData) -> Recommender:
         if not self.iterative:
             raise NotImplementedError
@@ -174,4 +179,6 @@ def make_model(name: str, params: dict[str, Any] | None = None) -> Recommender:
             f"model {name!r} has no parameter {', '.join(sorted(unknown))}; "
             f"its parameters: {', '.join(cls.param_names()) or '(none)'}"
         )
-    return cls(**params)
+    model = cls(**params)
+    model.validate()
+    return model

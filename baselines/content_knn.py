@@ -82,9 +82,13 @@ class ContentKNN(Recommender):
             "center": trial.suggest_categorical("center", [True, False]),
         }
 
-    def fit(self, data: FitData) -> "ContentKNN":
+    def validate(self) -> None:
+        super().validate()
         self._check_positive(k=self.k)
         self._check_non_negative(shrink=self.shrink)
+
+    def fit(self, data: FitData) -> "ContentKNN":
+        self.validate()
         selected = select_features(data.features, self.modalities, n_items=data.n_items)
         self.modalities_ = list(selected)
         f = stack_features(selected, center=bool(self.center))

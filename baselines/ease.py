@@ -20,8 +20,12 @@ class EASE(Recommender):
     def search_space(cls, trial):
         return {"l2": trial.suggest_float("l2", 1.0, 1e4, log=True)}
 
-    def fit(self, data: FitData) -> "EASE":
+    def validate(self) -> None:
+        super().validate()
         self._check_positive(l2=self.l2)
+
+    def fit(self, data: FitData) -> "EASE":
+        self.validate()
         x = data.train
         gram = (x.T @ x).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.l2

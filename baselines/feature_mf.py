@@ -101,11 +101,15 @@ class FeatureMFRecommender(TorchRecommender):
         return {**embedding_space(trial), "loss": trial.suggest_categorical("loss", list(LOSSES))}
 
     # --- setup ---------------------------------------------------------------------------
-    def init(self, data: FitData) -> None:
-        # parameter and feature validation first, before any state is built
+    def validate(self) -> None:
+        super().validate()
         self._check_positive(embedding_size=self.embedding_size, max_trials=self.max_trials)
         if self.loss not in LOSSES:
             raise FusebenchError(f"parameter loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+
+    def init(self, data: FitData) -> None:
+        # parameter and feature validation first, before any state is built
+        self.validate()
         self._selected = select_features(data.features, self.modalities, n_items=data.n_items)
         super().init(data)
 

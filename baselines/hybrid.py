@@ -81,7 +81,8 @@ class HybridBlend(Recommender):
     def search_space(cls, trial):
         return {"weight": trial.suggest_float("weight", 0.0, 1.0)}
 
-    def fit(self, data: FitData) -> "HybridBlend":
+    def validate(self) -> None:
+        super().validate()
         try:
             w = float(self.weight)
         except (TypeError, ValueError):
@@ -96,6 +97,10 @@ class HybridBlend(Recommender):
                 raise FusebenchError(f"parameter {role} must be a model name, got {name!r}")
             if get_model_class(name) is type(self):  # unknown names raise FusebenchError here
                 raise FusebenchError(f"hybrid-blend cannot nest itself (parameter {role}={name!r})")
+
+    def fit(self, data: FitData) -> "HybridBlend":
+        self.validate()
+        w = float(self.weight)
         self.weight_ = w
         self.cf_model_ = make_model(self.cf).fit(data) if w < 1.0 else None
         self.content_model_ = make_model(self.content).fit(data) if w > 0.0 else None

@@ -164,9 +164,13 @@ class IALS(Recommender):
             "alpha": trial.suggest_float("alpha", 0.1, 100.0, log=True),
         }
 
-    def init(self, data: FitData) -> None:
+    def validate(self) -> None:
+        super().validate()
         self._check_positive(factors=self.factors, iterations=self.iterations, cg_steps=self.cg_steps)
         self._check_non_negative(regularization=self.regularization, alpha=self.alpha)
+
+    def init(self, data: FitData) -> None:
+        self.validate()
         x = sp.csr_matrix(data.train, dtype=np.float32)
         x.sum_duplicates()
         cui = x.copy()

@@ -68,9 +68,13 @@ class ItemKNN(Recommender):
     def search_space(cls, trial):
         return knn_space(trial)
 
-    def fit(self, data: FitData) -> "ItemKNN":
+    def validate(self) -> None:
+        super().validate()
         self._check_positive(k=self.k)
         self._check_non_negative(shrink=self.shrink)
+
+    def fit(self, data: FitData) -> "ItemKNN":
+        self.validate()
         self.S_ = topk_cosine(data.train, int(self.k), float(self.shrink))
         self._train = data.train
         return self

@@ -115,9 +115,12 @@ class LightGCN(TorchRecommender):
             "reg_weight": trial.suggest_float("reg_weight", 1e-6, 1e-2, log=True),
         }
 
-    def build(self, data: FitData) -> nn.Module:
+    def validate(self) -> None:
+        super().validate()
         self._check_positive(embedding_size=self.embedding_size)
         self._check_non_negative(n_layers=self.n_layers, reg_weight=self.reg_weight)
+
+    def build(self, data: FitData) -> nn.Module:
         coo = normalized_adjacency(data.train)
         idx = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
         adj = torch.sparse_coo_tensor(idx, torch.from_numpy(coo.data), coo.shape, check_invariants=False)

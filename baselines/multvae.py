@@ -107,11 +107,14 @@ class MultVAE(TorchRecommender):
             "latent_size": trial.suggest_categorical("latent_size", [64, 128, 200, 300]),
         }
 
-    def build(self, data: FitData) -> nn.Module:
+    def validate(self) -> None:
+        super().validate()
         self._check_positive(hidden_size=self.hidden_size, latent_size=self.latent_size)
         self._check_non_negative(anneal_cap=self.anneal_cap, total_anneal_steps=self.total_anneal_steps)
         if not 0.0 <= self.dropout < 1.0:
             raise FusebenchError(f"parameter dropout must be in [0, 1), got {self.dropout!r}")
+
+    def build(self, data: FitData) -> nn.Module:
         self._train = sp.csr_matrix(data.train, dtype=np.float32)
         self._users = np.flatnonzero(np.diff(self._train.indptr) > 0)
         self._updates = 0

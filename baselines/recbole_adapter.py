@@ -306,12 +306,16 @@ class RecBoleRecommender(Recommender):
             cfg[k] = getattr(self, k)
         return cfg
 
+    def validate(self) -> None:
+        super().validate()
+        for k in self._recbole_keys:
+            self._check_positive(**{k: getattr(self, k)})
+
     def init(self, data: FitData) -> None:
         _require_recbole()
         from .torch_base import resolve_device
 
-        for k in self._recbole_keys:
-            self._check_positive(**{k: getattr(self, k)})
+        self.validate()
         device = resolve_device(data.device)
         tmp = Path(tempfile.mkdtemp(prefix="fusebench-recbole-"))
         try:

@@ -92,9 +92,13 @@ class RP3beta(Recommender):
             "normalize": trial.suggest_categorical("normalize", [True, False]),
         }
 
-    def fit(self, data: FitData) -> "RP3beta":
+    def validate(self) -> None:
+        super().validate()
         self._check_positive(k=self.k)
         self._check_non_negative(alpha=self.alpha, beta=self.beta)
+
+    def fit(self, data: FitData) -> "RP3beta":
+        self.validate()
         self.W_ = rp3beta_similarity(data.train, float(self.alpha), float(self.beta), int(self.k), bool(self.normalize))
         self._train = sp.csr_matrix(data.train, dtype=np.float32)
         return self

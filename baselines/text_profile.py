@@ -52,14 +52,18 @@ class TextProfile(Recommender):
             "popularity_damping": trial.suggest_float("popularity_damping", 0.0, 1.0),
         }
 
-    def fit(self, data: FitData) -> "TextProfile":
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
+    def validate(self) -> None:
+        super().validate()
         self._check_positive(min_df=self.min_df, max_df=self.max_df, max_features=self.max_features,
                              ngram_max=self.ngram_max)
         self._check_non_negative(popularity_damping=self.popularity_damping)
         if not self.max_df <= 1.0:
             raise FusebenchError(f"parameter max_df must be a share in (0, 1], got {self.max_df!r}")
+
+    def fit(self, data: FitData) -> "TextProfile":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.validate()
         if data.item_text is None:
             raise FusebenchError("text-profile needs item text, but the dataset has none (item_text is None)")
         if len(data.item_text) != data.n_items:

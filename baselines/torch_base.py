@@ -82,9 +82,13 @@ class TorchRecommender(Recommender):
         """One epoch of numpy batches; default: BPR triples (user, positive, negative)."""
         return self._sampler.epoch_triples(self.batch_size)
 
-    def init(self, data: FitData) -> None:
+    def validate(self) -> None:
+        super().validate()
         self._check_positive(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate)
         self._check_non_negative(weight_decay=self.weight_decay)
+
+    def init(self, data: FitData) -> None:
+        self.validate()
         self.device_ = resolve_device(data.device)
         self._rng = seed_everything(data.seed)
         self._sampler = NegativeSampler(data.train, self._rng)

@@ -31,9 +31,13 @@ class UserKNN(Recommender):
     def search_space(cls, trial):
         return knn_space(trial)
 
-    def fit(self, data: FitData) -> "UserKNN":
+    def validate(self) -> None:
+        super().validate()
         self._check_positive(k=self.k)
         self._check_non_negative(shrink=self.shrink)
+
+    def fit(self, data: FitData) -> "UserKNN":
+        self.validate()
         x = sp.csr_matrix(data.train, dtype=np.float32)
         # topk_cosine(x.T) keeps, in column u, the k users most similar to u: S[v, u].
         # Its transpose holds user u's neighbourhood in row u, so scores = W[users] @ X.

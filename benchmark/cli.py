@@ -1,7 +1,9 @@
 """`python -m benchmark ...`: run, leaderboard, datasets, models, perf.
 
 Errors the user can cause surface as one line on stderr and exit code 2; everything is
-validated (models, parameters, datasets) before the first record is written.
+validated (models, parameters, metrics, datasets) before the first record is written. Faults of
+the environment (full disk, read-only or missing folders, a file where a folder belongs) are
+one line and exit code 3; writes are atomic, so they leave nothing half-written.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ from tqdm import tqdm
 import fusion_models  # noqa: F401  (registers the fusion models)
 import datasets
 from baselines.base import get_model_class, make_model, model_names
-from datasets.errors import FusebenchError
+from datasets.errors import EnvironmentFault, FusebenchError
 
 from .records import RecordStore
 from .runner import RunConfig, mmrec_config
+from .training import parse_metric
 
 # `run --all` without --datasets: the dataset the quick start runs in under 30 minutes on 2 cores
 # (the committed leaderboard adds lfm2k with the same budget)
 DEFAULT_DATASETS = ("ml-100k",)
+ENVIRONMENT_FAULT = 3  # exit code of an OSError (full disk, read-only folder); user errors exit 2
 
 
 class UsageError(FusebenchError):
@@ -79,8 +83,15 @@ def parse_params(model: str, items: Sequence[str]) -> dict[str, Any]:
     return params
 
 
-def _split_list(value: str | None) -> list[str] | None:
-    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+def _split_list(value: str | None, flag: str | None = None) -> list[str] | None:
+    """A comma-separated option as a list; naming `flag` makes an empty list a user error
+    (``--datasets ,,`` must not quietly mean the default)."""
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if flag is not None and not items:
+        raise UsageError(f"{flag} got no names ({value!r})")
+    return items
 
 
 def modality_params(models: list[str], value: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +111,7 @@ def run_config(args, device: str) -> tuple[str | None, RunConfig]:
     protocols = (*datasets.PROTOCOLS, "mmrec")
     if args.protocol is not None and args.protocol not in protocols:
         raise UsageError(f"unknown protocol {args.protocol!r}; available: {', '.join(protocols)}")
+    parse_metric(args.metric)  # before anything is written (a one-shot model never validates)
     common = {"metric": args.metric, "eval_every": args.eval_every, "device": device}
     if args.patience is not None:
         common["patience"] = args.patience
@@ -119,7 +131,10 @@ def cmd_run(args) -> int:
         raise UsageError("run needs either --all or both --dataset and --model")
     if not args.all and not (args.dataset and args.model):
         raise UsageError("run needs both --dataset and --model (or --all)")
-    models = _split_list(args.models) if args.all else [args.model]
+    if not str(args.results).strip():
+        raise UsageError("--results needs a folder")
+    RecordStore(args.results).check_layout()
+    models = _split_list(args.models, "--models") if args.all else [args.model]
     models = models or model_names()
     for m in models:
         get_model_class(m)
@@ -128,7 +143,7 @@ def cmd_run(args) -> int:
     params = parse_params(models[0], args.param) if args.param else {}
     if args.modalities is not None:
         params = modality_params(models, args.modalities, params)
-    names = (_split_list(args.datasets) or list(DEFAULT_DATASETS)) if args.all else [args.dataset]
+    names = (_split_list(args.datasets, "--datasets") or list(DEFAULT_DATASETS)) if args.all else [args.dataset]
     if args.seed is not None:
         seeds = [args.seed]
     else:
@@ -154,6 +169,12 @@ def cmd_run(args) -> int:
                 raise
             print(f"skipped dataset {name}: {e}", file=sys.stderr)
     loaded = distinct_datasets(loaded)
+    for ds in loaded:
+        if ds.n_interactions == 0:
+            at = f" at --rating-threshold {args.rating_threshold}" if args.rating_threshold is not None else ""
+            raise UsageError(f"dataset {ds.name!r} has no interactions{at}: nothing to train or evaluate")
+        if (split_protocol or "given") == "given" and ds.given_split is not None and not (ds.given_split == 2).any():
+            raise UsageError(f"dataset {ds.name!r}: its own split has no test rows (label 2)")
     if split_protocol == "given":
         lacking = [ds.name for ds in loaded if ds.given_split is None]
         if lacking and not args.all:
@@ -561,9 +582,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return args.func(args)
+    except EnvironmentFault as e:
+        print(f"error: {e}", file=sys.stderr)
+        return ENVIRONMENT_FAULT
     except FusebenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the environment's fault (full disk, read-only folder, a file in a folder's place)
+        target = e.filename2 or e.filename  # a failed rename names its temporary file first
+        where = f"{target}: " if target else ""
+        print(f"error: {where}{e.strerror or e} (nothing half-written is kept; fix it and run the same "
+              "command again)", file=sys.stderr)
+        return ENVIRONMENT_FAULT
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; run the same command again to resume", file=sys.stderr)
         return 130

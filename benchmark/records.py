@@ -11,6 +11,7 @@ still break is checked on every read (`read_record`): a damaged record is not a 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import sys
 import zipfile
@@ -20,11 +21,12 @@ from typing import Any, Iterator
 import numpy as np
 
 from datasets.download import atomic_write
+from datasets.errors import EnvironmentFault
 
 RECORD_VERSION = 1
 # what every record holds, and the type it has: a record without one of them cannot be shown
-REQUIRED = {"key": str, "dataset": dict, "model": dict, "split": dict, "training": dict, "valid": dict,
-            "test": dict, "seed": int}
+# (records older than RECORD_VERSION 1 lack the rest, and their per-user file: still shown, untested)
+REQUIRED = {"key": str, "dataset": dict, "model": dict, "split": dict, "test": dict, "seed": int}
 
 
 class DamagedRecord(Exception):
@@ -55,17 +57,17 @@ def read_record(path: str | Path) -> dict[str, Any]:
         raise DamagedRecord(path, f"lacks {', '.join(missing)}")
     if not isinstance(rec["dataset"].get("name"), str) or not isinstance(rec["model"].get("name"), str):
         raise DamagedRecord(path, "lacks the dataset or model name")
-    if rec.get("version") != RECORD_VERSION:
+    if rec.get("version", RECORD_VERSION) != RECORD_VERSION:
         raise DamagedRecord(path, f"record version {rec.get('version')!r}; this fusebench reads {RECORD_VERSION}")
     if rec["key"] != path.stem:
         raise DamagedRecord(path, f"its key {rec['key']!r} is not its file name (moved or edited by hand)")
-    metric = rec["training"].get("metric")
-    if metric is not None and metric not in rec["test"] and not rec.get("failed"):
-        raise DamagedRecord(path, f"its test results lack its own metric {metric}")
+    if not rec["test"] and not rec.get("failed"):
+        raise DamagedRecord(path, "holds no test results")
     npz = path.with_suffix(".npz")
     if not npz.is_file():
-        raise DamagedRecord(path, f"its per-user results {npz.name} are missing")
-    if not zipfile.is_zipfile(npz):
+        if "version" in rec:  # every versioned record is written with its per-user file
+            raise DamagedRecord(path, f"its per-user results {npz.name} are missing")
+    elif not zipfile.is_zipfile(npz):
         raise DamagedRecord(path, f"its per-user results {npz.name} are damaged")
     rec["_path"] = str(path)
     return rec
@@ -93,6 +95,16 @@ class RecordStore:
         safe = lambda s: s.replace("/", "_").replace(":", "_")  # noqa: E731
         return self.runs / safe(dataset) / safe(model) / key
 
+    def check_layout(self) -> None:
+        """Before a run writes anything: every path it will write is usable (EnvironmentFault
+        naming the one that is not; run `doctor` for the whole list)."""
+        for path, folder in ((self.root, True), (self.runs, True), (self.root / ".tuning-locks", True),
+                             (self.root / "LEADERBOARD.md", False), (self.root / "tuning.db", False)):
+            if folder and path.exists() and not path.is_dir():
+                raise EnvironmentFault(f"{path}: a file where a folder belongs (move it away)")
+            if not folder and path.is_dir():
+                raise EnvironmentFault(f"{path}: a folder where a file belongs (move it away)")
+
     def exists(self, dataset: str, model: str, key: str) -> bool:
         """Whether the run is finished: its record exists and reads back whole (a damaged one
         is announced and the run is done again, overwriting it)."""
@@ -108,9 +120,15 @@ class RecordStore:
 
     def write(self, record: dict[str, Any], per_user: dict[str, np.ndarray]) -> Path:
         base = self._base(record["dataset"]["name"], record["model"]["name"], record["key"])
-        atomic_write(base.with_suffix(".npz"), lambda f: np.savez_compressed(f, **per_user))
+        buf = io.BytesIO()  # zipped in memory: a zip writer failing on a full disk would complain at exit
+        np.savez_compressed(buf, **per_user)
+        atomic_write(base.with_suffix(".npz"), lambda f: f.write(buf.getbuffer()))
         data = json.dumps(record, indent=2, sort_keys=True, default=_json_default).encode()
-        atomic_write(base.with_suffix(".json"), lambda f: f.write(data))
+        try:
+            atomic_write(base.with_suffix(".json"), lambda f: f.write(data))
+        except BaseException:  # e.g. the disk filled between the two writes: no orphan .npz
+            base.with_suffix(".npz").unlink(missing_ok=True)
+            raise
         return base.with_suffix(".json")
 
     def load(self, dataset: str, model: str, key: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import numpy as np
 
 from baselines import FitData, get_model_class, make_model
 from datasets import MultimodalDataset, Split
+from datasets.errors import FusebenchError
 
 from .evaluate import evaluate
 from .provenance import provenance
@@ -119,6 +120,9 @@ def run_one(
     under this protocol by tuning's full-length check; it is used instead of training again
     when its parameters, split seed and protocol are this run's."""
     cfg = cfg or RunConfig()
+    if split.test.nnz == 0:  # every metric would be NaN: nothing to record
+        raise FusebenchError(f"dataset {dataset.name!r}: its {split.protocol} split (seed {split.seed}) has no test "
+                             "interactions, so there is nothing to evaluate")
     params = protocol_params(model_name, params, cfg)
     model = make_model(model_name, params)  # validates names before anything is written
     resolved = model.get_params()

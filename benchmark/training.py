@@ -25,13 +25,16 @@ from baselines.base import FitData, Recommender
 from datasets.errors import FusebenchError
 
 from .evaluate import evaluate
+from .metrics import RANK_METRICS
 
 
 def parse_metric(metric: str) -> tuple[str, int]:
     """'recall@20' -> ('recall', 20)."""
-    name, sep, k = metric.partition("@")
+    name, sep, k = metric.partition("@") if isinstance(metric, str) else ("", "", "")
     if not name or not sep or not k.isdigit() or int(k) <= 0:
         raise FusebenchError(f"metric must look like 'recall@20', got {metric!r}")
+    if name not in RANK_METRICS:
+        raise FusebenchError(f"unknown metric {name!r} in {metric!r}; available: {', '.join(RANK_METRICS)} (@k)")
     return name, int(k)
 
 

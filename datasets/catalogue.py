@@ -24,6 +24,7 @@ with that modality, its missing-item mask and its encoder in ``meta["features"]`
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path
@@ -50,12 +51,26 @@ def _table(folder: Path, stem: str, required: bool) -> tuple[pd.DataFrame | None
         p = folder / f"{stem}{ext}"
         if p.is_file():
             try:
-                return pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False), p.name
-            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+                _check_fields(p, sep)
+                return pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False, index_col=False), p.name
+            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as exc:
                 raise FusebenchError(f"{p}: malformed table ({' '.join(str(exc).split())})") from exc
     if required:
         raise FusebenchError(f"catalogue {folder}: needs {stem}.csv or {stem}.tsv")
     return None, ""
+
+
+def _check_fields(path: Path, sep: str) -> None:
+    """Every row has the header's number of fields: pandas would pad a short row with empty
+    values and turn a long one's first field into an index, garbling the table silently."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = csv.reader(f, delimiter=sep)
+        header = next(rows, None)
+        if header is None:
+            return  # pandas reports the empty file
+        for line, row in enumerate(rows, start=2):
+            if row and len(row) != len(header):
+                raise FusebenchError(f"{path}: line {line} has {len(row)} fields, the header {len(header)}")
 
 
 def _col(df: pd.DataFrame, what: str, src: str) -> str:
@@ -99,6 +114,10 @@ def load_catalogue(path: str | os.PathLike, extracted: bool = True) -> Multimoda
     if len(inter) == 0:
         raise FusebenchError(f"{src}: no interaction rows")
     ucol, icol = _col(inter, "user", src), _col(inter, "item", src)
+    for col in (ucol, icol):
+        empty = (inter[col].str.strip() == "").to_numpy()
+        if empty.any():
+            raise FusebenchError(f"{src}: line {int(np.flatnonzero(empty)[0]) + 2}: empty {col}")
     ratings = _numeric(inter, "rating", src) if "rating" in inter.columns else None
     stamps = _numeric(inter, "timestamp", src) if "timestamp" in inter.columns else None
     df, user_ids, item_ids = densify(inter[ucol].str.strip().to_numpy(), inter[icol].str.strip().to_numpy(),

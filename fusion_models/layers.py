@@ -177,6 +177,7 @@ class FusionRecommender(TorchRecommender):
     embedding_size: int = 64
 
     def validate(self) -> None:
+        super().validate()
         if self.loss not in LOSSES:
             raise FusebenchError(f"parameter loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         self._check_positive(embedding_size=self.embedding_size)

@@ -48,6 +48,13 @@ def test_datasets_list_and_info(capsys, ml100k):
         (["run", "--dataset", "ml-100k", "--model", "pop", "--protocol", "weird"], "unknown protocol"),
         (["run", "--all", "--models", "pop,nope"], "unknown model"),
         (["run", "--dataset", "ml-100k"], "--model"),
+        (["run", "--all", "--models", "pop,bpr", "--metric", "nosuch@20"], "unknown metric"),
+        (["tune", "--dataset", "ml-100k", "--model", "ease", "--metric", "nosuch@20"], "unknown metric"),
+        (["run", "--dataset", "ml-100k", "--model", "ease", "--param", "l2=-1", "--budget", "2"], "must be > 0"),
+        (["run", "--dataset", "ml-100k", "--model", "bpr", "--param", "weight_decay=NaN"], "finite"),
+        (["run", "--all", "--datasets", ",,", "--models", "pop"], "--datasets got no names"),
+        (["run", "--all", "--models", " , "], "--models got no names"),
+        (["run", "--dataset", "ml-100k", "--model", "pop", "--rating-threshold", "6"], "no interactions"),
     ],
 )
 def test_user_errors_exit_2_with_one_line_and_write_nothing(args, message, capsys, tmp_path):

@@ -134,3 +134,47 @@ def test_a_diverging_configuration_is_a_failed_run(tmp_path, capsys):
     code, _, err = _run(capsys, "run", "--dataset", "ml-100k", "--model", "bpr", "--param", "weight_decay=Infinity",
                         "--results", str(results))
     assert code == 2 and "finite" in err and err.count("\n") == 1
+
+
+def _one_line_fault(capsys, *args, code=3):
+    got, out, err = _run(capsys, *args)
+    assert got == code and err.count("\n") == 1 and err.startswith("error: "), (got, err)
+    return err
+
+
+def test_results_folder_faults_are_one_line_exit_3(tmp_path, capsys, ml100k):
+    as_file = tmp_path / "results-file"
+    as_file.write_text("not a folder")
+    err = _one_line_fault(capsys, *ARGS, "--results", str(as_file))
+    assert str(as_file) in err
+    root = tmp_path / "results"
+    root.mkdir()
+    (root / "runs").write_text("a file where the records belong")
+    _one_line_fault(capsys, *ARGS, "--results", str(root))
+    (root / "runs").unlink()
+    (root / "LEADERBOARD.md").mkdir()
+    err = _one_line_fault(capsys, *ARGS, "--results", str(root))
+    assert "LEADERBOARD.md" in err and not (root / "runs").exists()  # refused before any write
+    code, out, _ = _run(capsys, "doctor", "--results", str(root))
+    assert code == 1 and "leaderboard: " in out
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/proc/mounts").exists(), reason="needs root to mount a tmpfs")
+def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(tmp_path, capsys, ml100k):
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (disk / "filler").write_bytes(b"\0" * (256 * 1024 - 8 * 1024))  # 8 KiB left: less than a record
+        err = _one_line_fault(capsys, *ARGS, "--results", str(disk / "results"))
+        assert "No space left on device" in err
+        left = [p for p in (disk / "results").rglob("*") if p.is_file()]
+        assert left == [], left  # no orphan .npz, no temporary file
+        (disk / "filler").unlink()
+        code, out, _ = _run(capsys, *ARGS, "--results", str(disk / "results"))
+        assert code == 0 and "1 runs done" in out
+    finally:
+        subprocess.run(["umount", str(disk)])

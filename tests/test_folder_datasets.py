@@ -82,3 +82,15 @@ def test_two_folders_with_one_name(tmp_path):
 
     proc = _cli("run", "--all", "--datasets", f"ml-100k=mmrec:{a}", "--models", "pop", "--results", str(results))
     assert proc.returncode == 2 and "registered dataset" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_ragged_or_idless_catalogue_row_is_one_line(tmp_path):
+    cat = tmp_path / "cat"
+    cat.mkdir()
+    for body, message in (("user,item,rating\nu1,i1,5\nu2,i2,4,extra\n", "line 3 has 4 fields, the header 3"),
+                          ("user,item,rating\nu1,i1\n", "line 2 has 2 fields"),
+                          ("user,item,rating\nu1,i1,5\n ,i2,3\n", "line 3: empty user")):
+        (cat / "interactions.csv").write_text(body)
+        proc = _cli("run", "--dataset", f"catalogue:{cat}", "--model", "pop", "--results", str(tmp_path / "r"))
+        assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "r").exists()
