@@ -70,6 +70,13 @@ class Recommender:
         return {k: getattr(self, k) for k in self.param_names()}
 
     @classmethod
+    def needs(cls, params: dict[str, Any] | None = None) -> set[str]:
+        """What the model reads besides interactions: "features" (item feature matrices; every
+        model with a `modalities` parameter) and/or "text" (item text). `run --all` skips a
+        model whose needs a dataset cannot meet, instead of failing the campaign on it."""
+        return {"features"} if "modalities" in cls.param_names() else set()
+
+    @classmethod
     def search_space(cls, trial) -> dict[str, Any]:
         """The model's Optuna space: one place per model. Empty when nothing is tuned."""
         return {}

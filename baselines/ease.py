@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
+from datasets.memory import require
+
 from .base import FitData, Recommender, register
 
 
@@ -27,6 +29,9 @@ class EASE(Recommender):
     def fit(self, data: FitData) -> "EASE":
         self.validate()
         x = data.train
+        n = x.shape[1]  # the Gram matrix, its inverse and the weights: three dense n x n float64
+        require(3 * 8 * n * n, f"ease on {n:,} items", "EASE's cost grows with the square of the items "
+                "(and its time with the cube): use itemknn or rp3beta, or fewer items")
         gram = (x.T @ x).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.l2
         # P = G^-1 through Cholesky: G is symmetric positive definite once l2 > 0, and

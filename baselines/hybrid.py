@@ -78,6 +78,11 @@ class HybridBlend(Recommender):
         self.normalize = normalize
 
     @classmethod
+    def needs(cls, params=None) -> set[str]:
+        p = {**cls.defaults(), **(params or {})}
+        return get_model_class(p["cf"]).needs() | get_model_class(p["content"]).needs()
+
+    @classmethod
     def search_space(cls, trial):
         return {"weight": trial.suggest_float("weight", 0.0, 1.0)}
 

@@ -24,6 +24,10 @@ class TextProfile(Recommender):
     name = "text-profile"
     family = "baseline/content"
 
+    @classmethod
+    def needs(cls, params=None) -> set[str]:
+        return {"text"}
+
     def __init__(
         self,
         min_df: int = 1,

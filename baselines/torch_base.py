@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from datasets.errors import FusebenchError
+from datasets.memory import require
 
 from .base import FitData, Recommender
 from .sampling import NegativeSampler
@@ -92,6 +93,11 @@ class TorchRecommender(Recommender):
         self.device_ = resolve_device(data.device)
         self._rng = seed_everything(data.seed)
         self._sampler = NegativeSampler(data.train, self._rng)
+        dim = getattr(self, "embedding_size", None)
+        if isinstance(dim, int) and self.device_.type == "cpu":
+            # user and item tables, their gradients and Adam's two moments: a floor, not the whole model
+            require(4 * 4 * dim * (data.n_users + data.n_items), f"{self.name} with embedding_size={dim:,}",
+                    "choose a smaller embedding_size")
         self.module_ = self.build(data).to(self.device_)
         self._optimizer = torch.optim.Adam(
             self.module_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay

@@ -187,9 +187,20 @@ def cmd_run(args) -> int:
     plan = Plan(seeds=seeds, budget=budget, storage=args.storage, results=args.results, pruner=args.pruner,
                 force=args.force)
     counts = {"done": 0, "skipped": 0, "trials": 0, "failed": 0}
-    jobs = [Job(ds.meta["spec"], ds.name, ds.fingerprint(), args.data_dir, args.rating_threshold,
+    pairs = []
+    for ds in loaded:
+        for m in models:
+            why = unmet_needs(m, params, ds)
+            if why is None:
+                pairs.append((ds, m))
+            elif args.all:
+                print(f"skipped {m} on {ds.name}: it {why}", file=sys.stderr)
+            else:
+                raise UsageError(f"{m} {why} ({ds.name})")
+    prints = {id(ds): ds.fingerprint() for ds in loaded}  # hashes every interaction: once per dataset
+    jobs = [Job(ds.meta["spec"], ds.name, prints[id(ds)], args.data_dir, args.rating_threshold,
                 split_protocol or ("given" if ds.given_split is not None else "random"), m, params, cfg, plan)
-            for ds in loaded for m in models]
+            for ds, m in pairs]
     jobs = longest_first(jobs, lambda m: get_model_class(m).iterative)
     bar = tqdm(total=len(jobs) * len(seeds), desc="fusebench", unit="run", disable=None, dynamic_ncols=True)
 
@@ -221,7 +232,7 @@ def cmd_run(args) -> int:
             file=sys.stderr,
         )
 
-    if workers == 1 or len(jobs) == 1:  # in this process, with live progress
+    if workers == 1 or len(jobs) <= 1:  # in this process, with live progress
         by_spec = {ds.meta["spec"]: ds for ds in loaded}
         for job in jobs:
             bar.set_postfix_str(f"{job.name} {job.model}" + (" tuning" if budget else ""))
@@ -248,6 +259,16 @@ def cmd_run(args) -> int:
     print(f"{counts['done']} runs done{failed}, {counts['skipped']} already finished (skipped; --force reruns them)"
           f"{tuned}; wrote {path}")
     return 0
+
+
+def unmet_needs(model: str, params: dict[str, Any], ds) -> str | None:
+    """Why `ds` cannot feed `model` (None when it can)."""
+    needs = get_model_class(model).needs(params)
+    if "features" in needs and not ds.features:
+        return "needs item features, the dataset has none"
+    if "text" in needs and (ds.item_text is None or not any(t.strip() for t in ds.item_text)):
+        return "needs item text, the dataset has none"
+    return None
 
 
 def distinct_datasets(loaded: list) -> list:

@@ -63,8 +63,59 @@ def device_description(device: str) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores{shared})"
 
 
+# CPU features that decide which BLAS / MKL / oneDNN kernels run, and so the last bits of a float
+NUMERIC_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512vl", "avx512_bf16", "avx512_vnni", "amx_tile")
+# settings that pin or change those kernels and the thread counts
+NUMERIC_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_CBWR",
+               "OPENBLAS_CORETYPE", "MKL_ENABLE_INSTRUCTIONS", "NUMBA_THREADING_LAYER", "CUBLAS_WORKSPACE_CONFIG")
+
+
+def _cpuinfo() -> tuple[str | None, list[str]]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or None, []
+    model, flags = None, set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model is None:
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    return model, [f for f in NUMERIC_FLAGS if f in flags]
+
+
+def numerics() -> dict:
+    """What explains a difference in the last bits between two machines running the same code:
+    the CPU and its vector features, each BLAS/OpenMP library loaded (implementation, version,
+    kernel architecture, threads) and the settings that pin them. Taken when a record is written,
+    after training loaded every library it uses."""
+    model, flags = _cpuinfo()
+    pools = []
+    try:
+        from threadpoolctl import threadpool_info
+
+        for info in threadpool_info():
+            pools.append({k: info.get(k) for k in ("internal_api", "version", "architecture", "threading_layer",
+                                                    "num_threads") if info.get(k) is not None})
+    except Exception:  # noqa: BLE001 - threadpoolctl missing or a library it cannot query
+        pass
+    out: dict = {"cpu": model, "cpu_flags": flags, "thread_pools": pools,
+                 "env": {k: os.environ[k] for k in NUMERIC_ENV if k in os.environ}}
+    import sys
+
+    if "torch" in sys.modules:
+        import torch
+
+        out["torch"] = {"threads": torch.get_num_threads(), "mkl": torch.backends.mkl.is_available(),
+                        "mkldnn": torch.backends.mkldnn.is_available(),
+                        "deterministic": torch.are_deterministic_algorithms_enabled()}
+    return out
+
+
 def provenance(device: str) -> dict:
     return {
+        "numerics": numerics(),
         "versions": package_versions(),
         "git_revision": git_revision(),
         "device": device_description(device),

@@ -131,6 +131,24 @@ def load_feature(path: str | os.PathLike, modality: str) -> np.ndarray:
         return np.ascontiguousarray(mat, dtype=np.float32)
 
 
+INT32_MAX = 2**31 - 1
+SPARSE_IDS = 100  # an id space this many times larger than the ids in use is not MMRec's 0..n-1
+
+
+def _id_space(ids: np.ndarray, col: str, path) -> int:
+    """n for ids that must be 0..n-1 (MMRec's own processing makes them so): they size arrays,
+    so an id far beyond the ids in use would allocate gigabytes for nothing."""
+    top = int(ids.max())
+    if top >= INT32_MAX:
+        raise FusebenchError(f"{Path(path).name}: {col} {top} does not fit 32 bits; MMRec ids are 0..n-1 "
+                             "(re-index them)")
+    used = len(np.unique(ids))
+    if top + 1 > SPARSE_IDS * used and top + 1 > 1_000_000:
+        raise FusebenchError(f"{Path(path).name}: {col} runs to {top} but only {used:,} distinct ids are used; "
+                             "MMRec ids are 0..n-1 (re-index them)")
+    return top + 1
+
+
 def build_mmrec_dataset(
     name: str,
     inter_path: str | os.PathLike,
@@ -144,8 +162,8 @@ def build_mmrec_dataset(
     inter = read_mmrec_inter(inter_path)
     users = inter["userID"].to_numpy()
     items = inter["itemID"].to_numpy()
-    n_users = int(users.max()) + 1
-    n_items = int(items.max()) + 1
+    n_users = _id_space(users, "userID", inter_path)
+    n_items = _id_space(items, "itemID", inter_path)
     n = len(inter)
     df = pd.DataFrame({
         "user": users.astype(np.int32),

@@ -70,7 +70,11 @@ def test_all_registered_as_cf_baselines():
     ],
 )
 def test_bad_parameters_are_user_errors(name, params):
-    m = make_model(name, params)
+    from baselines import get_model_class
+
+    with pytest.raises(FusebenchError):  # refused when made, before any data is read
+        make_model(name, params)
+    m = get_model_class(name)(**params)  # built by hand: refused when fitted
     data = FitData(train=random_matrix())
     with pytest.raises(FusebenchError):
         m.init(data) if m.iterative else m.fit(data)

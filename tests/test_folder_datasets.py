@@ -94,3 +94,31 @@ def test_a_ragged_or_idless_catalogue_row_is_one_line(tmp_path):
         proc = _cli("run", "--dataset", f"catalogue:{cat}", "--model", "pop", "--results", str(tmp_path / "r"))
         assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_ids_and_sizes_that_cannot_fit_are_refused_before_allocating(tmp_path):
+    for top, message in ((2**40, "does not fit 32 bits"), (2**30, "only 25 distinct ids")):
+        mm = write_mmrec_folder(tmp_path / f"mm{top}", "shop", seed=1)
+        inter = mm / "shop.inter"
+        lines = inter.read_text().splitlines()
+        first = lines[1].split("\t")
+        lines[1] = "\t".join([str(top), *first[1:]])
+        inter.write_text("\n".join(lines) + "\n")
+        proc = _cli("run", "--dataset", f"mmrec:{mm}", "--model", "pop", "--results", str(tmp_path / "r"))
+        assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    proc = _cli("run", "--dataset", "ml-100k", "--model", "bpr", "--param", "embedding_size=1000000000",
+                "--results", str(tmp_path / "r"))
+    assert proc.returncode == 2 and "GiB of memory" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_models_the_data_cannot_feed_are_skipped_in_a_campaign(tmp_path):
+    mm = write_mmrec_folder(tmp_path / "mm", "shop", seed=2)  # item features, no item text
+    results = tmp_path / "r"
+    proc = _cli("run", "--dataset", f"mmrec:{mm}", "--model", "text-profile", "--results", str(results))
+    assert proc.returncode == 2 and "needs item text" in proc.stderr and proc.stderr.count("\n") == 1
+    assert not results.exists()
+    proc = _cli("run", "--all", "--datasets", f"mmrec:{mm}", "--models", "pop,text-profile,content-knn", "--no-tune",
+                "--seeds", "1", "--results", str(results))
+    assert proc.returncode == 0 and "2 runs done" in proc.stdout, proc.stderr[-2000:]
+    assert "skipped text-profile on shop: it needs item text" in proc.stderr
