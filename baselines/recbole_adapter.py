@@ -95,6 +95,8 @@ RESERVED_KEYS = frozenset({
     "gpu_id", "use_gpu", "save_dataset", "dataset_save_path", "save_dataloaders",
     "dataloaders_save_path", "show_progress", "log_wandb", "local_rank", "nproc", "world_size",
     "worker", "preload_weight",
+    # keys that make RecBole torch.load a file of the user's choosing (a pickle can run code)
+    "use_pretrain", "mf_pretrain_path", "mlp_pretrain_path", "pretrain_path", "pre_model_path", "warm_up",
 })
 
 _NUMPY_ALIASES = {
@@ -262,7 +264,8 @@ def _parse_config(config: str, own: set[str]) -> dict[str, Any]:
         raise FusebenchError(f"config must be a JSON object of RecBole config keys, got {config!r}")
     bad = sorted(set(extra) & RESERVED_KEYS)
     if bad:
-        raise FusebenchError(f"config keys {bad} are set by the adapter (data layout, seed, device, files)")
+        raise FusebenchError(f"config keys {bad} are set by the adapter or load files (data layout, seed, device, "
+                             "files, pretrained weights)")
     dup = sorted(set(extra) & own)
     if dup:
         raise FusebenchError(f"config keys {dup} are model parameters: pass them as parameters instead")
@@ -310,6 +313,7 @@ class RecBoleRecommender(Recommender):
         super().validate()
         for k in self._recbole_keys:
             self._check_positive(**{k: getattr(self, k)})
+        _parse_config(self.config, set(self.param_names()))  # reserved or file-loading keys: refused now
 
     def init(self, data: FitData) -> None:
         _require_recbole()

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -271,6 +272,33 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         raise FusebenchError(f"cannot open tuning storage {kind}: {str(e).splitlines()[0]}") from None
 
 
+class _UserStopFilter(logging.Filter):
+    """Drops Optuna's traceback of a trial stopped by Ctrl-C or a user error (and the "failed
+    with value None" line after it): the CLI says those in one line of its own."""
+
+    def __init__(self):
+        super().__init__()
+        self._after_stop = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (KeyboardInterrupt, FusebenchError)):
+            self._after_stop = True
+            return False
+        if self._after_stop and "failed with value None" in record.getMessage():
+            self._after_stop = False
+            return False
+        self._after_stop = False
+        return True
+
+
+def _quiet_user_stops() -> None:
+    # on Optuna's handlers: a logger's own filters do not see its children's records
+    for handler in logging.getLogger("optuna").handlers:
+        if not any(isinstance(f, _UserStopFilter) for f in handler.filters):
+            handler.addFilter(_UserStopFilter())
+
+
 def _sqlite_path(url: str) -> Path | None:
     rest = url.split(":///", 1)[1] if ":///" in url else ""
     return Path(rest) if rest and rest != ":memory:" else None
@@ -379,6 +407,7 @@ def tune(
                 pruner=pruner, split_seed=int(data.split.get("seed", 0)))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_user_stops()
     if not cls.search_space(_Probe()):
         return TuningResult(**base, trials=0, complete=0, pruned=0, new_trials=0, best_params={},
                             best_valid=None, seconds=0.0, note="no hyper-parameters to tune")

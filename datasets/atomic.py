@@ -108,16 +108,20 @@ def densify(
         "user": u.astype(np.int32),
         "item": i.astype(np.int32),
         "rating": (np.ones(n) if ratings is None else np.asarray(ratings, dtype=np.float64)).astype(np.float32),
-        "timestamp": _timestamps(timestamps, n),
+        "timestamp": int64_timestamps(timestamps, n),
     })
     return df, user_ids, item_ids
 
 
-def _timestamps(timestamps: np.ndarray | None, n: int) -> np.ndarray:
+def int64_timestamps(timestamps: np.ndarray | None, n: int) -> np.ndarray:
     """int64 timestamps; missing (None or NaN) -> -1."""
     if timestamps is None:
         return np.full(n, -1, dtype=np.int64)
     ts = np.asarray(timestamps, dtype=np.float64)
+    over = np.isfinite(ts) & (np.abs(ts) >= 2.0**63)
+    if over.any():
+        raise FusebenchError(f"timestamp {ts[over][0]:g} (row {int(np.flatnonzero(over)[0]) + 1}) does not fit "
+                             "64-bit integers")
     return np.where(np.isfinite(ts), ts, -1).astype(np.int64)
 
 
@@ -292,7 +296,7 @@ def load_recbole_folder(path: str | os.PathLike, name: str | None = None):
         "user": _index_of(user_ids, users).astype(np.int32),
         "item": _index_of(item_ids, items).astype(np.int32),
         "rating": ratings.astype(np.float32),
-        "timestamp": _timestamps(stamps, len(inter)),
+        "timestamp": int64_timestamps(stamps, len(inter)),
     })
 
     features: dict[str, np.ndarray] = {}

@@ -15,6 +15,22 @@ from .errors import FusebenchError
 MODALITY_ROOTS = ("text", "image", "audio", "video")
 
 
+# a dataset's name becomes a folder under results/runs/ and a heading of LEADERBOARD.md
+_NAME_FORBIDDEN = set('/\\|<>`*[]')
+
+
+def _bad_name(name) -> str | None:
+    """Why `name` cannot name a dataset (None when it can)."""
+    if not isinstance(name, str) or not name.strip():
+        return "is empty"
+    if name in (".", "..") or name.startswith("."):
+        return "starts with a dot"
+    if any(not c.isprintable() for c in name):
+        return "holds a control character"
+    bad = sorted(set(name) & _NAME_FORBIDDEN)
+    return f"holds {' '.join(bad)} (a path or Markdown character)" if bad else None
+
+
 @dataclass(frozen=True, eq=False)
 class MultimodalDataset:
     """Interactions plus item-side content, with dense ids.
@@ -50,6 +66,10 @@ class MultimodalDataset:
 
     def validate(self) -> None:
         """Check the invariants; a violation is the user's (or the source file's) problem."""
+        bad = _bad_name(self.name)
+        if bad:
+            raise FusebenchError(f"dataset name {self.name!r} {bad}; rename it (catalogue.json \"name\", the file) "
+                                 "or load it as ALIAS=SPEC")
         df = self.interactions
         missing = {"user", "item", "rating", "timestamp"} - set(df.columns)
         if missing:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .atomic import int64_timestamps
 from .core import MODALITY_ROOTS, MultimodalDataset, with_zero_row_masks
 from .errors import FusebenchError
 
@@ -70,8 +71,9 @@ def read_mmrec_inter(path: str | os.PathLike) -> pd.DataFrame:
     for col in ("rating", "timestamp"):
         if col in df.columns:
             vals = pd.to_numeric(df[col], errors="coerce")
-            if vals.isna().any():
-                row = int(np.flatnonzero(vals.isna().to_numpy())[0])
+            bad = vals.isna() | ~np.isfinite(vals.fillna(0).to_numpy(dtype=np.float64))
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
                 raise FusebenchError(f"{path.name}: column {col} line {row + 2}: {df[col].iloc[row]!r} is not a number")
             out[col] = vals.to_numpy().astype(np.float64)
     if "x_label" in out and not np.isin(out["x_label"], (0, 1, 2)).all():
@@ -97,13 +99,14 @@ def default_feature_map(folder: str | os.PathLike) -> dict[str, str]:
                 continue
         if mod in mapping:
             raise FusebenchError(
-                f"{folder}: both {mapping[mod]} and {f} map to modality {mod!r}; pass features=... explicitly"
+                f"{folder}: both {mapping[mod]} and {f} map to modality {mod!r}; rename one (from Python: features=... maps them explicitly)"
             )
         mapping[mod] = f
     if ambiguous:
         raise FusebenchError(
-            f"{folder}: cannot tell the modality of {ambiguous}; pass an explicit mapping such as "
-            f"features={{'audio/{ambiguous[0][:-4]}': '{ambiguous[0]}'}}"
+            f"{folder}: cannot tell the modality of {ambiguous}; name each file after its modality "
+            f"(image_feat.npy, text_feat.npy, audio_*.npy, video_*.npy; from Python: "
+            f"features={{'audio/{ambiguous[0][:-4]}': '{ambiguous[0]}'}})"
         )
     return mapping
 
@@ -123,6 +126,11 @@ def load_feature(path: str | os.PathLike, modality: str) -> np.ndarray:
     except (ValueError, OSError, EOFError) as exc:
         msg = " ".join(str(exc).split())
         raise FusebenchError(f"feature file {path.name} ({modality!r}) is not a readable .npy array ({msg})") from exc
+    if not isinstance(mat, np.ndarray):  # np.load of an .npz archive, whatever its name
+        mat.close()
+        raise FusebenchError(f"feature file {path.name} ({modality!r}) is an .npz archive, not one .npy array")
+    if np.iscomplexobj(mat):
+        raise FusebenchError(f"feature file {path.name} ({modality!r}) holds complex numbers; features are real")
     if mat.ndim != 2 or not np.issubdtype(mat.dtype, np.number):
         raise FusebenchError(
             f"feature file {path.name} ({modality!r}) must be a 2-D numeric array, got shape {mat.shape} dtype {mat.dtype}"
@@ -169,8 +177,7 @@ def build_mmrec_dataset(
         "user": users.astype(np.int32),
         "item": items.astype(np.int32),
         "rating": (inter["rating"].to_numpy() if "rating" in inter else np.ones(n)).astype(np.float32),
-        "timestamp": (inter["timestamp"].to_numpy().astype(np.int64) if "timestamp" in inter
-                      else np.full(n, -1, dtype=np.int64)),
+        "timestamp": int64_timestamps(inter["timestamp"].to_numpy() if "timestamp" in inter else None, n),
     })
     features = {}
     for mod, p in feature_paths.items():
@@ -218,7 +225,7 @@ def load_mmrec_folder(
         if len(inters) != 1:
             found = [p.name for p in inters] or "none"
             raise FusebenchError(
-                f"{folder}: expected exactly one .inter file, found {found}; pass name=<name> to pick <name>.inter"
+                f"{folder}: expected exactly one .inter file, found {found}; keep one .inter file in the folder (from Python: name=<name> picks <name>.inter)"
             )
         inter_path = inters[0]
         name = inter_path.stem

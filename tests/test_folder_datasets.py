@@ -122,3 +122,65 @@ def test_models_the_data_cannot_feed_are_skipped_in_a_campaign(tmp_path):
                 "--seeds", "1", "--results", str(results))
     assert proc.returncode == 0 and "2 runs done" in proc.stdout, proc.stderr[-2000:]
     assert "skipped text-profile on shop: it needs item text" in proc.stderr
+
+
+def _catalogue(folder: Path, name: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [(f"u{u}", f"i{(u * 3 + k) % 9}", 1000 + k) for u in range(12) for k in range(4)]
+    pd.DataFrame(rows, columns=["user", "item", "timestamp"]).to_csv(folder / "interactions.csv", index=False)
+    (folder / "catalogue.json").write_text(json.dumps({"name": name}))
+    return folder
+
+
+def test_names_and_values_a_file_cannot_be_trusted_with(tmp_path):
+    from datasets.errors import FusebenchError
+    from datasets.mmrec import load_feature
+
+    import numpy as np
+    import pytest
+
+    for i, name in enumerate(["..", "a\x00b", "x|y", "<b>bold</b>", ".hidden"]):
+        with pytest.raises(FusebenchError, match="dataset name"):
+            datasets.load(f"catalogue:{_catalogue(tmp_path / f'c{i}', name)}")
+    stamps = _catalogue(tmp_path / "stamps", "stamps")
+    df = pd.read_csv(stamps / "interactions.csv")
+    df["timestamp"] = df["timestamp"].astype(float)
+    df.loc[0, "timestamp"] = 1e30
+    df.to_csv(stamps / "interactions.csv", index=False)
+    with pytest.raises(FusebenchError, match="does not fit 64-bit"):
+        datasets.load(f"catalogue:{stamps}")
+    np.save(tmp_path / "complex.npy", np.ones((3, 2), dtype=np.complex64))
+    with pytest.raises(FusebenchError, match="complex"):
+        load_feature(tmp_path / "complex.npy", "image")
+    np.savez(tmp_path / "archive.npy", a=np.ones((3, 2)))  # numpy names it archive.npy.npz
+    (tmp_path / "archive.npy.npz").rename(tmp_path / "archive.npy")
+    with pytest.raises(FusebenchError, match="npz archive"):
+        load_feature(tmp_path / "archive.npy", "image")
+
+
+def test_a_feature_index_cannot_point_outside_its_catalogue(tmp_path):
+    from datasets.errors import FusebenchError
+
+    import numpy as np
+    import pytest
+
+    cat = _catalogue(tmp_path / "shop", "shop")
+    ds = datasets.load(f"catalogue:{cat}", extracted=False)
+    secret = tmp_path / "secret.npy"
+    np.save(secret, np.ones((ds.n_items, 2), dtype=np.float32))
+    (cat / "features").mkdir()
+    (cat / "features" / "index.json").write_text(json.dumps({
+        "item_ids": [str(i) for i in ds.item_ids],
+        "modalities": {"image/x": {"file": "../../secret.npy", "mask": "../../secret.npy"}}}))
+    with pytest.raises(FusebenchError, match="points outside its folder"):
+        datasets.load(f"catalogue:{cat}")
+
+
+def test_recbole_config_cannot_load_pretrained_files():
+    from baselines.base import make_model
+    from datasets.errors import FusebenchError
+
+    import pytest
+
+    with pytest.raises(FusebenchError, match="load files"):
+        make_model("recbole:NeuMF", {"config": '{"use_pretrain": true, "mf_pretrain_path": "/tmp/x.pth"}'})

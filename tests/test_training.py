@@ -77,3 +77,10 @@ def test_one_shot_models_fit_once():
 def test_bad_metric_spec(bad):
     with pytest.raises(FusebenchError):
         parse_metric(bad)
+
+
+def test_an_iterative_model_without_validation_rows_is_a_user_error():
+    train_m, valid = _data()
+    empty = sp.csr_matrix(valid.shape, dtype=np.float32)
+    with pytest.raises(FusebenchError, match="no validation interactions"):
+        train(ScheduledModel(empty), FitData(train=train_m), empty)

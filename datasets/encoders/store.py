@@ -43,6 +43,15 @@ def store_dir(dataset_name: str) -> Path:
     return cache_dir() / "features" / slug(dataset_name)
 
 
+def _inside(folder: Path, name: str, dataset: str) -> Path:
+    """`folder / name`, refused when the index points anywhere else (``../``, an absolute path,
+    a link out): an index is data, and data does not choose which files are read."""
+    path = (Path(folder) / name).resolve()
+    if not path.is_relative_to(Path(folder).resolve()):
+        raise FusebenchError(f"dataset {dataset!r}: {Path(folder) / INDEX} points outside its folder ({name!r})")
+    return path
+
+
 def read_index(folder: Path) -> dict[str, Any] | None:
     p = Path(folder) / INDEX
     if not p.is_file():
@@ -111,10 +120,13 @@ def attach(ds: MultimodalDataset, folder: str | os.PathLike) -> MultimodalDatase
     for mod, entry in sorted(idx["modalities"].items()):
         if mod in feats:
             continue  # a dataset's own modality always wins; extract under another --modality name
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("file", "mask")):
+            raise FusebenchError(f"dataset {ds.name!r}: {folder / INDEX} entry {mod!r} is malformed; extract again")
+        files = _inside(folder, entry["file"], ds.name), _inside(folder, entry["mask"], ds.name)
         try:
-            x = np.load(folder / entry["file"], allow_pickle=False)
-            m = np.load(folder / entry["mask"], allow_pickle=False)
-        except (OSError, ValueError, KeyError) as exc:
+            x = np.load(files[0], allow_pickle=False)
+            m = np.load(files[1], allow_pickle=False)
+        except (OSError, ValueError) as exc:
             raise FusebenchError(f"dataset {ds.name!r}: extracted feature {mod!r} in {folder} is unreadable ({exc})") from exc
         if x.ndim != 2 or x.shape[0] != ds.n_items or m.shape != (ds.n_items,):
             raise FusebenchError(f"dataset {ds.name!r}: extracted feature {mod!r} in {folder} does not align with its items")
