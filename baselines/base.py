@@ -31,6 +31,13 @@ class FitData:
     # without an entry is present for every item (see MultimodalDataset.feature_masks)
     feature_masks: dict[str, np.ndarray] = field(default_factory=dict)
 
+    @classmethod
+    def from_split(cls, dataset, split, device: str = "cpu") -> FitData:
+        """The one way a benchmark run hands a model its data: the split's training matrix
+        and seed, the dataset's item content (never the split's validation or test part)."""
+        return cls(train=split.train, features=dataset.features, item_text=dataset.item_text, seed=split.seed,
+                   device=device, feature_masks=dict(getattr(dataset, "feature_masks", None) or {}))
+
     @property
     def n_users(self) -> int:
         return self.train.shape[0]

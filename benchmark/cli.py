@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import Any, Sequence
 
@@ -21,18 +20,13 @@ import datasets
 from baselines.base import get_model_class, make_model, model_names
 from datasets.errors import EnvironmentFault, FusebenchError
 
+from .metrics import PRIMARY_METRIC
+from .options import DEFAULT_DATASETS, UsageError, parse_params, split_list
 from .records import RecordStore
 from .runner import RunConfig, mmrec_config
 from .training import parse_metric
 
-# `run --all` without --datasets: the dataset the quick start runs in under 30 minutes on 2 cores
-# (the committed leaderboard adds lfm2k with the same budget)
-DEFAULT_DATASETS = ("ml-100k",)
 ENVIRONMENT_FAULT = 3  # exit code of an OSError (full disk, read-only folder); user errors exit 2
-
-
-class UsageError(FusebenchError):
-    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,58 +34,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):  # pragma: no cover - exercised through the CLI tests
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _coerce(name: str, raw: str, default: Any) -> Any:
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        raise UsageError(f"parameter {name} expects true/false, got {raw!r}")
-    if isinstance(default, int) and not isinstance(default, bool):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise UsageError(f"parameter {name} expects an integer, got {raw!r}")
-    if isinstance(default, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise UsageError(f"parameter {name} expects a finite number, got {raw!r}")
-            return float(value)
-        raise UsageError(f"parameter {name} expects a number, got {raw!r}")
-    return value
-
-
-def parse_params(model: str, items: Sequence[str]) -> dict[str, Any]:
-    cls = get_model_class(model)
-    defaults = cls.defaults()
-    params: dict[str, Any] = {}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        if not sep or not name:
-            raise UsageError(f"--param expects NAME=VALUE, got {item!r}")
-        if name not in defaults:
-            raise UsageError(
-                f"model {model!r} has no parameter {name!r}; its parameters: {', '.join(defaults) or '(none)'}"
-            )
-        params[name] = _coerce(name, raw, defaults[name])
-    make_model(model, params)  # let the model reject values it cannot take, before any run
-    return params
-
-
-def _split_list(value: str | None, flag: str | None = None) -> list[str] | None:
-    """A comma-separated option as a list; naming `flag` makes an empty list a user error
-    (``--datasets ,,`` must not quietly mean the default)."""
-    if value is None:
-        return None
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    if flag is not None and not items:
-        raise UsageError(f"{flag} got no names ({value!r})")
-    return items
 
 
 def modality_params(models: list[str], value: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +76,7 @@ def cmd_run(args) -> int:
     if not str(args.results).strip():
         raise UsageError("--results needs a folder")
     RecordStore(args.results).check_layout()
-    models = _split_list(args.models, "--models") if args.all else [args.model]
+    models = split_list(args.models, "--models") if args.all else [args.model]
     models = models or model_names()
     for m in models:
         get_model_class(m)
@@ -143,7 +85,7 @@ def cmd_run(args) -> int:
     params = parse_params(models[0], args.param) if args.param else {}
     if args.modalities is not None:
         params = modality_params(models, args.modalities, params)
-    names = (_split_list(args.datasets, "--datasets") or list(DEFAULT_DATASETS)) if args.all else [args.dataset]
+    names = (split_list(args.datasets, "--datasets") or list(DEFAULT_DATASETS)) if args.all else [args.dataset]
     if args.seed is not None:
         seeds = [args.seed]
     else:
@@ -199,7 +141,7 @@ def cmd_run(args) -> int:
                 raise UsageError(f"{m} {why} ({ds.name})")
     prints = {id(ds): ds.fingerprint() for ds in loaded}  # hashes every interaction: once per dataset
     jobs = [Job(ds.meta["spec"], ds.name, prints[id(ds)], args.data_dir, args.rating_threshold,
-                split_protocol or ("given" if ds.given_split is not None else "random"), m, params, cfg, plan)
+                split_protocol or datasets.default_protocol(ds), m, params, cfg, plan)
             for ds, m in pairs]
     jobs = longest_first(jobs, lambda m: get_model_class(m).iterative)
     bar = tqdm(total=len(jobs) * len(seeds), desc="fusebench", unit="run", disable=None, dynamic_ncols=True)
@@ -341,7 +283,7 @@ def cmd_tune(args) -> int:
     ds = datasets.load(args.dataset, data_dir=args.data_dir, rating_threshold=args.rating_threshold)
     if split_protocol == "given" and ds.given_split is None:
         raise UsageError(f"dataset {ds.name!r} has no split of its own; --protocol {args.protocol} needs one")
-    protocol = split_protocol or ("given" if ds.given_split is not None else "random")
+    protocol = split_protocol or datasets.default_protocol(ds)
     split = datasets.split(ds, protocol=protocol, seed=TUNING_SPLIT_SEED)
     data = tuning_data(ds, split)
     del split  # tuning gets train and valid only
@@ -411,7 +353,7 @@ def cmd_ablate(args) -> int:
         raise UsageError("--seeds must be >= 1")
     split_protocol, cfg = run_config(args, str(resolve_device(args.device)))
     ds = datasets.load(args.dataset, data_dir=args.data_dir, rating_threshold=args.rating_threshold)
-    protocol = split_protocol or ("given" if ds.given_split is not None else "random")
+    protocol = split_protocol or datasets.default_protocol(ds)
     if protocol == "given" and ds.given_split is None:
         raise UsageError(f"dataset {ds.name!r} has no split of its own; --protocol {args.protocol} needs one")
     splits = [datasets.split(ds, protocol=protocol, seed=s) for s in range(args.seeds)]
@@ -422,7 +364,7 @@ def cmd_ablate(args) -> int:
                   f"train={rec['train_seconds']:.1f}s", file=sys.stderr)
 
     text = ablate(RecordStore(args.results), ds, splits, args.model, params, cfg,
-                  modalities=_split_list(args.modalities), force=args.force, on_run=on_run)
+                  modalities=split_list(args.modalities), force=args.force, on_run=on_run)
     print(text)
     print(f"wrote {write_report(args.results, ds.name, args.model, text)}")
     return 0
@@ -467,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "mmrec = MMRec's protocol (given split, stopping_step 20, only train items masked at test)")
     r.add_argument("--modalities", help="feature sets a fusion/content model uses, e.g. text,audio/vggish (default all)")
     r.add_argument("--rating-threshold", type=float, help="ratings >= this are positives (default: all)")
-    r.add_argument("--metric", default="recall@20", help="validation metric for early stopping")
+    r.add_argument("--metric", default=PRIMARY_METRIC, help="validation metric for early stopping")
     r.add_argument("--patience", type=int, help="validations without improvement before stopping (default 10; 21 under mmrec, "
                    "as MMRec's stopping_step 20 stops at the 21st)")
     r.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
@@ -492,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--modalities", help="feature sets a fusion/content model uses (held fixed)")
     t.add_argument("--protocol", help="split protocol (as for run; mmrec = MMRec's protocol)")
     t.add_argument("--rating-threshold", type=float)
-    t.add_argument("--metric", default="recall@20", help="the validation metric to maximise")
+    t.add_argument("--metric", default=PRIMARY_METRIC, help="the validation metric to maximise")
     t.add_argument("--patience", type=int)
     t.add_argument("--eval-every", type=int, default=1)
     t.add_argument("--epochs", type=int, help="as for run: maximum epochs of iterative models (trials also obey --epoch-cap)")
@@ -533,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="model hyper-parameter")
     a.add_argument("--protocol", help="split protocol (as for run; mmrec = MMRec's protocol)")
     a.add_argument("--rating-threshold", type=float)
-    a.add_argument("--metric", default="recall@20", help="validation metric for early stopping")
+    a.add_argument("--metric", default=PRIMARY_METRIC, help="validation metric for early stopping")
     a.add_argument("--patience", type=int)
     a.add_argument("--eval-every", type=int, default=1)
     _run_io_args(a)

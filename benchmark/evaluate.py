@@ -22,7 +22,7 @@ from datasets.errors import FusebenchError
 
 __all__ = ["EvalResult", "evaluate", "mean_metrics"]
 
-DEFAULT_METRICS = ("recall", "precision", "hit", "ndcg", "mrr", "map")
+DEFAULT_METRICS = M.RANK_METRICS  # every metric the kernels compute
 
 
 @dataclass

@@ -37,7 +37,8 @@ from datasets.download import atomic_write
 
 from .records import RecordStore
 from .runner import MAX_EPOCHS
-from .stats import ALPHA, PRIMARY_METRIC, TESTED_METRICS, GroupStats, ModelRuns, compare_models
+from .metrics import PRIMARY_METRIC
+from .stats import ALPHA, TESTED_METRICS, GroupStats, ModelRuns, compare_models
 
 COLUMNS = (
     ("recall@10", "Recall@10"),
@@ -52,7 +53,7 @@ COLD_START = "cold-start-items"
 UP, DOWN, REF = "▲", "▼", "[ref]"
 CAPPED = "†"  # a row with a seed whose training ended at the epoch bound, not by patience
 DEFAULT_SEEDS = 3  # run's --seeds default
-DEFAULT_SETTINGS = {"metric": "recall@20", "patience": 10, "eval_every": 1, "protocol": "fusebench",
+DEFAULT_SETTINGS = {"metric": PRIMARY_METRIC, "patience": 10, "eval_every": 1, "protocol": "fusebench",
                     "mask_valid_at_test": True}
 
 CONVENTIONS = """\
@@ -550,30 +551,19 @@ def rank_summary(tables: list[Table]) -> str:
 
 # --- the command that reproduces the records ------------------------------------------------
 
-def _run_options() -> set[str]:
-    try:
-        from .cli import build_parser
-
-        parser = build_parser()
-        sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-        return {o for a in sub.choices["run"]._actions for o in a.option_strings}
-    except Exception:  # noqa: BLE001 - the command line is a convenience, never a failure
-        return set()
-
-
 def _defaults_of_cli() -> tuple[set[str], set[str]]:
     try:
         import fusion_models  # noqa: F401  (registers the fusion models)
         from baselines.base import model_names
 
-        from .cli import DEFAULT_DATASETS
+        from .options import DEFAULT_DATASETS
 
         return set(DEFAULT_DATASETS), set(model_names())
     except Exception:  # noqa: BLE001
         return set(), set()
 
 
-def _tuning_options(t: dict[str, Any], options: set[str]) -> str:
+def _tuning_options(t: dict[str, Any]) -> str:
     """The run's own tuning flags (records store them, e.g. `--budget 5`); older records: the
     budget as a shell comment."""
     if t.get("options"):
@@ -613,7 +603,6 @@ def reproduce_commands(tables: list[Table]) -> list[str]:
     """`python -m benchmark run --all ...` with the non-default options the records show."""
     from .tuning import DEFAULT_BUDGET
 
-    options = _run_options()
     default_ds, all_models = _defaults_of_cli()
     groups: dict[tuple[str, str], tuple[set, set]] = defaultdict(lambda: (set(), set()))
     free: dict[str, set] = defaultdict(set)  # untunable models by protocol options
@@ -645,7 +634,7 @@ def reproduce_commands(tables: list[Table]) -> list[str]:
                 free[opts].add(r.model)  # nothing to tune: it fits any command of its table
                 free_ds[opts].add(_load_spec(t))
                 continue
-            tflags = _tuning_options(r.tuning, options) if r.tuning is not None else " --no-tune"
+            tflags = _tuning_options(r.tuning) if r.tuning is not None else " --no-tune"
             if tflags == f" --budget {DEFAULT_BUDGET}":
                 tflags = ""  # what `run --all` does anyway
             groups[(opts, tflags)][0].add(_load_spec(t))

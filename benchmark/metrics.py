@@ -47,6 +47,8 @@ __all__ = [
 
 #: Ranking metrics understood by :func:`rank_metrics`, in kernel order.
 RANK_METRICS = ("recall", "precision", "hit", "ndcg", "mrr", "map")
+#: The project's headline metric: validation selection, tuning, the leaderboard's ranking.
+PRIMARY_METRIC = "recall@20"
 
 
 # --------------------------------------------------------------------------- helpers

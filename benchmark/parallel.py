@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-# read by provenance.device_description: how the run shared the machine
-WORKERS_ENV = "FUSEBENCH_PARALLEL_RUNS"
+from .provenance import REVISION_ENV, WORKERS_ENV, git_revision  # light: the standard library only
+
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 MAX_AUTO_JOBS = 4
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -116,8 +116,6 @@ _SPLITS: dict[tuple, tuple[Any, dict[int, Any]]] = {}
 
 
 def _init_worker(threads: int, workers: int, parent: int, revision: str | None) -> None:
-    from .provenance import REVISION_ENV
-
     for var in THREAD_VARS:
         os.environ[var] = str(threads)
     os.environ[WORKERS_ENV] = str(workers)
@@ -152,8 +150,6 @@ def run_parallel(jobs: list[Job], workers: int, on_done: Callable[[int, Any], No
     called in the parent as each job finishes (in completion order). The first error stops
     every worker and is raised here."""
     import multiprocessing as mp
-
-    from .provenance import git_revision
 
     threads = max(1, cpu_cores() // workers)
     ctx = mp.get_context("spawn")

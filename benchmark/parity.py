@@ -23,6 +23,8 @@ import tempfile
 
 import numpy as np
 
+from .metrics import PRIMARY_METRIC
+
 PAIRS = {
     # ours: (our name, our params, RecBole name, RecBole params)
     "bpr": ("bpr", {}, "recbole:BPR", {}),
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="max epochs for both sides (default: 300)")
     p.add_argument("--learning-rate", type=float, default=None, help="learning rate for both sides (default 1e-3)")
     p.add_argument("--patience", type=int, default=10)
-    p.add_argument("--metric", default="recall@20", help="validation metric for early stopping")
+    p.add_argument("--metric", default=PRIMARY_METRIC, help="validation metric for early stopping")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
 
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                     out = run_one(store, ds, split, model, params, cfg, force=True)
                     r = out.record
                     tr = r["training"]
-                    rec.append(r["test"]["recall@20"])
+                    rec.append(r["test"][PRIMARY_METRIC])
                     ndcg.append(r["test"]["ndcg@20"])
                     n_ep = tr.get("epochs_run") or 1
                     epoch_s.append(r["train_seconds"] / n_ep)

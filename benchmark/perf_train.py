@@ -81,10 +81,9 @@ def main_train(argv: list[str] | None = None) -> int:
 
     metrics.warmup()  # the metric core's JIT compile is not a validation pass
     ds = datasets.load(args.dataset, data_dir=args.data_dir)
-    protocol = "given" if ds.given_split is not None else "random"
+    protocol = datasets.default_protocol(ds)
     split = datasets.split(ds, protocol=protocol, seed=0)
-    data = FitData(train=split.train, features=ds.features, item_text=ds.item_text, seed=0,
-                   feature_masks=dict(getattr(ds, "feature_masks", None) or {}))
+    data = FitData.from_split(ds, split)
     print(f"perf train: {ds.name} ({ds.n_users:,} users x {ds.n_items:,} items, {split.train.nnz:,} training "
           f"interactions, {protocol} split seed 0), torch {torch.__version__} with {torch.get_num_threads()} "
           f"threads, {args.epochs} epochs per model (median of epochs 2..{args.epochs})")

@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from .parallel import WORKERS_ENV
-
 REVISION_ENV = "FUSEBENCH_GIT_REVISION"  # set in `run`'s workers: the revision at the run's start
+# set in the workers of `run --jobs N` (benchmark.parallel): how the run shared the machine
+WORKERS_ENV = "FUSEBENCH_PARALLEL_RUNS"
 
 PACKAGES = ("fusebench", "numpy", "scipy", "pandas", "scikit-learn", "numba", "torch", "optuna", "recbole")
 

@@ -50,6 +50,7 @@ from datasets.errors import FusebenchError
 
 from datasets.download import atomic_write
 
+from .metrics import PRIMARY_METRIC, RANK_METRICS
 from .records import RecordStore
 from .runner import RunConfig, mmrec_config, run_one
 from .stats import bootstrap_ci, seed_average
@@ -201,14 +202,14 @@ def compact(ds: datasets.MultimodalDataset) -> datasets.MultimodalDataset:
 
 def run_config(paper: Paper, device: str) -> RunConfig:
     pr = paper.protocol
-    metrics = tuple(pr.get("metrics", ("recall", "precision", "hit", "ndcg", "mrr", "map")))
+    metrics = tuple(pr.get("metrics", RANK_METRICS))
     ks = tuple(int(k) for k in pr.get("ks", (10, 20, 50)))
     cited = {int(_CELL.match(c).group(2)) for r in paper.results.values() for m in r.values() for c in m}
     cited_metrics = {_CELL.match(c).group(1) for r in paper.results.values() for m in r.values() for c in m}
-    vm, vk = _CELL.match(pr.get("metric", "recall@20")).groups()
+    vm, vk = _CELL.match(pr.get("metric", PRIMARY_METRIC)).groups()
     metrics = tuple(dict.fromkeys((*metrics, *sorted(cited_metrics), vm)))
     ks = tuple(sorted({*ks, *cited, int(vk)}))
-    common = {"metric": pr.get("metric", "recall@20"), "metrics": metrics, "ks": ks, "device": device}
+    common = {"metric": pr.get("metric", PRIMARY_METRIC), "metrics": metrics, "ks": ks, "device": device}
     for key in ("patience", "epochs"):
         if key in pr:
             common[key] = int(pr[key])
@@ -306,7 +307,7 @@ class Cell:
 
 def _parse_overrides(items: Sequence[str], models: Sequence[str]) -> dict[str, Any]:
     """``NAME=VALUE`` applied to every model of the run that has parameter NAME."""
-    from .cli import UsageError, _coerce
+    from .options import UsageError, coerce
 
     out: dict[str, Any] = {}
     for item in items:
@@ -316,7 +317,7 @@ def _parse_overrides(items: Sequence[str], models: Sequence[str]) -> dict[str, A
         owners = [m for m in models if name in get_model_class(m).defaults()]
         if not owners:
             raise UsageError(f"--param {name}: none of {', '.join(models)} has that parameter")
-        out[name] = _coerce(name, raw, get_model_class(owners[0]).defaults()[name])
+        out[name] = coerce(name, raw, get_model_class(owners[0]).defaults()[name])
     return out
 
 
@@ -506,7 +507,7 @@ def reproduce_cmd(args) -> int:
 
     from baselines.torch_base import resolve_device
 
-    from .cli import UsageError, _split_list
+    from .options import UsageError, split_list
 
     if args.list:
         if args.name:
@@ -528,7 +529,7 @@ def reproduce_cmd(args) -> int:
 
     try:
         path = reproduce(paper, seeds=args.seeds, data_dir=args.data_dir, results=args.results,
-                         models=_split_list(args.models), dataset_names=_split_list(args.datasets),
+                         models=split_list(args.models), dataset_names=split_list(args.datasets),
                          param_items=args.param, device=str(resolve_device(args.device)), force=args.force,
                          grid=args.grid, on_run=on_run)
     except DataMissing as exc:

@@ -11,12 +11,12 @@ from baselines import FitData, get_model_class, make_model
 from datasets import MultimodalDataset, Split
 from datasets.errors import FusebenchError
 
-from .evaluate import evaluate
+from .evaluate import DEFAULT_METRICS, evaluate
+from .metrics import PRIMARY_METRIC
 from .provenance import provenance
 from .records import RECORD_VERSION, RecordStore, record_key
 from .training import train
 
-DEFAULT_METRICS = ("recall", "precision", "hit", "ndcg", "mrr", "map")
 DEFAULT_KS = (10, 20, 50)
 # the parts of a run's `tuning` description that define the run (its record key): the same
 # budget tuned the same way is the same run (skipped on resume); another budget is another run.
@@ -31,7 +31,7 @@ TUNING_IDENTITY = ("budget", "epoch_cap", "metric", "sampler", "pruner", "split_
 class RunConfig:
     """Protocol settings shared by every run of a benchmark invocation."""
 
-    metric: str = "recall@20"  # validation metric for early stopping / selection
+    metric: str = PRIMARY_METRIC  # validation metric for early stopping / selection
     patience: int = 10  # evaluations without improvement before stopping
     eval_every: int = 1
     metrics: tuple[str, ...] = DEFAULT_METRICS
@@ -60,7 +60,7 @@ def mmrec_config(**overrides) -> RunConfig:
 
     MMRec's early_stopping counts evaluations without improvement and stops once the count
     exceeds stopping_step, i.e. at the 21st; our `patience` stops at the patience-th, so 21."""
-    return RunConfig(**{"metric": "recall@20", "patience": 21, "mask_valid_at_test": False,
+    return RunConfig(**{"metric": PRIMARY_METRIC, "patience": 21, "mask_valid_at_test": False,
                         "epochs": MAX_EPOCHS, "name": "mmrec", **overrides})
 
 
@@ -133,10 +133,7 @@ def run_one(
     if not force and store.exists(dataset.name, model_name, key):
         return RunOutcome(status="skipped", key=key)
 
-    data = FitData(
-        train=split.train, features=dataset.features, item_text=dataset.item_text,
-        seed=split.seed, device=cfg.device, feature_masks=dict(getattr(dataset, "feature_masks", None) or {}),
-    )
+    data = FitData.from_split(dataset, split, cfg.device)
     if trained is not None and trained.split_seed == split.seed and trained.model.get_params() == resolved \
             and type(trained.model) is type(model):
         model, outcome = trained.model, trained.outcome

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats as sps
 
+from .metrics import PRIMARY_METRIC
+
 __all__ = [
     "PairedTest", "paired_test", "holm", "bootstrap_ci", "seed_average",
     "ModelRuns", "Comparison", "GroupStats", "compare_models",
@@ -41,7 +43,6 @@ __all__ = [
 
 # per-user metrics the leaderboard shows (coverage is list-level: it has no per-user values)
 TESTED_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@20")
-PRIMARY_METRIC = "recall@20"
 ALPHA = 0.05
 BASELINE_PREFIX = "baseline/"
 FUSION_FAMILY = "fusion"

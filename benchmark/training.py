@@ -25,7 +25,7 @@ from baselines.base import FitData, Recommender
 from datasets.errors import FusebenchError
 
 from .evaluate import evaluate
-from .metrics import RANK_METRICS
+from .metrics import PRIMARY_METRIC, RANK_METRICS
 
 
 def parse_metric(metric: str) -> tuple[str, int]:
@@ -57,7 +57,7 @@ def train(
     data: FitData,
     valid: sp.csr_matrix,
     *,
-    metric: str = "recall@20",
+    metric: str = PRIMARY_METRIC,
     eval_every: int = 1,
     patience: int = 10,
     on_eval: Callable[[int, float], None] | None = None,

@@ -12,7 +12,7 @@ from .core import MultimodalDataset, Split, interactions_to_csr
 from .download import DatasetUnavailable
 from .errors import FusebenchError
 from .registry import available, load, resolve_name
-from .splits import PROTOCOLS, split
+from .splits import PROTOCOLS, default_protocol, split
 from .summary import describe
 
 __all__ = [
@@ -26,5 +26,6 @@ __all__ = [
     "resolve_name",
     "split",
     "PROTOCOLS",
+    "default_protocol",
     "describe",
 ]

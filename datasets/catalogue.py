@@ -35,8 +35,6 @@ import pandas as pd
 from .atomic import densify
 from .core import MultimodalDataset
 from .errors import FusebenchError
-
-CATALOGUE_PREFIX = "catalogue:"
 CONTENT_DIRS = {"image": "images", "audio": "audio", "video": "video"}
 EXTENSIONS = {
     "image": (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"),

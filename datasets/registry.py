@@ -19,7 +19,6 @@ name, resolved mirror/cache folders and rating threshold.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import replace
 from collections.abc import Callable
 from functools import lru_cache
@@ -30,12 +29,8 @@ import numpy as np
 from .core import MultimodalDataset
 from .download import cache_dir, mirror_dir
 from .errors import FusebenchError
+from .specs import CATALOGUE_PREFIX, MMREC_PREFIX, PATH_PREFIXES, RECBOLE_PREFIX, split_alias
 
-MMREC_PREFIX = "mmrec:"
-RECBOLE_PREFIX = "recbole:"
-CATALOGUE_PREFIX = "catalogue:"
-PATH_PREFIXES = (MMREC_PREFIX, RECBOLE_PREFIX, CATALOGUE_PREFIX)
-ALIAS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def _ml100k(data_dir):
@@ -150,15 +145,6 @@ def _load_spec(name: str, mirror: str | None, extracted: bool) -> MultimodalData
     from .encoders.store import attach, store_dir
 
     return attach(ds, store_dir(name))
-
-
-def split_alias(name: str) -> tuple[str | None, str]:
-    """``ALIAS=SPEC`` -> (ALIAS, SPEC); any other name -> (None, name). Only a short word
-    before ``=`` is an alias, so a folder path holding ``=`` is still a path."""
-    head, sep, rest = name.partition("=")
-    if sep and ALIAS_RE.fullmatch(head) and rest:
-        return head, rest
-    return None, name
 
 
 def resolve_name(name: str) -> str:

@@ -60,6 +60,12 @@ _PARAMS = {
 }
 
 
+def default_protocol(dataset: MultimodalDataset) -> str:
+    """The split a dataset is evaluated on unless one is asked for: the source's own split when
+    it has one (MMRec folders, RecBole benchmark files), else per-user random 8:1:1."""
+    return "given" if dataset.given_split is not None else "random"
+
+
 def has_timestamps(dataset: MultimodalDataset) -> bool:
     """True when every interaction has a timestamp (none is the -1 sentinel)."""
     ts = dataset.interactions["timestamp"].to_numpy()

@@ -22,6 +22,10 @@ from .base import (
     resolve_device,
 )
 
+# each module registers its encoders when imported (they import their heavy libraries only
+# when an encoder runs); here, so that the registry's module never imports them back
+from . import audio, image, text, video  # noqa: E402,F401
+
 __all__ = [
     "ENCODERS",
     "EncodeResult",

@@ -236,17 +236,11 @@ def register(cls: type[Encoder]) -> type[Encoder]:
     return cls
 
 
-def _ensure_registered() -> None:
-    from . import audio, image, text, video  # noqa: F401  (each module registers its encoders)
-
-
 def encoder_names() -> list[str]:
-    _ensure_registered()
     return sorted(ENCODERS)
 
 
 def get_encoder_class(name: str) -> type[Encoder]:
-    _ensure_registered()
     try:
         return ENCODERS[name]
     except KeyError:

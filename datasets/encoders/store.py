@@ -29,6 +29,7 @@ import numpy as np
 from ..core import MODALITY_ROOTS, MultimodalDataset
 from ..download import atomic_write, cache_dir
 from ..errors import FusebenchError
+from ..specs import CATALOGUE_PREFIX
 from .cache import slug
 
 INDEX = "index.json"
@@ -36,8 +37,6 @@ INDEX = "index.json"
 
 def store_dir(dataset_name: str) -> Path:
     """Where ``features extract`` writes for ``dataset_name`` (see the module doc)."""
-    from ..catalogue import CATALOGUE_PREFIX
-
     if dataset_name.startswith(CATALOGUE_PREFIX):
         return Path(dataset_name[len(CATALOGUE_PREFIX):]) / "features"
     return cache_dir() / "features" / slug(dataset_name)
