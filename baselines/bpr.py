@@ -28,6 +28,17 @@ def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor
     return -F.logsigmoid(pos_scores - neg_scores).mean()
 
 
+def recbole_bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
+    """RecBole's BPRLoss, -mean log(1e-10 + sigmoid(s_pos - s_neg)): kept where a model must
+    match RecBole's to the bit (it differs from `bpr_loss` where sigmoid underflows)."""
+    return -torch.log(1e-10 + torch.sigmoid(pos_scores - neg_scores)).mean()
+
+
+def pair_bpr_loss(u: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """`bpr_loss` of dot-product scores: user rows `u` against positive and negative item rows."""
+    return bpr_loss((u * pos).sum(-1), (u * neg).sum(-1))
+
+
 @register
 class BPRMF(TorchRecommender):
     name = "bpr"

@@ -37,8 +37,8 @@ from torch import nn
 from datasets.errors import FusebenchError
 
 from .base import FitData, register
-from .modalities import select_features, stack_features
 from .bpr import bpr_loss
+from .modalities import select_features, stack_features
 from .torch_base import TorchRecommender, embedding_space, item_rows
 
 LOSSES = ("bpr", "warp")

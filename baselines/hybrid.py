@@ -95,7 +95,8 @@ class HybridBlend(Recommender):
         if not 0.0 <= w <= 1.0:
             raise FusebenchError(f"parameter weight must be a number in [0, 1], got {self.weight!r}")
         if self.normalize not in NORMALIZATIONS:
-            raise FusebenchError(f"parameter normalize must be one of {', '.join(NORMALIZATIONS)}, got {self.normalize!r}")
+            raise FusebenchError(f"parameter normalize must be one of {', '.join(NORMALIZATIONS)}, "
+                                 f"got {self.normalize!r}")
         for role in ("cf", "content"):
             name = getattr(self, role)
             if not isinstance(name, str):

@@ -24,6 +24,7 @@ by `set_state`.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 
 from .base import FitData, register
+from .bpr import recbole_bpr_loss
 from .torch_base import TorchRecommender
 
 
@@ -64,6 +66,16 @@ class _SymmetricSpmm(torch.autograd.Function):
         return None, ctx.adj @ grad
 
 
+def propagate(mm: Callable[[torch.Tensor], torch.Tensor], ego: torch.Tensor, n_layers: int) -> torch.Tensor:
+    """LightGCN's propagation: the mean of ego, A ego, ..., A^n_layers ego, with `mm` the
+    product by the normalised adjacency A (every graph model's layer combination, one place)."""
+    total, e = ego, ego
+    for _ in range(int(n_layers)):
+        e = mm(e)
+        total = total + e
+    return total / (int(n_layers) + 1)
+
+
 class LightGCNModule(nn.Module):
     def __init__(self, n_users: int, n_items: int, dim: int, n_layers: int, adj: torch.Tensor):
         super().__init__()
@@ -75,12 +87,8 @@ class LightGCNModule(nn.Module):
         self.register_buffer("adj", adj, persistent=False)
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        e = torch.cat([self.user.weight, self.item.weight], dim=0)
-        total = e
-        for _ in range(self.n_layers):
-            e = _SymmetricSpmm.apply(self.adj, e)
-            total = total + e
-        final = total / (self.n_layers + 1)
+        ego = torch.cat([self.user.weight, self.item.weight], dim=0)
+        final = propagate(lambda e: _SymmetricSpmm.apply(self.adj, e), ego, self.n_layers)
         return final[: self.n_users], final[self.n_users :]
 
 
@@ -140,7 +148,7 @@ class LightGCN(TorchRecommender):
         user_all, item_all = m()
         u, p, n = user_all[users], item_all[pos], item_all[neg]
         pos_scores, neg_scores = (u * p).sum(-1), (u * n).sum(-1)
-        mf_loss = -torch.log(1e-10 + torch.sigmoid(pos_scores - neg_scores)).mean()
+        mf_loss = recbole_bpr_loss(pos_scores, neg_scores)
         ego = (m.user(users), m.item(pos), m.item(neg))
         if self.require_pow:
             reg = sum(e.norm(p=2).pow(2) for e in ego) / len(users) / 2

@@ -41,7 +41,8 @@ def parse_spec(spec: str) -> list[str] | None:
     return names
 
 
-def select_features(features: dict[str, np.ndarray], spec: str = ALL, n_items: int | None = None) -> dict[str, np.ndarray]:
+def select_features(features: dict[str, np.ndarray], spec: str = ALL,
+                    n_items: int | None = None) -> dict[str, np.ndarray]:
     """The feature sets named by ``spec`` (see the module doc), validated.
 
     Raises FusebenchError when the dataset has no item features, when a name matches no
@@ -73,13 +74,26 @@ def select_features(features: dict[str, np.ndarray], spec: str = ALL, n_items: i
     for name in chosen:
         x = np.asarray(features[name])
         if x.ndim != 2 or x.shape[1] == 0:
-            raise FusebenchError(f"feature set {name!r} must be a 2-D (n_items, d) array with d > 0, got shape {x.shape}")
+            raise FusebenchError(f"feature set {name!r} must be a 2-D (n_items, d) array with d > 0, "
+                                 f"got shape {x.shape}")
         if n_items is not None and x.shape[0] != n_items:
             raise FusebenchError(f"feature set {name!r} has {x.shape[0]} rows but there are {n_items} items")
         if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
             raise FusebenchError(f"feature set {name!r} has non-finite or non-numeric values")
         out[name] = x
     return out
+
+
+def feature_mask(masks: dict[str, np.ndarray] | None, name: str, n_items: int) -> np.ndarray | None:
+    """Modality `name`'s presence mask from `FitData.feature_masks` as bool (n_items,), checked;
+    None when the modality has none (every item present)."""
+    m = (masks or {}).get(name)
+    if m is None:
+        return None
+    m = np.asarray(m, dtype=bool)
+    if m.shape != (n_items,):
+        raise FusebenchError(f"feature mask of {name!r} has shape {m.shape}, expected ({n_items},)")
+    return m
 
 
 def l2_normalize_rows(x: np.ndarray) -> np.ndarray:

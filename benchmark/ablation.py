@@ -20,9 +20,8 @@ from tabulate import tabulate
 
 from baselines.base import get_model_class
 from datasets import MultimodalDataset, Split
-from datasets.errors import FusebenchError
-
 from datasets.download import atomic_write
+from datasets.errors import FusebenchError
 
 from .records import RecordStore
 from .runner import RunConfig, run_one
@@ -78,7 +77,8 @@ def ablate(
         for split in splits:
             out = run_one(store, dataset, split, model_name, {**params, "modalities": ",".join(v.modalities)},
                           cfg, force=force)
-            rec = store.load(dataset.name, model_name, out.key) if out.record is None else {**out.record, "_path": out.path}
+            rec = (store.load(dataset.name, model_name, out.key) if out.record is None
+                   else {**out.record, "_path": out.path})
             if rec.get("failed"):
                 raise FusebenchError(f"{model_name} ({v.label}) seed {split.seed} diverged ({rec['failed']}); its "
                                      f"failure is recorded in {rec['_path']}")

@@ -15,9 +15,9 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-import fusion_models  # noqa: F401  (registers the fusion models)
 import datasets
-from baselines.base import get_model_class, make_model, model_names
+import fusion_models  # noqa: F401  (registers the fusion models)
+from baselines.base import get_model_class, model_names
 from datasets.errors import EnvironmentFault, FusebenchError
 
 from .metrics import PRIMARY_METRIC
@@ -245,7 +245,7 @@ def _positive_int(flag: str, value: str) -> int:
 def run_budget(args):
     """`run --all` tunes with the default budget unless --no-tune; a single run tunes when
     --budget is given (otherwise it trains the given configuration: defaults or --param)."""
-    from .tuning import DEFAULT_BUDGET, Budget, PRUNERS
+    from .tuning import DEFAULT_BUDGET, PRUNERS, Budget
 
     if args.pruner not in PRUNERS:
         raise UsageError(f"unknown pruner {args.pruner!r}; available: {', '.join(PRUNERS)}")
@@ -262,7 +262,7 @@ def cmd_tune(args) -> int:
     from baselines.torch_base import resolve_device
 
     from .pipeline import tuning_data
-    from .tuning import TUNING_SPLIT_SEED, Budget, PRUNERS, tune
+    from .tuning import PRUNERS, TUNING_SPLIT_SEED, Budget, tune
 
     if args.trials is not None and args.timeout is not None:
         raise UsageError("tune takes --trials or --timeout, not both")
@@ -407,10 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="model hyper-parameter")
     r.add_argument("--protocol", help="split protocol (default: the source's split if it has one, else random 8:1:1); "
                    "mmrec = MMRec's protocol (given split, stopping_step 20, only train items masked at test)")
-    r.add_argument("--modalities", help="feature sets a fusion/content model uses, e.g. text,audio/vggish (default all)")
+    r.add_argument("--modalities",
+                   help="feature sets a fusion/content model uses, e.g. text,audio/vggish (default all)")
     r.add_argument("--rating-threshold", type=float, help="ratings >= this are positives (default: all)")
     r.add_argument("--metric", default=PRIMARY_METRIC, help="validation metric for early stopping")
-    r.add_argument("--patience", type=int, help="validations without improvement before stopping (default 10; 21 under mmrec, "
+    r.add_argument("--patience", type=int,
+                   help="validations without improvement before stopping (default 10; 21 under mmrec, "
                    "as MMRec's stopping_step 20 stops at the 21st)")
     r.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
     r.add_argument("--epochs", type=int, help="maximum epochs of every iterative model whose epochs are not set by "
@@ -427,7 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tune", help="tune one model on one dataset (validation only), e.g. as one of several workers")
     t.add_argument("--dataset", required=True)
     t.add_argument("--model", required=True)
-    t.add_argument("--trials", type=int, help="number of finished trials the study should hold (default: the run --all budget)")
+    t.add_argument("--trials", type=int,
+                   help="number of finished trials the study should hold (default: the run --all budget)")
     t.add_argument("--timeout", type=float, help="instead of --trials: seconds of trial time")
     t.add_argument("--study", help="study name (default: derived from dataset, model and protocol)")
     t.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="hold a hyper-parameter fixed")
@@ -437,7 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--metric", default=PRIMARY_METRIC, help="the validation metric to maximise")
     t.add_argument("--patience", type=int)
     t.add_argument("--eval-every", type=int, default=1)
-    t.add_argument("--epochs", type=int, help="as for run: maximum epochs of iterative models (trials also obey --epoch-cap)")
+    t.add_argument("--epochs", type=int,
+                   help="as for run: maximum epochs of iterative models (trials also obey --epoch-cap)")
     t.add_argument("--device", default="auto")
     t.add_argument("--data-dir")
     t.add_argument("--results", default="results", help="results folder (the default SQLite storage lives there)")

@@ -41,10 +41,10 @@ def extract(dataset: str, encoder: str, modality: str | None = None, content: st
     """Encode ``dataset``'s content with ``encoder`` and store it; returns a summary dict."""
     import datasets
     from datasets.catalogue import catalogue_content_dir, content_paths
-    from datasets.specs import CATALOGUE_PREFIX
     from datasets.encoders import get_encoder
     from datasets.encoders.store import store_dir, write_feature
     from datasets.registry import clear_cache, resolve_name
+    from datasets.specs import CATALOGUE_PREFIX
 
     name = resolve_name(dataset)
     enc = get_encoder(encoder, batch_size=batch_size, device=device, progress=progress)

@@ -32,12 +32,12 @@ import numpy as np
 from scipy.stats import rankdata
 from tabulate import tabulate
 
-from . import plots
 from datasets.download import atomic_write
 
+from . import plots
+from .metrics import PRIMARY_METRIC
 from .records import RecordStore
 from .runner import MAX_EPOCHS
-from .metrics import PRIMARY_METRIC
 from .stats import ALPHA, TESTED_METRICS, GroupStats, ModelRuns, compare_models
 
 COLUMNS = (
@@ -380,7 +380,8 @@ def _markdown_table(table: Table) -> str:
         if row.capped:
             label += f" {CAPPED}"
         first = row.records[0]
-        out = [label, FAMILY_NAMES.get(row.family, row.family), ", ".join(first["model"].get("modalities") or []) or "–"]
+        out = [label, FAMILY_NAMES.get(row.family, row.family),
+               ", ".join(first["model"].get("modalities") or []) or "–"]
         for key, _ in COLUMNS:
             out.append(_fmt(row.values(key)))
         out += [
@@ -458,7 +459,8 @@ def _notes(table: Table) -> list[str]:
                      "validation was still improving within the patience window, not by the stopping rule: "
                      + "; ".join(parts) + ".")
     elif any(r.records[0].get("training", {}).get("epochs_run") is not None for r in table.rows):
-        notes.append(f"Every iterative run in this table stopped by patience (none at its epoch bound, no {CAPPED} rows).")
+        notes.append("Every iterative run in this table stopped by patience (none at its epoch bound, "
+                     f"no {CAPPED} rows).")
     if table.dropped:
         notes.append("Other hyper-parameter sets run but not shown: "
                      + ", ".join(f"{m} ({n})" for m, n in sorted(table.dropped.items())) + ".")
@@ -720,7 +722,8 @@ def render(records: list[dict[str, Any]], tables: list[Table] | None = None, plo
     revs = sorted({(r.get("provenance") or {}).get("git_revision") or "unknown" for r in records})
     devices = sorted({(r.get("provenance") or {}).get("device") or "?" for r in records})
     dates = sorted(d[:10] for d in map(_created, records) if d)
-    when = (f"runs dated {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "") + " UTC; ") if dates else ""
+    when = (f"runs dated {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "")
+            + " UTC; ") if dates else ""
     parts = [
         "# fusebench leaderboard",
         "",

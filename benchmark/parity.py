@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     from .runner import RunConfig, run_one
 
     ds = datasets.load(args.dataset)
-    cfg = RunConfig(metric=args.metric, patience=args.patience, device=args.device, ks=(20,), metrics=("recall", "ndcg"))
+    cfg = RunConfig(metric=args.metric, patience=args.patience, device=args.device, ks=(20,),
+                    metrics=("recall", "ndcg"))
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in names if m not in PAIRS]
     if unknown:

@@ -58,8 +58,9 @@ def main_train(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.epochs < 2:
         raise FusebenchError("--epochs must be >= 2 (the first epoch is reported apart)")
-    import fusion_models  # noqa: F401  (registers the fusion models)
     import torch
+
+    import fusion_models  # noqa: F401  (registers the fusion models)
 
     names = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else [
         m for m in model_names() if get_model_class(m).iterative]

@@ -46,9 +46,8 @@ import numpy as np
 import datasets
 import fusion_models  # noqa: F401  (registers the multimodal models the tables name)
 from baselines.base import get_model_class, make_model
-from datasets.errors import FusebenchError
-
 from datasets.download import atomic_write
+from datasets.errors import FusebenchError
 
 from .metrics import PRIMARY_METRIC, RANK_METRICS
 from .records import RecordStore
@@ -111,7 +110,8 @@ def load_paper(name: str) -> Paper:
     if not (name.endswith(".toml") and path.is_file()):
         path = PAPERS_DIR / f"{name}.toml"
         if not path.is_file():
-            raise FusebenchError(f"unknown table {name!r}; available: {', '.join(paper_names())} (or a path to a .toml)")
+            raise FusebenchError(f"unknown table {name!r}; available: {', '.join(paper_names())} "
+                                 "(or a path to a .toml)")
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
@@ -189,7 +189,8 @@ def compact(ds: datasets.MultimodalDataset) -> datasets.MultimodalDataset:
     umap[users] = np.arange(len(users))
     imap = np.full(ds.n_items, -1, dtype=np.int64)
     imap[items] = np.arange(len(items))
-    new = df.assign(user=umap[df["user"].to_numpy()].astype(np.int32), item=imap[df["item"].to_numpy()].astype(np.int32))
+    new = df.assign(user=umap[df["user"].to_numpy()].astype(np.int32),
+                    item=imap[df["item"].to_numpy()].astype(np.int32))
     return replace(
         ds, interactions=new.reset_index(drop=True), n_users=len(users), n_items=len(items),
         user_ids=np.asarray(ds.user_ids)[users], item_ids=np.asarray(ds.item_ids)[items],
@@ -421,8 +422,9 @@ def _stats_line(paper: Paper, name: str, ds) -> tuple[str, str | None]:
     theirs = (int(src["users"]), int(src["items"]), int(src["interactions"]))
     same = ours == theirs
     line = f"ours {fmt(ours)}, source {fmt(theirs)} (users / items / interactions): {'match' if same else 'DIFFER'}"
-    diff = None if same else (f"{paper.datasets[name].get('label', name)}: the loaded data has {fmt(ours)} users / items / "
-                              f"interactions, the source {fmt(theirs)}; a different dataset explains any gap on its own.")
+    diff = None if same else (f"{paper.datasets[name].get('label', name)}: the loaded data has {fmt(ours)} "
+                              f"users / items / interactions, the source {fmt(theirs)}; a different dataset "
+                              "explains any gap on its own.")
     return line, diff
 
 
@@ -432,7 +434,8 @@ def render_report(paper, cells, loaded, chosen, overrides, seeds, device, runs, 
     info, pr = paper.info, paper.protocol
     n_ok = sum(c.reproduced for c in cells)
     out = [f"# Reproduction: {info['title']}", ""]
-    out += [f"- Source: {info['source']}" + (f" (commit `{info['source_commit']}`)" if info.get("source_commit") else ""),
+    out += [f"- Source: {info['source']}"
+            + (f" (commit `{info['source_commit']}`)" if info.get("source_commit") else ""),
             f"- Table: {info.get('table', '–')}"]
     if info.get("citation"):
         out.append(f"- Citation: {info['citation']}")
@@ -442,7 +445,8 @@ def render_report(paper, cells, loaded, chosen, overrides, seeds, device, runs, 
     out += ["## Protocol", ""] + [f"- {d}" for d in pr.get("description", [])]
     out += ["", "## Verdict rule", "",
             "Ours = mean over seeds ± sample std. 95% CI (seeds) = Student t-interval of the mean over seeds "
-            "(needs >= 2 seeds; clipped to [0, 1]; wide with few seeds: t(0.975, 1) = 12.7); 95% CI (users) = percentile bootstrap over test users (1000 resamples) of the "
+            "(needs >= 2 seeds; clipped to [0, 1]; wide with few seeds: t(0.975, 1) = 12.7); 95% CI (users) = "
+            "percentile bootstrap over test users (1000 resamples) of the "
             "per-user values averaged over seeds. A cell is **reproduced** when the published value lies in our "
             "95% interval (the seed t-interval with >= 2 seeds, else the user bootstrap) or within "
             f"{paper.tolerance:.0%} (relative) of our mean; otherwise **not reproduced**.", "",
@@ -455,7 +459,8 @@ def render_report(paper, cells, loaded, chosen, overrides, seeds, device, runs, 
             extra_diffs.append(diff)
         sub = [c for c in cells if c.dataset == name]
         out += [f"## {label} (`{name}`)", "", f"Data: {stats}.", "",
-                "| Model | Metric | Published | Ours (mean ± std) | Δ abs | Δ rel | 95% CI (seeds, t) | 95% CI (users, bootstrap) | Verdict |",
+                "| Model | Metric | Published | Ours (mean ± std) | Δ abs | Δ rel | 95% CI (seeds, t) | "
+                "95% CI (users, bootstrap) | Verdict |",
                 "|---|---|---:|---:|---:|---:|---:|---:|---|"]
         for c in sub:
             cs, cu = c.ci_seeds, c.ci_users
@@ -469,30 +474,34 @@ def render_report(paper, cells, loaded, chosen, overrides, seeds, device, runs, 
         extra_diffs.append("Parameters overridden on the command line (not the source's configuration): "
                            + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())) + ".")
     if grid:
-        extra_diffs.append(f"Grid search (--grid): each model's stated grid was run on seed 0 and the point with the best "
-                           f"validation {paper.protocol.get('metric', 'recall@20')} kept for every seed; test results never "
-                           "took part in the choice.")
+        extra_diffs.append(f"Grid search (--grid): each model's stated grid was run on seed 0 and the point with "
+                           f"the best validation {paper.protocol.get('metric', 'recall@20')} kept for every seed; "
+                           "test results never took part in the choice.")
     else:
         with_grid = [m for m in models if paper.models[m].get("grid")]
         if with_grid:
-            extra_diffs.append("Fixed configurations: the source searched a grid per model; this run used one configuration "
-                               f"per model (`--grid` runs the stated grids of {', '.join(with_grid)}, selecting on validation).")
+            extra_diffs.append("Fixed configurations: the source searched a grid per model; this run used one "
+                               f"configuration per model (`--grid` runs the stated grids of {', '.join(with_grid)}, "
+                               "selecting on validation).")
     if seeds < 2:
-        extra_diffs.append("One seed only: the verdict interval is the per-user bootstrap, which ignores the variation between seeds.")
+        extra_diffs.append("One seed only: the verdict interval is the per-user bootstrap, which ignores the "
+                           "variation between seeds.")
     skipped = [m for m in paper.models if m not in models]
     if skipped:
         extra_diffs.append(f"Models of the table not run this time: {', '.join(skipped)}.")
     out += ["## Known protocol differences that can explain a gap", ""]
     out += [f"- {d}" for d in [*pr.get("differences", []), *extra_diffs]]
     out += ["", "## Configurations run", "",
-            "| Dataset | Model | Our parameters | Stated by the source | Grid points tried (best valid) | Epochs run (best epoch) per seed |",
+            "| Dataset | Model | Our parameters | Stated by the source | Grid points tried (best valid) | "
+            "Epochs run (best epoch) per seed |",
             "|---|---|---|---|---|---|"]
     for (name, m), p in chosen.items():
         epochs = [f"{r.get('training', {}).get('epochs_run', '–')} ({r.get('training', {}).get('best_epoch', '–')})"
                   for r in runs[(name, m)]]
         ptxt = ", ".join(f"{k}={v}" for k, v in sorted(p.items())) or "defaults"
         tried = searched.get((name, m))
-        gtxt = "–" if not tried else f"{len(tried)} ({paper.protocol.get('metric', 'recall@20')} {max(v for v, _ in tried):.4f})"
+        gtxt = "–" if not tried else (f"{len(tried)} ({paper.protocol.get('metric', 'recall@20')} "
+                                      f"{max(v for v, _ in tried):.4f})")
         out.append(f"| {name} | {paper.models[m].get('label', m)} | {ptxt} | {paper.models[m].get('stated', '–')} | "
                    f"{gtxt} | {', '.join(epochs)} |")
     out.append("")
@@ -520,7 +529,8 @@ def reproduce_cmd(args) -> int:
 
     def on_run(ds, model, seed, rec):
         if ds.endswith("(grid)"):
-            print(f"{ds:23s} {model:10s} valid {rec['training']['metric']}={rec['valid'][rec['training']['metric']]:.4f} "
+            print(f"{ds:23s} {model:10s} valid "
+                  f"{rec['training']['metric']}={rec['valid'][rec['training']['metric']]:.4f} "
                   + json.dumps(rec['model']['params'], sort_keys=True), file=sys.stderr)
             return
         print(f"{ds:23s} {model:10s} seed={seed} " + " ".join(

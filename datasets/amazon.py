@@ -71,7 +71,8 @@ SETS: dict[str, tuple[str, str]] = {
     "amazon-clothing": ("clothing", "Clothing_Shoes_and_Jewelry"),
 }
 FEATURES = {"image": "image_feat.npy", "text": "text_feat.npy"}
-MMREC_DATA_URL = "https://drive.google.com/drive/folders/13cBy1EA_saTUuXxVllKgtfci2A09jyaG (github.com/enoche/MMRec, data/README.md)"
+MMREC_DATA_URL = ("https://drive.google.com/drive/folders/13cBy1EA_saTUuXxVllKgtfci2A09jyaG "
+                  "(github.com/enoche/MMRec, data/README.md)")
 # (users, items, interactions) as MMRec's evaluation/README.md states them; Clothing is not in that table
 PUBLISHED_STATS: dict[str, tuple[int, int, int] | None] = {
     "amazon-baby": (19445, 7050, 160792),
@@ -118,7 +119,8 @@ def missing_files(name: str, data_dir: str | os.PathLike | None = None) -> list[
     mirror = mirror_dir(data_dir)
     if folder is None:
         folder = (mirror / name) if mirror is not None else Path("$FUSEBENCH_DATA_DIR") / name
-    hint = f"MMRec's processed {_short(name)}/ folder (Google Drive link in MMRec's data/README.md) or `python -m datasets.amazon`"
+    hint = (f"MMRec's processed {_short(name)}/ folder (Google Drive link in MMRec's data/README.md) "
+            "or `python -m datasets.amazon`")
     return [f"{folder / f}  <- {hint}" for f in required_files(name) if not (folder / f).is_file()]
 
 
@@ -177,7 +179,8 @@ def _is_json_lines(path: Path) -> bool:
     return name.endswith((".json", ".jsonl"))
 
 
-def read_reviews(path: str | os.PathLike, csv_columns: tuple[str, ...] = ("user", "item", "rating", "timestamp")) -> pd.DataFrame:
+def read_reviews(path: str | os.PathLike,
+                 csv_columns: tuple[str, ...] = ("user", "item", "rating", "timestamp")) -> pd.DataFrame:
     """Raw interactions as columns user, item (original string ids), rating, timestamp."""
     path = Path(path)
     if not path.is_file():
@@ -258,7 +261,8 @@ def item_texts(meta_path: str | os.PathLike) -> dict[str, str]:
     return out
 
 
-def read_image_features(path: str | os.PathLike, wanted: set[str] | None = None, dim: int = 4096) -> dict[str, np.ndarray]:
+def read_image_features(path: str | os.PathLike, wanted: set[str] | None = None,
+                        dim: int = 4096) -> dict[str, np.ndarray]:
     """asin -> float32 vector from a published ``image_features_*.b`` file (streamed)."""
     path = Path(path)
     rec = 10 + 4 * dim
@@ -270,7 +274,8 @@ def read_image_features(path: str | os.PathLike, wanted: set[str] | None = None,
                 break
             body = fh.read(4 * dim)
             if len(head) != 10 or len(body) != 4 * dim:
-                raise FusebenchError(f"{path.name}: truncated record (each is a 10-byte ASIN + {dim} float32, {rec} bytes)")
+                raise FusebenchError(f"{path.name}: truncated record (each is a 10-byte ASIN + {dim} float32, "
+                                     f"{rec} bytes)")
             asin = head.decode("ascii", errors="replace")
             if wanted is None or asin in wanted:
                 out[asin] = np.frombuffer(body, dtype="<f4").copy()
@@ -320,8 +325,10 @@ def build_mmrec_folder(
     inter["x_label"] = labels
     out.mkdir(parents=True, exist_ok=True)
     inter.to_csv(out / f"{name}.inter", sep="\t", index=False)
-    pd.DataFrame({"user_id": u_ids, "userID": np.arange(len(u_ids))}).to_csv(out / "u_id_mapping.csv", sep="\t", index=False)
-    pd.DataFrame({"asin": i_ids, "itemID": np.arange(len(i_ids))}).to_csv(out / "i_id_mapping.csv", sep="\t", index=False)
+    pd.DataFrame({"user_id": u_ids, "userID": np.arange(len(u_ids))}).to_csv(
+        out / "u_id_mapping.csv", sep="\t", index=False)
+    pd.DataFrame({"asin": i_ids, "itemID": np.arange(len(i_ids))}).to_csv(
+        out / "i_id_mapping.csv", sep="\t", index=False)
     info: dict[str, Any] = {
         "reviews": {"file": Path(reviews).name, "sha256": _sha256(Path(reviews))},
         "k_core": k, "split": "MMRec per-user (n<10: 1 valid + 1 test; else 20% held out, half valid)",
@@ -330,7 +337,8 @@ def build_mmrec_folder(
     if meta is not None:
         texts = item_texts(meta)
         item_text = [texts.get(str(a), "") for a in i_ids]
-        pd.DataFrame({"itemID": np.arange(len(i_ids)), "text": item_text}).to_csv(out / "item_text.tsv", sep="\t", index=False)
+        pd.DataFrame({"itemID": np.arange(len(i_ids)), "text": item_text}).to_csv(
+            out / "item_text.tsv", sep="\t", index=False)
         info["meta"] = {"file": Path(meta).name, "sha256": _sha256(Path(meta)),
                         "items_without_text": int(sum(not t for t in item_text))}
         if text_encoder:
@@ -349,7 +357,8 @@ def build_mmrec_folder(
         mat = np.stack([feats.get(str(a), fill) for a in i_ids]).astype(np.float32)
         np.save(out / "image_feat.npy", mat)
         np.savetxt(out / "missed_img_itemIDs.csv", np.asarray(missed, dtype=np.int64), fmt="%d", delimiter=",")
-        info["image"] = {"file": Path(image_features).name, "missing": len(missed), "missing_filled_with": missing_image}
+        info["image"] = {"file": Path(image_features).name, "missing": len(missed),
+                         "missing_filled_with": missing_image}
     (out / "build.json").write_text(json.dumps(info, indent=2, sort_keys=True))
     return out
 

@@ -54,13 +54,15 @@ def read_atomic(path: str | os.PathLike) -> pd.DataFrame:
             bad = col.isna() & (df[name] != "")
             if bad.any():
                 row = int(np.flatnonzero(bad.to_numpy())[0]) + 2
-                raise FusebenchError(f"{path.name}: column {name!r} line {row}: {df[name].iloc[row - 2]!r} is not a number")
+                raise FusebenchError(f"{path.name}: column {name!r} line {row}: {df[name].iloc[row - 2]!r} "
+                                     "is not a number")
             df[name] = col.astype(np.float64)
     df.attrs["types"] = types
     return df
 
 
-def pick_column(df: pd.DataFrame, candidates: tuple[str, ...], what: str, source: str, required: bool = True) -> str | None:
+def pick_column(df: pd.DataFrame, candidates: tuple[str, ...], what: str, source: str,
+                required: bool = True) -> str | None:
     """The first of ``candidates`` present in ``df``; FusebenchError if required and absent."""
     for c in candidates:
         if c in df.columns:
@@ -214,7 +216,8 @@ def _parse_float_seq(values: pd.Series, n_rows: int, column: str, source: str) -
             try:
                 out[r] = np.asarray(p, dtype=np.float64)
             except ValueError:
-                raise FusebenchError(f"{source}: column {column!r} line {r + 2}: {values.iloc[r]!r} is not a list of numbers") from None
+                raise FusebenchError(f"{source}: column {column!r} line {r + 2}: {values.iloc[r]!r} "
+                                     "is not a list of numbers") from None
     return out
 
 
@@ -283,8 +286,10 @@ def load_recbole_folder(path: str | os.PathLike, name: str | None = None):
     user_file, item_file = folder / f"{token}.user", folder / f"{token}.item"
     ufeat = read_atomic(user_file) if user_file.is_file() else None
     ifeat = read_atomic(item_file) if item_file.is_file() else None
-    listed_u = ufeat[pick_column(ufeat, ("user_id",), "user id", user_file.name)].astype(str).to_numpy() if ufeat is not None else None
-    listed_i = ifeat[pick_column(ifeat, ("item_id",), "item id", item_file.name)].astype(str).to_numpy() if ifeat is not None else None
+    listed_u = (ufeat[pick_column(ufeat, ("user_id",), "user id", user_file.name)].astype(str).to_numpy()
+                if ufeat is not None else None)
+    listed_i = (ifeat[pick_column(ifeat, ("item_id",), "item id", item_file.name)].astype(str).to_numpy()
+                if ifeat is not None else None)
     user_ids = _id_universe(listed_u, users)
     item_ids = _id_universe(listed_i, items)
 
@@ -333,9 +338,11 @@ def load_recbole_folder(path: str | os.PathLike, name: str | None = None):
         catch_all = [m for m in catch_all if m.shape[1]]
         if catch_all:
             features[CATCH_ALL_MODALITY] = np.ascontiguousarray(np.concatenate(catch_all, axis=1), dtype=np.float32)
-        text_cols = ["item_text"] if "item_text" in ifeat.columns else [c for c in ifeat.columns if types.get(c) == "token_seq"]
+        text_cols = (["item_text"] if "item_text" in ifeat.columns
+                     else [c for c in ifeat.columns if types.get(c) == "token_seq"])
         if text_cols:
-            joined = ifeat[text_cols].astype(str).agg(" ".join, axis=1).to_numpy() if len(text_cols) > 1 else ifeat[text_cols[0]].astype(str).to_numpy()
+            joined = (ifeat[text_cols].astype(str).agg(" ".join, axis=1).to_numpy() if len(text_cols) > 1
+                      else ifeat[text_cols[0]].astype(str).to_numpy())
             texts = np.full(n_items, "", dtype=object)
             texts[rows] = joined
             item_text = [str(t) for t in texts]
@@ -344,7 +351,8 @@ def load_recbole_folder(path: str | os.PathLike, name: str | None = None):
         "license": "unknown (user-provided RecBole atomic folder)",
         "citation": "",
         "rating_threshold": None,
-        "features": {m: ("catch-all float item columns" if m == CATCH_ALL_MODALITY else f"{token}.item column") for m in features},
+        "features": {m: ("catch-all float item columns" if m == CATCH_ALL_MODALITY else f"{token}.item column")
+                     for m in features},
     }
     if ignored:
         meta["ignored_item_columns"] = ignored

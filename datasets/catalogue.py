@@ -35,6 +35,7 @@ import pandas as pd
 from .atomic import densify
 from .core import MultimodalDataset
 from .errors import FusebenchError
+
 CONTENT_DIRS = {"image": "images", "audio": "audio", "video": "video"}
 EXTENSIONS = {
     "image": (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"),
@@ -166,7 +167,8 @@ def content_paths(folder: str | os.PathLike, modality: str, item_ids) -> list[Pa
     for p in sorted(folder.iterdir()):
         if p.is_file() and p.suffix.lower() in exts:
             if p.stem in by_stem:
-                raise FusebenchError(f"{folder}: two {root} files for item {p.stem!r}: {by_stem[p.stem].name}, {p.name}")
+                raise FusebenchError(f"{folder}: two {root} files for item {p.stem!r}: "
+                                     f"{by_stem[p.stem].name}, {p.name}")
             by_stem[p.stem] = p
     return [by_stem.get(str(i)) for i in item_ids]
 

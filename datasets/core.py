@@ -109,7 +109,8 @@ class MultimodalDataset:
                     f"dataset {self.name!r}: feature {mod!r} has {bad} non-zero rows for items its mask marks missing"
                 )
         if self.item_text is not None and len(self.item_text) != self.n_items:
-            raise FusebenchError(f"dataset {self.name!r}: item_text has {len(self.item_text)} rows, expected {self.n_items}")
+            raise FusebenchError(f"dataset {self.name!r}: item_text has {len(self.item_text)} rows, "
+                                 f"expected {self.n_items}")
         if self.given_split is not None:
             if len(self.given_split) != len(df):
                 raise FusebenchError(f"dataset {self.name!r}: given_split length differs from interactions")

@@ -55,7 +55,8 @@ from .core import MultimodalDataset, Split
 from .errors import FusebenchError
 
 FORMATS = ("recbole", "mmrec")
-MMREC_FEATURE_FILES = {"text": "text_feat.npy", "image": "image_feat.npy", "audio": "audio_feat.npy", "video": "video_feat.npy"}
+MMREC_FEATURE_FILES = {"text": "text_feat.npy", "image": "image_feat.npy", "audio": "audio_feat.npy",
+                       "video": "video_feat.npy"}
 
 
 def safe_name(name: str) -> str:

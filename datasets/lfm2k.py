@@ -98,7 +98,8 @@ def _item_text(paths: dict[str, os.PathLike], n_users: int, n_items: int) -> tup
     upairs = pd.DataFrame({"d": dense["userID"], "o": og["userID"]}).drop_duplicates()
     for p, what in ((pairs, "item"), (upairs, "user")):
         if p["d"].duplicated().any() or p["o"].duplicated().any():
-            raise FusebenchError(f"lfm2k: lfm2k_og_ids.inter is not a row-aligned copy of lfm2k.inter ({what} ids are not one-to-one)")
+            raise FusebenchError("lfm2k: lfm2k_og_ids.inter is not a row-aligned copy of lfm2k.inter "
+                                 f"({what} ids are not one-to-one)")
     artist = np.full(n_items, -1, dtype=np.int64)
     artist[pairs["d"].to_numpy()] = pairs["o"].to_numpy()
     users = np.full(n_users, -1, dtype=np.int64)

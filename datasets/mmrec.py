@@ -99,7 +99,8 @@ def default_feature_map(folder: str | os.PathLike) -> dict[str, str]:
                 continue
         if mod in mapping:
             raise FusebenchError(
-                f"{folder}: both {mapping[mod]} and {f} map to modality {mod!r}; rename one (from Python: features=... maps them explicitly)"
+                f"{folder}: both {mapping[mod]} and {f} map to modality {mod!r}; rename one "
+                "(from Python: features=... maps them explicitly)"
             )
         mapping[mod] = f
     if ambiguous:
@@ -133,7 +134,8 @@ def load_feature(path: str | os.PathLike, modality: str) -> np.ndarray:
         raise FusebenchError(f"feature file {path.name} ({modality!r}) holds complex numbers; features are real")
     if mat.ndim != 2 or not np.issubdtype(mat.dtype, np.number):
         raise FusebenchError(
-            f"feature file {path.name} ({modality!r}) must be a 2-D numeric array, got shape {mat.shape} dtype {mat.dtype}"
+            f"feature file {path.name} ({modality!r}) must be a 2-D numeric array, "
+            f"got shape {mat.shape} dtype {mat.dtype}"
         )
     with np.errstate(over="ignore", invalid="ignore"):
         return np.ascontiguousarray(mat, dtype=np.float32)
@@ -225,7 +227,8 @@ def load_mmrec_folder(
         if len(inters) != 1:
             found = [p.name for p in inters] or "none"
             raise FusebenchError(
-                f"{folder}: expected exactly one .inter file, found {found}; keep one .inter file in the folder (from Python: name=<name> picks <name>.inter)"
+                f"{folder}: expected exactly one .inter file, found {found}; keep one .inter file in the folder "
+                "(from Python: name=<name> picks <name>.inter)"
             )
         inter_path = inters[0]
         name = inter_path.stem

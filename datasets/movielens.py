@@ -35,6 +35,7 @@ from .atomic import densify, pick_column, read_atomic
 from .core import MultimodalDataset
 from .download import DatasetUnavailable, verify
 from .errors import FusebenchError
+
 TEXT_ENCODER = "text/minilm"
 TEXT_DIM = 384
 MLS_MINILM = Path(__file__).resolve().parent / "data" / "ml-latest-small-minilm.npz"
@@ -108,7 +109,8 @@ def write_vendored_minilm(path: str | Path = MLS_MINILM) -> str:
     return sha256_file(path)
 
 
-def _with_text(df, user_ids, item_ids, texts, name, meta, vendored: bool = False, text: bool = True) -> MultimodalDataset:
+def _with_text(df, user_ids, item_ids, texts, name, meta, vendored: bool = False,
+               text: bool = True) -> MultimodalDataset:
     feats, masks, encoders = {}, {}, {}
     if text:
         x, mask, prov = minilm_text(list(texts), vendored=vendored)
@@ -212,7 +214,8 @@ def load_ml_latest_small(zip_path: str | Path | None = None, _text: bool = True)
         ratings["userId"].to_numpy(), ratings["movieId"].to_numpy(),
         ratings["rating"].to_numpy(), ratings["timestamp"].to_numpy(),
     )
-    genres = movies["genres"].astype(str).str.replace("(no genres listed)", "", regex=False).str.replace("|", " ", regex=False)
+    genres = (movies["genres"].astype(str).str.replace("(no genres listed)", "", regex=False)
+              .str.replace("|", " ", regex=False))
     base = dict(zip(movies["movieId"].astype(np.int64), (movies["title"].astype(str) + " " + genres)))
     tag_text = tags.assign(tag=tags["tag"].astype(str)).groupby("movieId")["tag"].agg(" ".join)
     tag_by_id = dict(zip(tag_text.index.astype(np.int64), tag_text.to_numpy()))

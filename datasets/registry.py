@@ -3,7 +3,8 @@
 Names: ``ml-100k`` (from the installed recbole package), ``ml-latest-small`` (vendored),
 ``lfm2k`` (mirror / cache / verified download), ``ml-1m`` (GroupLens zip: mirror / cache /
 MD5-verified download; `datasets.ml1m`), ``amazon-baby`` / ``amazon-sports`` /
-``amazon-clothing`` (MMRec's processed folders in the mirror; `datasets.amazon`), ``mmrec:PATH`` (any MMRec-format folder),
+``amazon-clothing`` (MMRec's processed folders in the mirror; `datasets.amazon`),
+``mmrec:PATH`` (any MMRec-format folder),
 ``recbole:PATH`` (any RecBole atomic dataset folder; see `datasets.atomic.load_recbole_folder`)
 and ``catalogue:PATH`` (a raw-content catalogue folder; see `datasets.catalogue`).
 ``ALIAS=SPEC`` loads SPEC under the name ALIAS (two folders whose files share a name can
@@ -19,8 +20,8 @@ name, resolved mirror/cache folders and rating threshold.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,7 +31,6 @@ from .core import MultimodalDataset
 from .download import cache_dir, mirror_dir
 from .errors import FusebenchError
 from .specs import CATALOGUE_PREFIX, MMREC_PREFIX, PATH_PREFIXES, RECBOLE_PREFIX, split_alias
-
 
 
 def _ml100k(data_dir):

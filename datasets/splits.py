@@ -196,7 +196,8 @@ def split(dataset: MultimodalDataset, protocol: str = "random", seed: int = 0, *
         cut = {}
         if n:
             tsorted = ts[idx]
-            cut = {"valid_from": int(tsorted[min(n_train, n - 1)]), "test_from": int(tsorted[min(n_train + n_valid, n - 1)])}
+            cut = {"valid_from": int(tsorted[min(n_train, n - 1)]),
+                   "test_from": int(tsorted[min(n_train + n_valid, n - 1)])}
         record.update(ratios=list(r), order="timestamp, ties random", **cut)
     elif protocol == "given":
         part = np.asarray(dataset.given_split, dtype=np.int8)[rows]
@@ -213,7 +214,8 @@ def split(dataset: MultimodalDataset, protocol: str = "random", seed: int = 0, *
         n_cold = max(2, int(np.floor(len(active) * cold_ratio + 0.5)))
         if n_cold >= len(active):
             raise FusebenchError(
-                f"cold-start-items: dataset {dataset.name!r} has {len(active)} items with interactions, too few for cold_ratio={cold_ratio}"
+                f"cold-start-items: dataset {dataset.name!r} has {len(active)} items with interactions, "
+                f"too few for cold_ratio={cold_ratio}"
             )
         cold = rng.permutation(active)[:n_cold]
         half = n_cold // 2
@@ -223,5 +225,6 @@ def split(dataset: MultimodalDataset, protocol: str = "random", seed: int = 0, *
         part = where[items]
         record.update(cold_ratio=cold_ratio, n_cold_valid_items=int(half), n_cold_test_items=int(n_cold - half))
 
-    mats = [interactions_to_csr(users[part == k], items[part == k], dataset.n_users, dataset.n_items) for k in (0, 1, 2)]
+    mats = [interactions_to_csr(users[part == k], items[part == k], dataset.n_users, dataset.n_items)
+            for k in (0, 1, 2)]
     return Split(train=mats[0], valid=mats[1], test=mats[2], protocol=protocol, params=record, seed=seed)

@@ -29,8 +29,8 @@ def tfidf_svd(texts: Sequence[str], dim: int = 64, seed: int = 0) -> np.ndarray:
     kept term) get an all-zero row. When the vocabulary is smaller than ``dim`` the trailing
     columns are zero.
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
     if dim < 1:
         raise FusebenchError(f"text feature dim must be >= 1, got {dim}")

@@ -26,11 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.base import FitData, register
-
 from datasets.errors import FusebenchError
 
 from .layers import ItemTowerFusion, ModalityEncoders, fusion_space, id_embeddings, mlp
-
 
 ADVERSARIES = ("confusion", "reversal")
 

@@ -61,15 +61,27 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from baselines.base import FitData, register
+from baselines.bpr import pair_bpr_loss
 from baselines.torch_base import item_rows
 from datasets.errors import FusebenchError
 
-from .graphs import (GraphFusion, SparseGraph, cosine_knn, degree_sensitive_sample, edge_weights,
-                     feature_table, lightgcn, sym_normalize, ui_graph, union, union_values, valid_rows)
+from .graphs import (
+    GraphFusion,
+    SparseGraph,
+    cosine_knn,
+    degree_sensitive_sample,
+    edge_weights,
+    feature_table,
+    lightgcn,
+    sym_normalize,
+    ui_graph,
+    union,
+    union_values,
+    valid_rows,
+)
 
 REG_WEIGHTS = [0.0, 1e-5, 1e-4, 1e-3]  # MMRec FREEDOM.yaml
 DROPOUTS = [0.8, 0.9]  # MMRec FREEDOM.yaml
@@ -126,10 +138,6 @@ class FREEDOMModule(nn.Module):
     def project(self, m: int, idx: torch.Tensor | None = None) -> torch.Tensor:
         f = self.feats[m]
         return self.trs[m](f if idx is None else f[idx])
-
-
-def bpr(u, p, n):
-    return -F.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
 
 
 @register
@@ -225,12 +233,12 @@ class FREEDOM(GraphFusion):
         m = self.module_
         u_all, i_all = m.embeddings(self._masked, self._mm, int(self.n_mm_layers), int(self.n_ui_layers))
         u = u_all[users]
-        loss = bpr(u, i_all[pos], i_all[neg])
+        loss = pair_bpr_loss(u, i_all[pos], i_all[neg])
         if self.reg_weight:
             mod = 0.0
             for k in range(len(m.feats)):
                 z_pos, z_neg = item_rows(lambda idx, k=k: self._projection(k, idx), m.n_items, pos, neg)
-                mod = mod + bpr(u, z_pos, z_neg)
+                mod = mod + pair_bpr_loss(u, z_pos, z_neg)
             loss = loss + self.reg_weight * mod
         return loss
 

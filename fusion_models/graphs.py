@@ -37,7 +37,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from baselines.lightgcn import normalized_adjacency
+from baselines.lightgcn import normalized_adjacency, propagate
+from baselines.modalities import feature_mask
 from datasets.errors import FusebenchError
 
 from .layers import FusionRecommender
@@ -266,12 +267,8 @@ def ui_graph(train: sp.spmatrix, device, norm: str = "sym") -> SparseGraph:
 
 
 def lightgcn(graph: SparseGraph, ego: torch.Tensor, n_layers: int) -> torch.Tensor:
-    """LightGCN propagation: the mean of ego, A ego, ..., A^n_layers ego."""
-    total, e = ego, ego
-    for _ in range(int(n_layers)):
-        e = graph.mm(e)
-        total = total + e
-    return total / (int(n_layers) + 1)
+    """LightGCN propagation over `graph`: the mean of ego, A ego, ..., A^n_layers ego."""
+    return propagate(graph.mm, ego, n_layers)
 
 
 def edge_weights(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int,
@@ -332,18 +329,8 @@ class GraphFusion(FusionRecommender):
 
     def presence(self, data) -> list[torch.Tensor | None]:
         """Per selected modality: bool (n_items,) on the device (True = present) or None."""
-        masks = getattr(data, "feature_masks", None) or {}
-        out = []
-        for name in self._features:
-            m = masks.get(name)
-            if m is None:
-                out.append(None)
-                continue
-            m = np.asarray(m, dtype=bool)
-            if m.shape != (data.n_items,):
-                raise FusebenchError(f"feature mask of {name!r} has shape {m.shape}, expected ({data.n_items},)")
-            out.append(torch.from_numpy(m).to(self.device_))
-        return out
+        masks = [feature_mask(getattr(data, "feature_masks", None), name, data.n_items) for name in self._features]
+        return [None if m is None else torch.from_numpy(m).to(self.device_) for m in masks]
 
     def validate(self) -> None:
         super().validate()

@@ -68,9 +68,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.base import FitData, register
+from baselines.bpr import pair_bpr_loss
 
-from .graphs import (GraphFusion, SparseGraph, cosine_knn, cosine_values, feature_table, lightgcn,
-                     sym_normalize, ui_graph, union, union_values, valid_rows)
+from .graphs import (
+    GraphFusion,
+    SparseGraph,
+    cosine_knn,
+    cosine_values,
+    feature_table,
+    lightgcn,
+    sym_normalize,
+    ui_graph,
+    union,
+    union_values,
+    valid_rows,
+)
 
 REG_WEIGHTS = [0.0, 1e-5, 1e-4, 1e-3]  # MMRec LATTICE.yaml
 LEARNING_RATES = [1e-4, 5e-4, 1e-3, 5e-3]  # MMRec LATTICE.yaml
@@ -219,7 +231,7 @@ class LATTICE(GraphFusion):
             graph, values = self._graph, None
         u_all, i_all = m.embeddings(self._ui, graph, values, int(self.n_layers), int(self.n_ui_layers))
         u, p, n = u_all[users], i_all[pos], i_all[neg]
-        loss = -F.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
+        loss = pair_bpr_loss(u, p, n)
         if self.reg_weight:
             reg = 0.5 * ((u ** 2).sum() + (p ** 2).sum() + (n ** 2).sum()) / self.batch_size
             loss = loss + self.reg_weight * reg

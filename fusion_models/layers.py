@@ -20,12 +20,13 @@ from torch import nn
 
 from baselines.base import FitData
 from baselines.bpr import bpr_loss
-from baselines.modalities import l2_normalize_rows, select_features
+from baselines.modalities import feature_mask, l2_normalize_rows, select_features
 from baselines.torch_base import TorchRecommender, embedding_space, item_rows
 from datasets.errors import FusebenchError
 
 
-def prepare_features(selected: dict[str, np.ndarray], normalize: bool = True, center: bool = False) -> dict[str, np.ndarray]:
+def prepare_features(selected: dict[str, np.ndarray], normalize: bool = True,
+                     center: bool = False) -> dict[str, np.ndarray]:
     """Per modality: optionally centred (column means removed), then optionally L2-normalised
     per item; float32, C-contiguous; the selection order is kept."""
     if not selected:
@@ -66,11 +67,7 @@ class ModalityEncoders(nn.Module):
                 raise FusebenchError(f"feature set {name!r} must be a 2-D (n_items, d) array, got shape {x.shape}")
             # buffers by position: modality names may contain '/' (not allowed in buffer names)
             self.register_buffer(f"feat{i}", torch.from_numpy(x), persistent=False)
-            present = (masks or {}).get(name)
-            if present is not None:
-                present = np.asarray(present, dtype=bool)
-                if present.shape != (x.shape[0],):
-                    raise FusebenchError(f"feature mask of {name!r} has shape {present.shape}, expected ({x.shape[0]},)")
+            present = feature_mask(masks, name, x.shape[0])
             # (n_items, 1) float: 1 where the feature is present; None when all are
             self.register_buffer(f"mask{i}", None if present is None or present.all()
                                  else torch.from_numpy(present.astype(np.float32)[:, None]), persistent=False)

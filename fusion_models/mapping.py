@@ -124,7 +124,8 @@ class MappingFusion(ItemTowerFusion):
     def validate(self) -> None:
         super().validate()
         if self.align_loss not in ALIGN_LOSSES:
-            raise FusebenchError(f"parameter align_loss must be one of {', '.join(ALIGN_LOSSES)}, got {self.align_loss!r}")
+            raise FusebenchError(f"parameter align_loss must be one of {', '.join(ALIGN_LOSSES)}, "
+                                 f"got {self.align_loss!r}")
         self._check_non_negative(align_weight=self.align_weight)
         self._check_positive(temperature=self.temperature)
 

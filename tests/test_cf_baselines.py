@@ -291,7 +291,8 @@ def test_lightgcn_loss_follows_recbole():
         ours = m.batch_loss(users, pos, neg)
         ua, ia = m.propagate()
         mf = loss_mod.BPRLoss()((ua[users] * ia[pos]).sum(1), (ua[users] * ia[neg]).sum(1))
-        reg = loss_mod.EmbLoss()(m.module_.user(users), m.module_.item(pos), m.module_.item(neg), require_pow=require_pow)
+        reg = loss_mod.EmbLoss()(m.module_.user(users), m.module_.item(pos), m.module_.item(neg),
+                                 require_pow=require_pow)
         assert float(ours.detach()) == pytest.approx(float((mf + 1e-2 * reg).detach()), rel=1e-6)
 
 

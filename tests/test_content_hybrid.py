@@ -77,7 +77,8 @@ def test_select_features_names_families_and_order():
     assert list(select_features(f, "all")) == ["text", "audio/vggish", "audio/whisper"]
     assert list(select_features(f, "audio/whisper, text")) == ["audio/whisper", "text"]
     assert list(select_features(f, "audio")) == ["audio/vggish", "audio/whisper"]
-    assert select_features(f, "text")["text"] is f["text"] or np.array_equal(select_features(f, "text")["text"], f["text"])
+    assert (select_features(f, "text")["text"] is f["text"]
+            or np.array_equal(select_features(f, "text")["text"], f["text"]))
     assert parse_spec(" all ") is None
 
 
@@ -270,7 +271,8 @@ def test_hybrid_blend_extremes_and_formula(ml100k):
     assert h1.used_modalities() == ["text"]
 
     h = make_model("hybrid-blend", {"weight": 0.3, "normalize": "minmax"}).fit(data)
-    ref = 0.7 * normalize_scores(cf.score(users), excl, "minmax") + 0.3 * normalize_scores(content.score(users), excl, "minmax")
+    ref = (0.7 * normalize_scores(cf.score(users), excl, "minmax")
+           + 0.3 * normalize_scores(content.score(users), excl, "minmax"))
     np.testing.assert_allclose(h.score(users), ref, rtol=1e-5, atol=1e-5)
     assert h.n_parameters() == cf.n_parameters() + content.n_parameters()
     assert h.used_modalities() == ["text"]

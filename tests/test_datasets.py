@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 
 import datasets
-from datasets import DatasetUnavailable, FusebenchError, describe, load
-from datasets import download, lfm2k as lfm2k_mod, movielens, registry
+from conftest import SHARED_DATA
+from datasets import DatasetUnavailable, FusebenchError, describe, download, load, movielens, registry
+from datasets import lfm2k as lfm2k_mod
 from datasets.atomic import read_atomic
 from datasets.mmrec import default_feature_map, load_mmrec_folder
 from datasets.text_features import tfidf_svd
-
-from conftest import SHARED_DATA
 
 LFM_DIR = SHARED_DATA / "lfm2k"
 needs_lfm = pytest.mark.skipif(not LFM_DIR.is_dir(), reason="no offline lfm2k mirror")
@@ -30,7 +29,8 @@ def test_public_api():
                  "interactions_to_csr", "load", "available", "split", "PROTOCOLS", "describe"):
         assert hasattr(datasets, name), name
     assert issubclass(DatasetUnavailable, FusebenchError)
-    assert datasets.available() == ["ml-100k", "ml-latest-small", "lfm2k", "ml-1m", "amazon-baby", "amazon-sports", "amazon-clothing"]
+    assert datasets.available() == ["ml-100k", "ml-latest-small", "lfm2k", "ml-1m", "amazon-baby", "amazon-sports",
+                                    "amazon-clothing"]
 
 
 def test_unknown_dataset_lists_available():

@@ -19,11 +19,10 @@ import pandas as pd
 import pytest
 
 import datasets
-from datasets import FusebenchError, MultimodalDataset
-from datasets.encoders import EncoderUnavailable, encoder_names, get_encoder, get_encoder_class
-from datasets.registry import clear_cache
-
 from conftest import make_tiny_dataset
+from datasets import FusebenchError, MultimodalDataset
+from datasets.encoders import encoder_names, get_encoder, get_encoder_class
+from datasets.registry import clear_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 LFM_DIR = Path(os.environ.get("FUSEBENCH_DATA_DIR", "/nonexistent")) / "lfm2k"
@@ -183,9 +182,13 @@ def image_files(tmp_path_factory):
 def test_mobilenet_v2_state_dict_loads_strict():
     import torch
 
-    from datasets.encoders.image import (MOBILENET_V2_SHA256, build_mobilenet_v2, load_mobilenet_v2,
-                                         mobilenet_v2_weights_path)
     from datasets.download import sha256_file
+    from datasets.encoders.image import (
+        MOBILENET_V2_SHA256,
+        build_mobilenet_v2,
+        load_mobilenet_v2,
+        mobilenet_v2_weights_path,
+    )
 
     path = mobilenet_v2_weights_path()
     assert sha256_file(path) == MOBILENET_V2_SHA256 and path.name == "mobilenet_v2-b0353104.pth"
@@ -294,7 +297,8 @@ def test_logmel_encoder_separates_pitch_deterministic_and_masks_bad_files(tone_f
     # the loudest mel band rises with pitch
     peak = a.features[:, :64].argmax(1)
     kinds = np.asarray(kinds)
-    assert peak[kinds == "low"].max() < peak[kinds == "mid"].min() <= peak[kinds == "mid"].max() < peak[kinds == "high"].min()
+    assert (peak[kinds == "low"].max() < peak[kinds == "mid"].min()
+            <= peak[kinds == "mid"].max() < peak[kinds == "high"].min())
     assert np.array_equal(a.features, enc.encode(paths, use_cache=False).features)
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
@@ -376,7 +380,8 @@ def test_feature_masks_validated_and_fingerprinted():
     same = MultimodalDataset(**{**_fields(base), "features": {"text": x}})
     assert same.mask("text").all()
     assert ds.fingerprint() != same.fingerprint()  # a mask is content
-    all_true = MultimodalDataset(**{**_fields(base), "features": {"text": x}, "feature_masks": {"text": np.ones(6, bool)}})
+    all_true = MultimodalDataset(**{**_fields(base), "features": {"text": x},
+                                    "feature_masks": {"text": np.ones(6, bool)}})
     assert all_true.fingerprint() == same.fingerprint()  # an all-present mask adds nothing
     with pytest.raises(FusebenchError, match="non-zero rows"):
         MultimodalDataset(**{**_fields(base), "feature_masks": {"text": mask}})

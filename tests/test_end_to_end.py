@@ -37,7 +37,8 @@ def _test_metric(results: Path) -> dict[tuple[str, str], float]:
 # every model on every dataset, untuned, one seed, two epochs per iterative model: CI time is
 # spent on coverage (the multimodal models cost seconds per epoch on CPU); the tuned pipeline
 # is tested below on a subset
-ALL_QUICK = ("run", "--all", "--datasets", "ml-100k,ml-latest-small,lfm2k", "--no-tune", "--seeds", "1", "--epochs", "2")
+ALL_QUICK = ("run", "--all", "--datasets", "ml-100k,ml-latest-small,lfm2k", "--no-tune", "--seeds", "1",
+             "--epochs", "2")
 
 
 def test_run_all_covers_every_model_and_dataset(tmp_path):

@@ -133,11 +133,11 @@ def _catalogue(folder: Path, name: str) -> Path:
 
 
 def test_names_and_values_a_file_cannot_be_trusted_with(tmp_path):
-    from datasets.errors import FusebenchError
-    from datasets.mmrec import load_feature
-
     import numpy as np
     import pytest
+
+    from datasets.errors import FusebenchError
+    from datasets.mmrec import load_feature
 
     for i, name in enumerate(["..", "a\x00b", "x|y", "<b>bold</b>", ".hidden"]):
         with pytest.raises(FusebenchError, match="dataset name"):
@@ -159,10 +159,10 @@ def test_names_and_values_a_file_cannot_be_trusted_with(tmp_path):
 
 
 def test_a_feature_index_cannot_point_outside_its_catalogue(tmp_path):
-    from datasets.errors import FusebenchError
-
     import numpy as np
     import pytest
+
+    from datasets.errors import FusebenchError
 
     cat = _catalogue(tmp_path / "shop", "shop")
     ds = datasets.load(f"catalogue:{cat}", extracted=False)
@@ -177,10 +177,10 @@ def test_a_feature_index_cannot_point_outside_its_catalogue(tmp_path):
 
 
 def test_recbole_config_cannot_load_pretrained_files():
+    import pytest
+
     from baselines.base import make_model
     from datasets.errors import FusebenchError
-
-    import pytest
 
     with pytest.raises(FusebenchError, match="load files"):
         make_model("recbole:NeuMF", {"config": '{"use_pretrain": true, "mf_pretrain_path": "/tmp/x.pth"}'})

@@ -12,8 +12,8 @@ import torch
 
 import fusion_models  # noqa: F401  (registers the fusion models)
 from baselines import FitData, get_model_class, make_model, model_names
-from datasets import split
 from conftest import trained_and_pop_recall
+from datasets import split
 from datasets.errors import FusebenchError
 from fusion_models.layers import ModalityEncoders
 

@@ -29,7 +29,8 @@ def _outcome(results: Path):
     records = {}
     for p in (results / "runs").rglob("*.json"):
         rec = json.loads(p.read_text())
-        records[(rec["model"]["name"], rec["seed"])] = (rec["model"]["params"], rec["test"], rec["provenance"]["device"],
+        records[(rec["model"]["name"], rec["seed"])] = (rec["model"]["params"], rec["test"],
+                                                        rec["provenance"]["device"],
                                                         rec["provenance"]["git_revision"])
     with sqlite3.connect(results / "tuning.db") as con:
         trials = sorted(con.execute(
@@ -59,7 +60,8 @@ def test_parallel_jobs_match_one_process(tmp_path):
 
 
 def test_an_error_in_a_worker_stops_the_run(tmp_path):
-    job = Job("no-such-dataset", "no-such-dataset", "", None, None, "random", "pop", {}, RunConfig(), Plan(results=str(tmp_path)))
+    job = Job("no-such-dataset", "no-such-dataset", "", None, None, "random", "pop", {}, RunConfig(),
+              Plan(results=str(tmp_path)))
     done = []
     with pytest.raises(FusebenchError, match="no-such-dataset"):
         run_parallel([job, job], 2, lambda i, r: done.append(i))

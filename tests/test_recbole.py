@@ -78,7 +78,8 @@ def test_generated_classes():
         make_model("recbole:BPR", {"config": '{"embedding_size": 8}'}).init(
             FitData(train=sp.csr_matrix(np.eye(3, dtype=np.float32))))
     with pytest.raises(FusebenchError, match="set by the adapter"):
-        make_model("recbole:BPR", {"config": '{"seed": 3}'}).init(FitData(train=sp.csr_matrix(np.eye(3, dtype=np.float32))))
+        make_model("recbole:BPR", {"config": '{"seed": 3}'}).init(
+            FitData(train=sp.csr_matrix(np.eye(3, dtype=np.float32))))
 
 
 def test_pop_scores_align_with_our_item_counts(tiny_dataset, tmp_path, monkeypatch):
@@ -165,7 +166,8 @@ def test_recbole_round_trip_without_timestamps_and_given_split(tmp_path):
 
 def test_mmrec_round_trip_tiny(tiny_dataset, tmp_path):
     folder = export(tiny_dataset, "mmrec", tmp_path)
-    assert sorted(p.name for p in folder.iterdir()) == ["i_id_mapping.csv", "text_feat.npy", "tiny.inter", "u_id_mapping.csv"]
+    assert sorted(p.name for p in folder.iterdir()) == ["i_id_mapping.csv", "text_feat.npy", "tiny.inter",
+                                                        "u_id_mapping.csv"]
     back = datasets.load(f"mmrec:{folder}")
     _same_content(tiny_dataset, back, ids=False, text=False)  # MMRec carries neither
     default = datasets.split(tiny_dataset, "random", seed=0)

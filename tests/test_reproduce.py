@@ -16,8 +16,8 @@ import pytest
 import datasets
 from benchmark.cli import main
 from benchmark.reproduce import Cell, load_paper, paper_names
-from datasets import amazon, ml1m
 from conftest import write_mmrec_folder
+from datasets import amazon, ml1m
 from datasets.registry import clear_cache
 
 
@@ -72,7 +72,8 @@ def test_tables_are_shipped_and_match_their_sources():
     mm = load_paper("mmrec-amazon")
     assert "github.com/enoche/MMRec" in mm.info["source"] and mm.info["source_commit"]
     freedom = mm.results["amazon-baby"]["freedom"]
-    assert (freedom["recall@10"], freedom["recall@20"], freedom["ndcg@10"], freedom["ndcg@20"]) == (0.0627, 0.0992, 0.0330, 0.0424)
+    assert ((freedom["recall@10"], freedom["recall@20"], freedom["ndcg@10"], freedom["ndcg@20"])
+            == (0.0627, 0.0992, 0.0330, 0.0424))
     assert mm.results["amazon-sports"]["bm3"]["recall@20"] == 0.0980
     assert mm.results["amazon-baby"]["bpr"]["ndcg@20"] == 0.0249
     assert set(mm.results["amazon-baby"]) == {"bpr", "lightgcn", "vbpr", "lattice", "bm3", "freedom"}
@@ -80,7 +81,8 @@ def test_tables_are_shipped_and_match_their_sources():
     rb = load_paper("recbole-gnn-ml1m")
     assert "RUCAIBox/RecBole-GNN" in rb.info["source"]
     bpr = rb.results["ml-1m"]["bpr"]
-    assert [bpr[m] for m in ("recall@10", "mrr@10", "ndcg@10", "hit@10", "precision@10")] == [0.1776, 0.4187, 0.2401, 0.7199, 0.1779]
+    assert ([bpr[m] for m in ("recall@10", "mrr@10", "ndcg@10", "hit@10", "precision@10")]
+            == [0.1776, 0.4187, 0.2401, 0.7199, 0.1779])
     assert rb.results["ml-1m"]["lightgcn"]["ndcg@10"] == 0.2538
     assert rb.protocol["rating_threshold"] == 3 and rb.protocol["split"] == "random"
     assert rb.models["lightgcn"]["params"]["learning_rate"] == 0.002
@@ -118,7 +120,8 @@ def test_missing_data_exits_2_one_line_per_file_and_writes_nothing(tmp_path, mon
     assert any(line.startswith(f"missing: {tmp_path}/empty/amazon-sports/image_feat.npy") for line in missing)
     assert main(["reproduce", "recbole-gnn-ml1m", "--results", str(results), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert [line for line in err.splitlines() if line.startswith("missing: ")][0].startswith(f"missing: {tmp_path}/empty/ml-1m.zip")
+    assert [line for line in err.splitlines() if line.startswith("missing: ")][0].startswith(
+        f"missing: {tmp_path}/empty/ml-1m.zip")
     assert not results.exists()
     assert main(["reproduce", "no-such-table"]) == 2
 
@@ -250,10 +253,13 @@ def test_mmrec_split_rule_small_and_large_users():
 # ----------------------------------------------------------------------------- end to end
 def _check_report(path: Path, models: list[str], metrics: list[str]) -> str:
     text = path.read_text()
-    assert "| Model | Metric | Published | Ours (mean ± std) | Δ abs | Δ rel | 95% CI (seeds, t) | 95% CI (users, bootstrap) | Verdict |" in text
+    assert ("| Model | Metric | Published | Ours (mean ± std) | Δ abs | Δ rel | 95% CI (seeds, t) | "
+            "95% CI (users, bootstrap) | Verdict |" in text)
     assert "## Known protocol differences that can explain a gap" in text
-    assert "Parameters overridden on the command line" in text and re.search(r"Summary: \d+ of \d+ cells reproduced", text)
-    rows = [line for line in text.splitlines() if line.startswith("| ") and "reproduced" in line and "Verdict" not in line]
+    assert ("Parameters overridden on the command line" in text
+            and re.search(r"Summary: \d+ of \d+ cells reproduced", text))
+    rows = [line for line in text.splitlines()
+            if line.startswith("| ") and "reproduced" in line and "Verdict" not in line]
     assert len(rows) == len(models) * len(metrics)
     for row in rows:
         cols = [c.strip() for c in row.strip("|").split("|")]

@@ -10,10 +10,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from conftest import make_tiny_dataset
 from datasets import PROTOCOLS, FusebenchError, MultimodalDataset, Split, split
 from datasets.splits import dedup_rows
-
-from conftest import make_tiny_dataset
 
 ALL = ("random", "user-temporal", "global-temporal", "leave-one-out", "given", "cold-start-items")
 
@@ -89,7 +88,8 @@ def test_per_user_ratios(mls):
     assert (v == t).all()  # equal ratios -> equal counts per user
 
 
-@pytest.mark.parametrize("protocol", ["random", "leave-one-out", "cold-start-items", "user-temporal", "global-temporal"])
+@pytest.mark.parametrize("protocol",
+                         ["random", "leave-one-out", "cold-start-items", "user-temporal", "global-temporal"])
 def test_deterministic_and_seed_sensitive(protocol, ml100k):
     a = split(ml100k, protocol, seed=7)
     b = split(ml100k, protocol, seed=7)

@@ -7,7 +7,13 @@ import pytest
 from scipy import stats as sps
 
 from benchmark.stats import (
-    Comparison, ModelRuns, bootstrap_ci, compare_models, holm, paired_test, seed_average,
+    Comparison,
+    ModelRuns,
+    bootstrap_ci,
+    compare_models,
+    holm,
+    paired_test,
+    seed_average,
 )
 
 

@@ -6,19 +6,18 @@ import json
 
 import numpy as np
 import optuna
-import pandas as pd
 import pytest
-import scipy.sparse as sp
 
 import datasets
 from baselines import base as registry
 from baselines.base import Recommender
 from benchmark.cli import main
-from conftest import ValidationBlend, synthetic_dataset as _synthetic
 from benchmark.pipeline import Plan, run_model, tuning_data
 from benchmark.records import RecordStore
 from benchmark.runner import RunConfig
 from benchmark.tuning import Budget, TuningData, storage_kind, tune
+from conftest import ValidationBlend
+from conftest import synthetic_dataset as _synthetic
 from datasets.errors import FusebenchError
 
 # seed -> Split, for the oracle below (the test plays the part of a model that cheats)

@@ -10,10 +10,13 @@ Registry names (``python -m benchmark features list``): ``text/minilm``,
 imported only when an encoder runs.
 """
 
+# each module registers its encoders when imported (they import their heavy libraries only
+# when an encoder runs); here, so that the registry's module never imports them back
+from . import audio, image, text, video  # noqa: E402,F401
 from .base import (
     ENCODERS,
-    EncodeResult,
     Encoder,
+    EncodeResult,
     EncoderUnavailable,
     encoder_names,
     get_encoder,
@@ -21,10 +24,6 @@ from .base import (
     register,
     resolve_device,
 )
-
-# each module registers its encoders when imported (they import their heavy libraries only
-# when an encoder runs); here, so that the registry's module never imports them back
-from . import audio, image, text, video  # noqa: E402,F401
 
 __all__ = [
     "ENCODERS",

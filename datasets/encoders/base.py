@@ -145,7 +145,8 @@ class Encoder:
         return None
 
     # ------------------------------------------------------------------ encoding
-    def encode(self, contents: Sequence[Any], use_cache: bool = True, cache_root: str | os.PathLike | None = None) -> EncodeResult:
+    def encode(self, contents: Sequence[Any], use_cache: bool = True,
+               cache_root: str | os.PathLike | None = None) -> EncodeResult:
         """Encode one content per item (text, or file path; ``None`` = missing).
 
         Returns an `EncodeResult`; never raises for a missing or unreadable item.

@@ -126,9 +126,11 @@ def attach(ds: MultimodalDataset, folder: str | os.PathLike) -> MultimodalDatase
             x = np.load(files[0], allow_pickle=False)
             m = np.load(files[1], allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise FusebenchError(f"dataset {ds.name!r}: extracted feature {mod!r} in {folder} is unreadable ({exc})") from exc
+            raise FusebenchError(f"dataset {ds.name!r}: extracted feature {mod!r} in {folder} is unreadable "
+                                 f"({exc})") from exc
         if x.ndim != 2 or x.shape[0] != ds.n_items or m.shape != (ds.n_items,):
-            raise FusebenchError(f"dataset {ds.name!r}: extracted feature {mod!r} in {folder} does not align with its items")
+            raise FusebenchError(f"dataset {ds.name!r}: extracted feature {mod!r} in {folder} "
+                                 "does not align with its items")
         feats[mod] = np.ascontiguousarray(x, dtype=np.float32)
         m = m.astype(bool)
         if not m.all():
