@@ -7,9 +7,20 @@ model module needs no edit here); `make_model(name, params)` builds one.
 import importlib
 import pkgutil
 
-from .base import FAMILIES, FitData, Recommender, get_model_class, make_model, model_names, register
+from .base import (
+    FAMILIES,
+    FitData,
+    Recommender,
+    get_model_class,
+    make_model,
+    model_name,
+    model_names,
+    model_source,
+    register,
+)
 
 for _mod in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_mod.name}")
 
-__all__ = ["FAMILIES", "FitData", "Recommender", "get_model_class", "make_model", "model_names", "register"]
+__all__ = ["FAMILIES", "FitData", "Recommender", "get_model_class", "make_model", "model_name", "model_names",
+           "model_source", "register"]

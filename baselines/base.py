@@ -12,6 +12,8 @@ import scipy.sparse as sp
 
 from datasets.errors import FusebenchError
 
+from .params import check_params
+
 FAMILIES = ("baseline/cf", "baseline/content", "baseline/hybrid", "fusion")
 
 
@@ -61,20 +63,33 @@ class Recommender:
     # iterative models: the constructor parameter that bounds the epochs (the benchmark's
     # protocols set it to their maximum; patience on validation stops training)
     epochs_param: ClassVar[str | None] = "epochs"
+    # parameter name -> accepted values (see baselines.params); each class declares its own
+    # parameters and the declarations merge along the MRO, so a shared one is written once
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
 
     # --- scikit-learn style parameter handling -------------------------------------------
     @classmethod
     def param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
+        return list(cls.defaults())
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         sig = inspect.signature(cls.__init__)
-        return {k: p.default for k, p in sig.parameters.items() if k != "self"}
+        # object.__init__'s *args/**kwargs (a class without a constructor) are no hyper-parameters
+        return {k: p.default for k, p in sig.parameters.items()
+                if k != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.param_names()}
+
+    @classmethod
+    def parameter_constraints(cls) -> dict[str, list]:
+        """Constructor parameter -> its declared constraints, merged along the MRO (a subclass's
+        declaration wins); a parameter without one is absent and not checked."""
+        merged: dict[str, list] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(vars(klass).get("_parameter_constraints", {}))
+        return {k: merged[k] for k in cls.param_names() if k in merged}
 
     @classmethod
     def needs(cls, params: dict[str, Any] | None = None) -> set[str]:
@@ -92,7 +107,12 @@ class Recommender:
     def validate(self) -> None:
         """Check the hyper-parameters, without data: `make_model` calls it, so a value the
         model cannot take stops a command before anything is written (and fit/init call it
-        again for a model built by hand). Subclasses extend it, calling super().validate()."""
+        again for a model built by hand). Every declared constraint is checked here; a
+        subclass overrides this only for rules a declaration cannot express (between two
+        parameters, a spec to parse), calling super().validate() first."""
+        constraints = self.parameter_constraints()
+        check_params(self.name or type(self).__qualname__, constraints,
+                     {k: getattr(self, k) for k in constraints})
 
     def fit(self, data: FitData) -> Recommender:
         if not self.iterative:
@@ -135,28 +155,30 @@ class Recommender:
                 total += v.nnz
         return total
 
-    # --- shared helpers for subclasses -----------------------------------------------------
-    @staticmethod
-    def _check_positive(**values: float) -> None:
-        for k, v in values.items():
-            if not v > 0:
-                raise FusebenchError(f"parameter {k} must be > 0, got {v!r}")
-
-    @staticmethod
-    def _check_non_negative(**values: float) -> None:
-        for k, v in values.items():
-            if not v >= 0:
-                raise FusebenchError(f"parameter {k} must be >= 0, got {v!r}")
-
 
 _REGISTRY: dict[str, type[Recommender]] = {}
 # "prefix:NAME" families of models made on demand (e.g. "recbole:LightGCN"): prefix -> factory
 _PREFIXES: dict[str, Callable[[str], type[Recommender]]] = {}
+# models from outside the package (baselines.external): registry name -> where their code is
+_SOURCES: dict[str, dict[str, Any]] = {}
+# name -> class or None, tried for a name nothing registered (e.g. "path/model.py:Class")
+_RESOLVERS: list[Callable[[str], type[Recommender] | None]] = []
+# run once before the names are listed or a name is missed (installed packages' entry points)
+_DISCOVERIES: list[Callable[[], None]] = []
+_discovered = False
 
 
 def register_prefix(prefix: str, factory) -> None:
     """Let `factory(rest)` build the class for model names of the form 'prefix:rest'."""
     _PREFIXES[prefix] = factory
+
+
+def register_resolver(resolver: Callable[[str], type[Recommender] | None]) -> None:
+    _RESOLVERS.append(resolver)
+
+
+def register_discovery(discover: Callable[[], None]) -> None:
+    _DISCOVERIES.append(discover)
 
 
 def register(cls: type[Recommender]) -> type[Recommender]:
@@ -169,18 +191,63 @@ def register(cls: type[Recommender]) -> type[Recommender]:
     return cls
 
 
+def builtin_model(name: str) -> bool:
+    """Whether `name` is a model of fusebench's own packages (not one loaded from outside)."""
+    return name in _REGISTRY and name not in _SOURCES
+
+
+def register_external(cls: type[Recommender], source: dict[str, Any]) -> None:
+    """Register a class loaded from outside the package (a newer version of the same source
+    replaces the older one; a built-in name is refused by the loader before this)."""
+    held = _SOURCES.get(cls.name)
+    if held is not None and held["canonical"] != source["canonical"]:
+        raise FusebenchError(f"model name {cls.name!r} of {source['spec']} is already taken by {held['spec']}")
+    _REGISTRY[cls.name] = cls
+    _SOURCES[cls.name] = source
+
+
+def model_source(name: str) -> dict[str, Any] | None:
+    """Where a model from outside the package comes from: {"spec", "path", "sha256", ...}; None
+    for fusebench's own models."""
+    src = _SOURCES.get(name)
+    return None if src is None else {k: v for k, v in src.items() if k != "canonical"}
+
+
+def _discover() -> None:
+    global _discovered
+    if not _discovered:
+        _discovered = True
+        for discover in _DISCOVERIES:
+            discover()
+
+
 def model_names() -> list[str]:
+    _discover()
     return sorted(_REGISTRY)
 
 
 def get_model_class(name: str) -> type[Recommender]:
+    """The class of a registered name, of 'prefix:NAME' (RecBole's models) or of a model spec
+    ('path/to/file.py:Class', 'package.module:Class', which is imported and registered)."""
     prefix, sep, rest = name.partition(":")
     if sep and prefix in _PREFIXES:
         return _PREFIXES[prefix](rest)  # the factory raises FusebenchError for unknown names
-    try:
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        raise FusebenchError(f"unknown model {name!r}; available: {', '.join(model_names())}") from None
+    for resolve in _RESOLVERS:
+        cls = resolve(name)
+        if cls is not None:
+            return cls
+    _discover()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    raise FusebenchError(f"unknown model {name!r}; available: {', '.join(model_names())} "
+                         "(or your own: path/to/file.py:Class, package.module:Class)")
+
+
+def model_name(spec: str) -> str:
+    """The registry name a model is recorded under (a spec's class `name`, RecBole's canonical case)."""
+    return get_model_class(spec).name
 
 
 def make_model(name: str, params: dict[str, Any] | None = None) -> Recommender:

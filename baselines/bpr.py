@@ -62,10 +62,6 @@ class BPRMF(TorchRecommender):
     def search_space(cls, trial):
         return embedding_space(trial)
 
-    def validate(self) -> None:
-        super().validate()
-        self._check_positive(embedding_size=self.embedding_size)
-
     def build(self, data: FitData) -> nn.Module:
         return MF(data.n_users, data.n_items, int(self.embedding_size))
 

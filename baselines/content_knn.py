@@ -19,7 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .base import FitData, Recommender, register
-from .modalities import select_features, stack_features
+from .itemknn import KNN_CONSTRAINTS
+from .modalities import SPEC, parse_spec, select_features, stack_features
 
 
 def topk_dense_cosine(f: np.ndarray, k: int, shrink: float = 0.0, block: int = 1024) -> sp.csr_matrix:
@@ -67,6 +68,7 @@ def topk_dense_cosine(f: np.ndarray, k: int, shrink: float = 0.0, block: int = 1
 class ContentKNN(Recommender):
     name = "content-knn"
     family = "baseline/content"
+    _parameter_constraints = {**KNN_CONSTRAINTS, "center": [bool], "modalities": [SPEC]}
 
     def __init__(self, k: int = 100, shrink: float = 0.0, center: bool = True, modalities: str = "all"):
         self.k = k
@@ -84,8 +86,7 @@ class ContentKNN(Recommender):
 
     def validate(self) -> None:
         super().validate()
-        self._check_positive(k=self.k)
-        self._check_non_negative(shrink=self.shrink)
+        parse_spec(self.modalities)  # the spec's syntax; the names are checked against the data in fit
 
     def fit(self, data: FitData) -> "ContentKNN":
         self.validate()

@@ -8,12 +8,14 @@ import scipy.linalg
 from datasets.memory import require
 
 from .base import FitData, Recommender, register
+from .params import POSITIVE
 
 
 @register
 class EASE(Recommender):
     name = "ease"
     family = "baseline/cf"
+    _parameter_constraints = {"l2": [POSITIVE]}  # the Gram matrix + l2 I must be positive definite
 
     def __init__(self, l2: float = 500.0):
         self.l2 = l2
@@ -21,10 +23,6 @@ class EASE(Recommender):
     @classmethod
     def search_space(cls, trial):
         return {"l2": trial.suggest_float("l2", 1.0, 1e4, log=True)}
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_positive(l2=self.l2)
 
     def fit(self, data: FitData) -> "EASE":
         self.validate()

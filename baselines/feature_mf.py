@@ -34,11 +34,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from datasets.errors import FusebenchError
-
 from .base import FitData, register
 from .bpr import bpr_loss
-from .modalities import select_features, stack_features
+from .modalities import SPEC, parse_spec, select_features, stack_features
+from .params import POSITIVE_INT, Options
 from .torch_base import TorchRecommender, embedding_space, item_rows
 
 LOSSES = ("bpr", "warp")
@@ -71,6 +70,8 @@ class FeatureMF(nn.Module):
 class FeatureMFRecommender(TorchRecommender):
     name = "feature-mf"
     family = "baseline/hybrid"
+    _parameter_constraints = {"loss": [Options(*LOSSES)], "max_trials": [POSITIVE_INT], "use_item_ids": [bool],
+                              "center": [bool], "modalities": [SPEC]}
 
     def __init__(
         self,
@@ -103,9 +104,7 @@ class FeatureMFRecommender(TorchRecommender):
     # --- setup ---------------------------------------------------------------------------
     def validate(self) -> None:
         super().validate()
-        self._check_positive(embedding_size=self.embedding_size, max_trials=self.max_trials)
-        if self.loss not in LOSSES:
-            raise FusebenchError(f"parameter loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        parse_spec(self.modalities)  # the spec's syntax; the names are checked against the data in init
 
     def init(self, data: FitData) -> None:
         # parameter and feature validation first, before any state is built

@@ -33,8 +33,10 @@ import scipy.sparse as sp
 from datasets.errors import FusebenchError
 
 from .base import FitData, Recommender, get_model_class, make_model, register
+from .params import UNIT, InstanceOf, Options
 
 NORMALIZATIONS = ("minmax", "zscore")
+MODEL_NAME = InstanceOf(str, "model name", "a model name")  # resolved in validate()
 
 
 def normalize_scores(scores: np.ndarray, seen: sp.csr_matrix | None, how: str = "zscore") -> np.ndarray:
@@ -70,6 +72,8 @@ def normalize_scores(scores: np.ndarray, seen: sp.csr_matrix | None, how: str = 
 class HybridBlend(Recommender):
     name = "hybrid-blend"
     family = "baseline/hybrid"
+    _parameter_constraints = {"cf": [MODEL_NAME], "content": [MODEL_NAME], "weight": [UNIT],
+                              "normalize": [Options(*NORMALIZATIONS)]}
 
     def __init__(self, cf: str = "ease", content: str = "content-knn", weight: float = 0.2, normalize: str = "zscore"):
         self.cf = cf
@@ -88,19 +92,8 @@ class HybridBlend(Recommender):
 
     def validate(self) -> None:
         super().validate()
-        try:
-            w = float(self.weight)
-        except (TypeError, ValueError):
-            raise FusebenchError(f"parameter weight must be a number in [0, 1], got {self.weight!r}") from None
-        if not 0.0 <= w <= 1.0:
-            raise FusebenchError(f"parameter weight must be a number in [0, 1], got {self.weight!r}")
-        if self.normalize not in NORMALIZATIONS:
-            raise FusebenchError(f"parameter normalize must be one of {', '.join(NORMALIZATIONS)}, "
-                                 f"got {self.normalize!r}")
-        for role in ("cf", "content"):
+        for role in ("cf", "content"):  # model names: they must name a model, and not this one
             name = getattr(self, role)
-            if not isinstance(name, str):
-                raise FusebenchError(f"parameter {role} must be a model name, got {name!r}")
             if get_model_class(name) is type(self):  # unknown names raise FusebenchError here
                 raise FusebenchError(f"hybrid-blend cannot nest itself (parameter {role}={name!r})")
 

@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from numba import njit, prange
 
 from .base import FitData, Recommender, register
+from .params import NON_NEGATIVE, POSITIVE_INT
 
 
 @njit(parallel=True, cache=True)
@@ -134,6 +135,8 @@ class IALS(Recommender):
     name = "ials"
     family = "baseline/cf"
     iterative = True
+    _parameter_constraints = {"factors": [POSITIVE_INT], "regularization": [NON_NEGATIVE], "alpha": [NON_NEGATIVE],
+                              "iterations": [POSITIVE_INT], "cg_steps": [POSITIVE_INT]}
 
     def __init__(
         self,
@@ -163,11 +166,6 @@ class IALS(Recommender):
             "regularization": trial.suggest_float("regularization", 1e-3, 1e3, log=True),
             "alpha": trial.suggest_float("alpha", 0.1, 100.0, log=True),
         }
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_positive(factors=self.factors, iterations=self.iterations, cg_steps=self.cg_steps)
-        self._check_non_negative(regularization=self.regularization, alpha=self.alpha)
 
     def init(self, data: FitData) -> None:
         self.validate()

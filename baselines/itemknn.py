@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .base import FitData, Recommender, register
+from .params import NON_NEGATIVE, POSITIVE_INT
 
 
 def topk_cosine(x: sp.csr_matrix, k: int, shrink: float, block: int = 1024) -> sp.csr_matrix:
@@ -47,6 +48,10 @@ def topk_cosine(x: sp.csr_matrix, k: int, shrink: float, block: int = 1024) -> s
     return s
 
 
+# the neighbourhood models' parameters (Dacrema et al.'s k and shrink)
+KNN_CONSTRAINTS = {"k": [POSITIVE_INT], "shrink": [NON_NEGATIVE]}
+
+
 def knn_space(trial) -> dict:
     """The Optuna space of neighbourhood models (Dacrema et al.'s ranges)."""
     return {
@@ -59,6 +64,7 @@ def knn_space(trial) -> dict:
 class ItemKNN(Recommender):
     name = "itemknn"
     family = "baseline/cf"
+    _parameter_constraints = KNN_CONSTRAINTS
 
     def __init__(self, k: int = 100, shrink: float = 10.0):
         self.k = k
@@ -67,11 +73,6 @@ class ItemKNN(Recommender):
     @classmethod
     def search_space(cls, trial):
         return knn_space(trial)
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_positive(k=self.k)
-        self._check_non_negative(shrink=self.shrink)
 
     def fit(self, data: FitData) -> "ItemKNN":
         self.validate()

@@ -33,6 +33,7 @@ from torch import nn
 
 from .base import FitData, register
 from .bpr import recbole_bpr_loss
+from .params import NON_NEGATIVE, NON_NEGATIVE_INT
 from .torch_base import TorchRecommender
 
 
@@ -96,6 +97,7 @@ class LightGCNModule(nn.Module):
 class LightGCN(TorchRecommender):
     name = "lightgcn"
     family = "baseline/cf"
+    _parameter_constraints = {"n_layers": [NON_NEGATIVE_INT], "reg_weight": [NON_NEGATIVE], "require_pow": [bool]}
 
     def __init__(
         self,
@@ -122,11 +124,6 @@ class LightGCN(TorchRecommender):
             "learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
             "reg_weight": trial.suggest_float("reg_weight", 1e-6, 1e-2, log=True),
         }
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_positive(embedding_size=self.embedding_size)
-        self._check_non_negative(n_layers=self.n_layers, reg_weight=self.reg_weight)
 
     def build(self, data: FitData) -> nn.Module:
         coo = normalized_adjacency(data.train)

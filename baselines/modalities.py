@@ -20,7 +20,12 @@ import numpy as np
 
 from datasets.errors import FusebenchError
 
+from .params import InstanceOf
+
 ALL = "all"
+# the declared constraint of every `modalities` parameter; its syntax is then checked by
+# parse_spec in the model's validate(), its names against the data in fit/init
+SPEC = InstanceOf(str, "str: 'all' or names, comma-separated", "a string like 'all' or 'text,audio/vggish'")
 
 
 def parse_spec(spec: str) -> list[str] | None:

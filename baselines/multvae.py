@@ -29,9 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datasets.errors import FusebenchError
-
 from .base import FitData, register
+from .params import DROPOUT, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT
 from .torch_base import TorchRecommender
 
 
@@ -75,6 +74,9 @@ class VAE(nn.Module):
 class MultVAE(TorchRecommender):
     name = "multvae"
     family = "baseline/cf"
+    # total_anneal_steps 0: beta is anneal_cap from the first update (see `beta`)
+    _parameter_constraints = {"hidden_size": [POSITIVE_INT], "latent_size": [POSITIVE_INT], "dropout": [DROPOUT],
+                              "anneal_cap": [NON_NEGATIVE], "total_anneal_steps": [NON_NEGATIVE_INT]}
 
     def __init__(
         self,
@@ -106,13 +108,6 @@ class MultVAE(TorchRecommender):
             "anneal_cap": trial.suggest_float("anneal_cap", 0.0, 1.0),
             "latent_size": trial.suggest_categorical("latent_size", [64, 128, 200, 300]),
         }
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_positive(hidden_size=self.hidden_size, latent_size=self.latent_size)
-        self._check_non_negative(anneal_cap=self.anneal_cap, total_anneal_steps=self.total_anneal_steps)
-        if not 0.0 <= self.dropout < 1.0:
-            raise FusebenchError(f"parameter dropout must be in [0, 1), got {self.dropout!r}")
 
     def build(self, data: FitData) -> nn.Module:
         self._train = sp.csr_matrix(data.train, dtype=np.float32)

@@ -82,6 +82,7 @@ import scipy.sparse as sp
 from datasets.errors import FusebenchError
 
 from .base import FitData, Recommender, register_prefix
+from .params import POSITIVE, POSITIVE_INT
 
 PREFIX = "recbole"
 DATASET_TOKEN = "fusebench"  # a name with no RecBole preset (never "ml-100k": RecBole has a yaml for it)
@@ -279,6 +280,8 @@ class RecBoleRecommender(Recommender):
     family = "baseline/cf"
     recbole_model: ClassVar[str] = ""
     _recbole_keys: ClassVar[tuple[str, ...]] = ()  # constructor params passed to RecBole as is
+    # config: a JSON object (str) or a dict of extra RecBole keys; its keys are checked in validate
+    _parameter_constraints = {"config": [str, dict, None]}
 
     def _config_dict(self, data: FitData, tmp: Path, device) -> dict[str, Any]:
         extra = _parse_config(self.config, set(self.param_names()))
@@ -311,8 +314,6 @@ class RecBoleRecommender(Recommender):
 
     def validate(self) -> None:
         super().validate()
-        for k in self._recbole_keys:
-            self._check_positive(**{k: getattr(self, k)})
         _parse_config(self.config, set(self.param_names()))  # reserved or file-loading keys: refused now
 
     def init(self, data: FitData) -> None:
@@ -448,6 +449,8 @@ class RecBoleRecommender(Recommender):
 class RecBoleIterative(RecBoleRecommender):
     iterative = True
     _recbole_keys = ("embedding_size", "learning_rate", "train_batch_size", "epochs")
+    _parameter_constraints = {"embedding_size": [POSITIVE_INT], "learning_rate": [POSITIVE],
+                              "train_batch_size": [POSITIVE_INT], "epochs": [POSITIVE_INT]}
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .base import FitData, Recommender, register
+from .params import NON_NEGATIVE, POSITIVE_INT
 
 
 def _row_l1(x: sp.csr_matrix) -> sp.csr_matrix:
@@ -76,6 +77,8 @@ def rp3beta_similarity(
 class RP3beta(Recommender):
     name = "rp3beta"
     family = "baseline/cf"
+    _parameter_constraints = {"alpha": [NON_NEGATIVE], "beta": [NON_NEGATIVE], "k": [POSITIVE_INT],
+                              "normalize": [bool]}
 
     def __init__(self, alpha: float = 1.0, beta: float = 0.6, k: int = 100, normalize: bool = True):
         self.alpha = alpha
@@ -91,11 +94,6 @@ class RP3beta(Recommender):
             "k": trial.suggest_int("k", 5, 1000, log=True),
             "normalize": trial.suggest_categorical("normalize", [True, False]),
         }
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_positive(k=self.k)
-        self._check_non_negative(alpha=self.alpha, beta=self.beta)
 
     def fit(self, data: FitData) -> "RP3beta":
         self.validate()

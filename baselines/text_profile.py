@@ -17,12 +17,19 @@ import scipy.sparse as sp
 from datasets.errors import FusebenchError
 
 from .base import FitData, Recommender, register
+from .params import NON_NEGATIVE, POSITIVE_INT, Interval
 
 
 @register
 class TextProfile(Recommender):
     name = "text-profile"
     family = "baseline/content"
+    # min_df a document count (TfidfVectorizer reads an int so); max_df a share of documents
+    _parameter_constraints = {
+        "min_df": [POSITIVE_INT], "max_df": [Interval("real", 0, 1, closed="right")],
+        "max_features": [POSITIVE_INT], "ngram_max": [POSITIVE_INT], "sublinear_tf": [bool],
+        "stop_words": [bool], "popularity_damping": [NON_NEGATIVE],
+    }
 
     @classmethod
     def needs(cls, params=None) -> set[str]:
@@ -55,14 +62,6 @@ class TextProfile(Recommender):
             "sublinear_tf": trial.suggest_categorical("sublinear_tf", [True, False]),
             "popularity_damping": trial.suggest_float("popularity_damping", 0.0, 1.0),
         }
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_positive(min_df=self.min_df, max_df=self.max_df, max_features=self.max_features,
-                             ngram_max=self.ngram_max)
-        self._check_non_negative(popularity_damping=self.popularity_damping)
-        if not self.max_df <= 1.0:
-            raise FusebenchError(f"parameter max_df must be a share in (0, 1], got {self.max_df!r}")
 
     def fit(self, data: FitData) -> "TextProfile":
         from sklearn.feature_extraction.text import TfidfVectorizer

@@ -19,6 +19,7 @@ from datasets.errors import FusebenchError
 from datasets.memory import require
 
 from .base import FitData, Recommender
+from .params import NON_NEGATIVE, POSITIVE, POSITIVE_INT
 from .sampling import NegativeSampler
 
 
@@ -71,6 +72,11 @@ class TorchRecommender(Recommender):
     batch_size: int
     learning_rate: float
     weight_decay: float = 0.0
+    # the training parameters every torch model shares, and the embedding width most have
+    _parameter_constraints = {
+        "epochs": [POSITIVE_INT], "batch_size": [POSITIVE_INT], "learning_rate": [POSITIVE],
+        "weight_decay": [NON_NEGATIVE], "embedding_size": [POSITIVE_INT],
+    }
 
     def build(self, data: FitData) -> torch.nn.Module:
         raise NotImplementedError
@@ -82,11 +88,6 @@ class TorchRecommender(Recommender):
     def epoch_batches(self):
         """One epoch of numpy batches; default: BPR triples (user, positive, negative)."""
         return self._sampler.epoch_triples(self.batch_size)
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_positive(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate)
-        self._check_non_negative(weight_decay=self.weight_decay)
 
     def init(self, data: FitData) -> None:
         self.validate()

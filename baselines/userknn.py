@@ -15,13 +15,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from .base import FitData, Recommender, register
-from .itemknn import knn_space, topk_cosine
+from .itemknn import KNN_CONSTRAINTS, knn_space, topk_cosine
 
 
 @register
 class UserKNN(Recommender):
     name = "userknn"
     family = "baseline/cf"
+    _parameter_constraints = KNN_CONSTRAINTS
 
     def __init__(self, k: int = 50, shrink: float = 100.0):
         self.k = k
@@ -30,11 +31,6 @@ class UserKNN(Recommender):
     @classmethod
     def search_space(cls, trial):
         return knn_space(trial)
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_positive(k=self.k)
-        self._check_non_negative(shrink=self.shrink)
 
     def fit(self, data: FitData) -> "UserKNN":
         self.validate()

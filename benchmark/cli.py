@@ -17,11 +17,12 @@ from tqdm import tqdm
 
 import datasets
 import fusion_models  # noqa: F401  (registers the fusion models)
-from baselines.base import get_model_class, model_names
+from baselines.base import get_model_class, model_names, model_source
+from baselines.params import describe
 from datasets.errors import EnvironmentFault, FusebenchError
 
 from .metrics import PRIMARY_METRIC
-from .options import DEFAULT_DATASETS, UsageError, parse_params, split_list
+from .options import DEFAULT_DATASETS, UsageError, parse_params, resolve_models, split_list
 from .records import RecordStore
 from .runner import RunConfig, mmrec_config
 from .training import parse_metric
@@ -67,6 +68,14 @@ def run_config(args, device: str) -> tuple[str | None, RunConfig]:
 
 
 def cmd_run(args) -> int:
+    _, summary = execute_run(args)
+    print(summary)
+    return 0
+
+
+def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
+    """`run` (the CLI's and `benchmark.api.run`'s): validate everything, tune, run the seeds,
+    write the leaderboard. Returns ((job, seed, RunOutcome) for every run, the summary line)."""
     from baselines.torch_base import resolve_device
 
     if args.all == bool(args.dataset or args.model):
@@ -77,9 +86,7 @@ def cmd_run(args) -> int:
         raise UsageError("--results needs a folder")
     RecordStore(args.results).check_layout()
     models = split_list(args.models, "--models") if args.all else [args.model]
-    models = models or model_names()
-    for m in models:
-        get_model_class(m)
+    models = resolve_models(models or model_names())
     if args.param and len(models) != 1:
         raise UsageError("--param applies to one model: use it with --model")
     params = parse_params(models[0], args.param) if args.param else {}
@@ -141,7 +148,7 @@ def cmd_run(args) -> int:
                 raise UsageError(f"{m} {why} ({ds.name})")
     prints = {id(ds): ds.fingerprint() for ds in loaded}  # hashes every interaction: once per dataset
     jobs = [Job(ds.meta["spec"], ds.name, prints[id(ds)], args.data_dir, args.rating_threshold,
-                split_protocol or datasets.default_protocol(ds), m, params, cfg, plan)
+                split_protocol or datasets.default_protocol(ds), m, params, cfg, plan, model_source(m))
             for ds, m in pairs]
     jobs = longest_first(jobs, lambda m: get_model_class(m).iterative)
     bar = tqdm(total=len(jobs) * len(seeds), desc="fusebench", unit="run", disable=None, dynamic_ncols=True)
@@ -156,7 +163,10 @@ def cmd_run(args) -> int:
             tqdm.write(f"{job.name:16s} {job.model:12s} tuned: {res.trials} trials ({res.pruned} pruned), "
                        f"valid {res.metric}={best} {res.best_params}{chosen}", file=sys.stderr)
 
+    outcomes = []
+
     def on_run(job, seed, out):
+        outcomes.append((job, seed, out))
         bar.update(1)
         if out.status == "skipped":
             counts["skipped"] += 1
@@ -198,9 +208,8 @@ def cmd_run(args) -> int:
     path = write_leaderboard(args.results)
     tuned = f" ({counts['trials']} new tuning trials)" if budget else ""
     failed = f" ({counts['failed']} failed: diverged, see the leaderboard)" if counts["failed"] else ""
-    print(f"{counts['done']} runs done{failed}, {counts['skipped']} already finished (skipped; --force reruns them)"
-          f"{tuned}; wrote {path}")
-    return 0
+    return outcomes, (f"{counts['done']} runs done{failed}, {counts['skipped']} already finished (skipped; --force "
+                      f"reruns them){tuned}; wrote {path}")
 
 
 def unmet_needs(model: str, params: dict[str, Any], ds) -> str | None:
@@ -268,7 +277,7 @@ def cmd_tune(args) -> int:
         raise UsageError("tune takes --trials or --timeout, not both")
     if args.pruner not in PRUNERS:
         raise UsageError(f"unknown pruner {args.pruner!r}; available: {', '.join(PRUNERS)}")
-    get_model_class(args.model)
+    args.model = resolve_models([args.model])[0]
     params = parse_params(args.model, args.param) if args.param else {}
     if args.modalities is not None:
         params = modality_params([args.model], args.modalities, params)
@@ -318,7 +327,15 @@ def cmd_datasets(args) -> int:
 
         if not args.out:
             raise UsageError("datasets export needs an output folder: datasets export NAME --format F OUT")
+        if not args.split and (args.protocol is not None or args.seed is not None):
+            raise UsageError("--protocol and --seed choose the split that --split exports; add --split")
         ds = datasets.load(args.name, data_dir=args.data_dir, rating_threshold=args.rating_threshold)
+        if args.split:
+            from .score import split_of
+
+            split = split_of(ds, args.protocol, args.seed, allow_mmrec=False)[0]
+            print(f"wrote {export(ds, args.format, args.out, split=split)}")
+            return 0
         print(f"wrote {export(ds, args.format, args.out)}")
         return 0
     ds = datasets.load(args.name, data_dir=args.data_dir, rating_threshold=args.rating_threshold)
@@ -334,11 +351,16 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_models(args) -> int:
+    """One line per model, then one per parameter: its default and the values it accepts."""
+
+    width = max(map(len, model_names()))
     for name in model_names():
         cls = get_model_class(name)
-        params = ", ".join(f"{k}={v!r}" for k, v in cls.defaults().items()) or "(no hyper-parameters)"
+        defaults, constraints = cls.defaults(), cls.parameter_constraints()
         kind = "iterative" if cls.iterative else "one-shot"
-        print(f"{name:14s} {cls.family:18s} {kind:9s} {params}")
+        print(f"{name:{width}s} {cls.family:16s} {kind:9s} {'' if defaults else '(no hyper-parameters)'}".rstrip())
+        for k, v in defaults.items():
+            print(f"    {f'{k}={v!r}':28s} {describe(constraints[k]) if k in constraints else '(not checked)'}")
     return 0
 
 
@@ -347,7 +369,7 @@ def cmd_ablate(args) -> int:
 
     from .ablation import ablate, write_report
 
-    get_model_class(args.model)
+    args.model = resolve_models([args.model])[0]
     params = parse_params(args.model, args.param) if args.param else {}
     if args.seeds < 1:
         raise UsageError("--seeds must be >= 1")
@@ -399,9 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="train and evaluate models, write run records and the leaderboard")
     r.add_argument("--all", action="store_true", help="every registered model on every default dataset")
     r.add_argument("--dataset", help="one dataset (see `datasets list`)")
-    r.add_argument("--model", help="one model (see `models list`)")
+    r.add_argument("--model", help="one model: a name (see `models list`) or your own class, "
+                   "path/to/file.py:Class or package.module:Class")
     r.add_argument("--datasets", help="with --all: comma-separated datasets instead of the defaults")
-    r.add_argument("--models", help="with --all: comma-separated models instead of all")
+    r.add_argument("--models", help="with --all: comma-separated models (names or FILE.py:Class specs) instead of "
+                   "all")
     r.add_argument("--seed", type=int, help="one seed (split and model initialisation)")
     r.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
     r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="model hyper-parameter")
@@ -465,6 +489,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--format", choices=["recbole", "mmrec"], default="recbole", help="export format")
     d.add_argument("--data-dir")
     d.add_argument("--rating-threshold", type=float)
+    d.add_argument("--split", action="store_true", help="export: write one split's train/valid/test files (and the "
+                   "test qrels, recbole format) so another framework trains on exactly fusebench's training set")
+    d.add_argument("--protocol", help="with --split: split protocol (default: the source's split, else random 8:1:1)")
+    d.add_argument("--seed", type=int, help="with --split: split seed (default 0)")
     d.set_defaults(func=cmd_datasets)
 
     m = sub.add_parser("models", help="list models with their hyper-parameters and defaults")
@@ -515,6 +543,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--grid", action="store_true", help="run each model's stated hyper-parameter grid (seed 0) and "
                     "keep the best on validation, instead of the table's fixed configuration")
     rp.set_defaults(func=cmd_reproduce)
+
+    from .score import add_parser as add_score_parser
+
+    add_score_parser(sub)
     return p
 
 
@@ -555,6 +587,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FusebenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`models list | head`): nothing to report
+        sys.stderr.close()
+        return 0
     except OSError as e:  # the environment's fault (full disk, read-only folder, a file in a folder's place)
         target = e.filename2 or e.filename  # a failed rename names its temporary file first
         where = f"{target}: " if target else ""

@@ -16,6 +16,10 @@ evaluation settings: masking, validation metric, patience). Rules, stated on the
   ranks for ties), with the number of tables each model was ranked on.
 
 Old records that lack newer fields (tuning, evaluation protocol, per-user files) still render.
+Nothing here imports a model class to render a record: rows are drawn from the records' own
+fields (family, parameters, defaults, ``model.source`` of a user's class, ``model.run_file`` of
+an external system scored by ``python -m benchmark score``); only whether a model is tunable,
+which records do not carry, is asked of the registry, and only for registered names.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +53,8 @@ COLUMNS = (
     ("mrr@20", "MRR@20"),
     ("item_coverage@20", "Coverage@20"),
 )
-FAMILY_NAMES = plots.FAMILY_NAMES
+FAMILY_NAMES = {**plots.FAMILY_NAMES, "external": "external"}
+EXTERNAL = "external"  # the family of recommendations made elsewhere (benchmark.score)
 COLD_START = "cold-start-items"
 UP, DOWN, REF = "▲", "▼", "[ref]"
 CAPPED = "†"  # a row with a seed whose training ended at the epoch bound, not by patience
@@ -172,6 +178,26 @@ def _short(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+def _external(rec: dict[str, Any]) -> bool:
+    """A record of recommendations made elsewhere (`python -m benchmark score --dataset`)."""
+    return (rec.get("model") or {}).get("family") == EXTERNAL
+
+
+def _code(rec: dict[str, Any]) -> dict[str, Any] | None:
+    """What produced a row beyond fusebench's own code: a user's model class (`model.source`:
+    spec, sha256) or an external system's run file (`model.run_file`: path, sha256)."""
+    m = rec.get("model") or {}
+    src = m.get("run_file") if _external(rec) else m.get("source")
+    return src if isinstance(src, dict) and src.get("sha256") else None
+
+
+def _model_arg(rec: dict[str, Any]) -> str:
+    """What `--model` takes to run this record's model again: a user class's import spec, else its name."""
+    src = (rec.get("model") or {}).get("source")
+    spec = src.get("spec") if isinstance(src, dict) else None
+    return str(spec) if spec else rec["model"]["name"]
 
 
 # --- formatting ----------------------------------------------------------------------------
@@ -317,11 +343,26 @@ def _model_runs(row: Row) -> ModelRuns:
     return ModelRuns(row.label, row.family, row.means.get(PRIMARY_METRIC, float("nan")), per_seed)
 
 
+def _same_evaluation(table_key: tuple, ext_key: tuple) -> bool:
+    """An external record belongs in a table of the same data, split and test-time protocol;
+    the selection settings (validation metric, patience) do not apply to it."""
+    if table_key[:5] != ext_key[:5]:
+        return False
+    a, b = json.loads(table_key[5]), json.loads(ext_key[5])
+    return all(a[k] == b[k] for k in ("protocol", "mask_valid_at_test"))
+
+
 def build_tables(records: list[dict[str, Any]], n_resamples: int = 1000) -> list[Table]:
-    """One table per dataset/protocol group, rows selected and statistics computed."""
+    """One table per dataset/protocol group, rows selected and statistics computed. An external
+    system's record joins every table of its data, split and test protocol (else one of its own)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for rec in records:
-        groups[_group_key(rec)].append(rec)
+        if not _external(rec):
+            groups[_group_key(rec)].append(rec)
+    for rec in filter(_external, records):
+        key = _group_key(rec)
+        for g in [g for g in groups if _same_evaluation(g, key)] or [key]:
+            groups[g].append(rec)
     tables = []
     for gkey, recs in sorted(groups.items(), key=lambda kv: json.dumps(kv[0], default=str)):
         rows, dropped = _select_rows(recs)
@@ -332,7 +373,8 @@ def build_tables(records: list[dict[str, Any]], n_resamples: int = 1000) -> list
         if settings["protocol"] != "fusebench":
             title += f", {'MMRec' if settings['protocol'] == 'mmrec' else settings['protocol']} protocol"
         title += ")"
-        tables.append(Table(gkey, title, name, protocol, settings, rows, dropped, stats, recs[0]))
+        first = next((r for r in recs if not _external(r)), recs[0])  # the table's facts: a trained run's
+        tables.append(Table(gkey, title, name, protocol, settings, rows, dropped, stats, first))
     # disambiguate tables that would share a title (other threshold, settings, split or data version)
     same: dict[str, list[Table]] = defaultdict(list)
     for t in tables:
@@ -372,11 +414,25 @@ def _short_hash(key) -> str:
     return hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:6]
 
 
+def _short_hashes(row: Row) -> list[str]:
+    """The distinct short SHA-256s of the code or run files behind a row's seeds."""
+    out = []
+    for r in row.records:
+        src = _code(r)
+        if src is not None and str(src["sha256"])[:8] not in out:
+            out.append(str(src["sha256"])[:8])
+    return out
+
+
 def _markdown_table(table: Table) -> str:
     st = table.stats
     rows, means = [], []
     for row in table.rows:
-        label = row.label + (f" {REF}" if row.label == st.best_baseline else "")
+        label = row.label
+        hashes = _short_hashes(row)
+        if hashes:  # which code or run file produced it (details under the table)
+            label += f" `{hashes[0]}`" if len(hashes) == 1 else f" ({len(hashes)} versions)"
+        label += f" {REF}" if row.label == st.best_baseline else ""
         if row.capped:
             label += f" {CAPPED}"
         first = row.records[0]
@@ -389,7 +445,7 @@ def _markdown_table(table: Table) -> str:
             _fmt_seconds([_num(r.get("train_seconds")) for r in row.records]),
             _fmt_seconds([_num(r.get("eval_seconds")) for r in row.records]),
             _fmt_count(first["model"].get("n_parameters")),
-            _budget(row.tuning),
+            "–" if row.family == EXTERNAL else _budget(row.tuning),
         ]
         rows.append(out)
         means.append([_nan_low(row.means.get(k)) for k, _ in COLUMNS])
@@ -418,7 +474,7 @@ def _describe(table: Table) -> str:
     masking = ("train and valid items masked at test" if s["mask_valid_at_test"]
                else "only train items masked at test (valid items stay rankable, as in MMRec)")
     seeds = sorted({sd for r in table.rows for sd in r.seeds})
-    budgets = sorted({_budget(r.tuning) for r in table.rows})
+    budgets = sorted({_budget(r.tuning) for r in table.rows if r.family != EXTERNAL}) or ["–"]
     facts = []
     if "n_users" in ds:
         facts.append(f"{ds['n_users']:,} users, {ds['n_items']:,} items, {ds['n_interactions']:,} interactions")
@@ -461,6 +517,32 @@ def _notes(table: Table) -> list[str]:
     elif any(r.records[0].get("training", {}).get("epochs_run") is not None for r in table.rows):
         notes.append("Every iterative run in this table stopped by patience (none at its epoch bound, "
                      f"no {CAPPED} rows).")
+    own = [(r, [_code(rec) for rec in r.records]) for r in table.rows if r.family != EXTERNAL]
+    own = [(r, srcs) for r, srcs in own if any(srcs)]
+    if own:
+        parts = []
+        for r, srcs in own:
+            seen = {(s.get("spec") or s.get("path") or "?", s["sha256"]) for s in srcs if s}
+            parts.append(f"`{r.label}`: " + ", ".join(f"`{spec}` (sha256 `{sha[:12]}`)" for spec, sha in sorted(seen)))
+        notes.append("Models from the user's own code (the file or module and its SHA-256): " + "; ".join(parts) + ".")
+    ext = [r for r in table.rows if r.family == EXTERNAL]
+    if ext:
+        parts = []
+        for r in ext:
+            files = []
+            for rec in r.records:
+                src = _code(rec) or {}
+                absent = (rec.get("scoring") or {}).get("test_users_absent")
+                files.append(f"seed {_seed(rec)} `{Path(str(src.get('path', '?'))).name}` (sha256 "
+                             f"`{str(src.get('sha256', '?'))[:12]}`"
+                             + (f", {absent} test users absent from it" if absent else "") + ")")
+            parts.append(f"`{r.label}`: " + ", ".join(files))
+        masked = "train and valid" if table.settings["mask_valid_at_test"] else "train"
+        notes.append("Family external: recommendations made by another system and scored from its run file by "
+                     "`python -m benchmark score --dataset` on the same split: its lists ordered by score (ties by "
+                     f"item index), items among the user's {masked} interactions dropped before the cut (the "
+                     "same masking as every model), a test user absent from the file scored 0; no tuning, training "
+                     "time or parameter count is known. " + "; ".join(parts) + ".")
     if table.dropped:
         notes.append("Other hyper-parameter sets run but not shown: "
                      + ", ".join(f"{m} ({n})" for m, n in sorted(table.dropped.items())) + ".")
@@ -583,14 +665,21 @@ def _seed_option(seeds: list[int]) -> str:
     return f" --seeds {max(seeds) + 1}"  # a superset of the seeds on record
 
 
-def _tunable(model: str) -> bool:
-    """Whether `run --all` would tune this model (it has a search space)."""
+def _tunable(rec: dict[str, Any], registered: set[str]) -> bool:
+    """Whether `run --all` would tune this record's model (it has a search space): the record's
+    own `model.tunable` when it has one, else the registry's class for a registered name; a name
+    the registry does not know (a user's class) counts as tunable (its command says --no-tune)."""
+    m = rec["model"]
+    if isinstance(m.get("tunable"), bool):
+        return m["tunable"]
+    if m["name"] not in registered:
+        return True
     try:
         import optuna
 
         from baselines.base import get_model_class
 
-        return bool(get_model_class(model).search_space(optuna.trial.FixedTrial({}, 0)))
+        return bool(get_model_class(m["name"]).search_space(optuna.trial.FixedTrial({}, 0)))
     except Exception:  # noqa: BLE001 - FixedTrial raises on the first suggest: it has a space
         return True
 
@@ -620,27 +709,35 @@ def reproduce_commands(tables: list[Table]) -> list[str]:
         thr = t.first["dataset"].get("rating_threshold")
         if thr is not None:
             opts += f" --rating-threshold {thr:g}"
+        data_opts = opts  # what `score --dataset` needs to make the same split
         for k, v in sorted(_nondefault_settings(s).items()):
             opts += f" --{k.replace('_', '-')} {v}"
-        seeds = sorted({sd for r in t.rows for sd in r.seeds})
+        seeds = sorted({sd for r in t.rows if r.family != EXTERNAL for sd in r.seeds})
         opts += _seed_option(seeds)
         for r in t.rows:
+            if r.family == EXTERNAL:  # recommendations made elsewhere: scored again from their run files
+                for rec in r.records:
+                    run = shlex.quote(str((_code(rec) or {}).get("path") or "RUN"))
+                    singles.append(f"python -m benchmark score --dataset {_load_spec(t)}{data_opts} --seed "
+                                   f"{_seed(rec)} --run {run} --name {r.model}")
+                continue
+            model = _model_arg(r.records[0])
             if r.tuning is None and r.label != r.model:  # hand-set parameters: a command of its own
                 m = r.records[0]["model"]
                 diff = {k: v for k, v in m["params"].items() if (m.get("defaults") or {}).get(k) != v}
                 params = "".join(f" --param {k}={v if isinstance(v, str) else json.dumps(v)}"
                                  for k, v in sorted(diff.items()))
-                singles.append(f"python -m benchmark run --dataset {_load_spec(t)} --model {r.model}{params}{opts}")
+                singles.append(f"python -m benchmark run --dataset {_load_spec(t)} --model {model}{params}{opts}")
                 continue
-            if r.tuning is None and not _tunable(r.model):
-                free[opts].add(r.model)  # nothing to tune: it fits any command of its table
+            if r.tuning is None and not _tunable(r.records[0], all_models):
+                free[opts].add(model)  # nothing to tune: it fits any command of its table
                 free_ds[opts].add(_load_spec(t))
                 continue
             tflags = _tuning_options(r.tuning) if r.tuning is not None else " --no-tune"
             if tflags == f" --budget {DEFAULT_BUDGET}":
                 tflags = ""  # what `run --all` does anyway
             groups[(opts, tflags)][0].add(_load_spec(t))
-            groups[(opts, tflags)][1].add(r.model)
+            groups[(opts, tflags)][1].add(model)
     for opts, models in free.items():
         # join the largest command with the same protocol options, else one of their own
         same = [k for k in groups if k[0] == opts]

@@ -9,7 +9,7 @@ import json
 import math
 from typing import Any, Sequence
 
-from baselines.base import get_model_class, make_model
+from baselines.base import get_model_class, make_model, model_source
 from datasets.errors import FusebenchError
 
 # `run --all` without --datasets: the dataset the quick start runs in under 30 minutes on 2 cores
@@ -19,6 +19,25 @@ DEFAULT_DATASETS = ("ml-100k",)
 
 class UsageError(FusebenchError):
     """A bad option or option value on the command line (one line, exit code 2)."""
+
+
+def resolve_models(specs: Sequence[str]) -> list[str]:
+    """The registry names of model names or specs ('path/to/file.py:Class', 'pkg.mod:Class').
+
+    A class from outside the package is imported, registered and run through the contract check
+    (a few seconds) here, before anything is written: a broken model stops the command with the
+    name of the property it breaks, not in the middle of a campaign."""
+    from baselines.checks import check_recommender
+
+    names = []
+    for spec in specs:
+        cls = get_model_class(spec)
+        if model_source(cls.name) is not None:
+            check_recommender(cls, search_samples=3)
+        if cls.name in names:
+            raise UsageError(f"model {cls.name!r} is listed twice ({spec})")
+        names.append(cls.name)
+    return names
 
 
 def coerce(name: str, raw: str, default: Any) -> Any:

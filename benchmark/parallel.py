@@ -61,6 +61,9 @@ class Job:
     params: dict[str, Any]
     cfg: Any  # RunConfig
     plan: Any  # Plan
+    # a model from outside the package (baselines.model_source): a worker imports that code
+    # again and stops if it is not the code the run started with
+    model_source: dict[str, Any] | None = None
 
 
 def longest_first(jobs: list[Job], iterative: Callable[[str], bool]) -> list[Job]:
@@ -83,6 +86,10 @@ def execute(job: Job, dataset=None, *, on_tuned=None, on_run=None, progress=None
     from .pipeline import run_model
     from .records import RecordStore
 
+    if job.model_source is not None:
+        from baselines.external import load_source
+
+        load_source(job.model_source)
     ds = dataset if dataset is not None else _load(job)
     held = _SPLITS.get((id(ds), job.protocol))
     if held is None or held[0] is not ds:  # the entry holds its dataset, so the id is not reused

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from baselines import FitData, get_model_class, make_model
+from baselines import FitData, get_model_class, make_model, model_source
 from datasets import MultimodalDataset, Split
 from datasets.errors import FusebenchError
 
@@ -84,7 +84,8 @@ class RunOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def run_identity(dataset: MultimodalDataset, split: Split, model_name: str, params: dict, cfg: RunConfig) -> dict:
+def data_identity(dataset: MultimodalDataset, split: Split) -> dict:
+    """The part of a record's key that names its data and split (shared with `benchmark.score`)."""
     return {
         "version": RECORD_VERSION,
         "dataset": {
@@ -93,10 +94,23 @@ def run_identity(dataset: MultimodalDataset, split: Split, model_name: str, para
             "rating_threshold": dataset.meta.get("rating_threshold"),
         },
         "split": {"protocol": split.protocol, "params": split.params, "seed": split.seed},
-        "model": {"name": model_name, "params": params},
         "seed": split.seed,
+    }
+
+
+def run_identity(dataset: MultimodalDataset, split: Split, model_name: str, params: dict, cfg: RunConfig) -> dict:
+    return {
+        **data_identity(dataset, split),
+        "model": {"name": model_name, "params": params, **_source_identity(model_name)},
         "training": cfg.identity(),
     }
+
+
+def _source_identity(model_name: str) -> dict:
+    """A model from outside the package is keyed by its code's hash too: an edited file makes
+    new records rather than resuming the old code's (built-in models' keys are unchanged)."""
+    src = model_source(model_name)
+    return {} if src is None else {"source": {"sha256": src["sha256"]}}
 
 
 def run_one(
@@ -180,6 +194,27 @@ def _describe(identity: dict, key: str, dataset: MultimodalDataset, split: Split
     """What a record says about its run besides the results: data, split, model, training, provenance."""
     cls = type(model)
     return {
+        **describe_data(identity, key, dataset, split, cfg.device),
+        "model": {
+            "name": model_name,
+            "family": cls.family,
+            "params": identity["model"]["params"],
+            "defaults": cls.defaults(),
+            "modalities": model.used_modalities(),
+            "n_parameters": model.n_parameters(),
+            # where a model from outside the package comes from (spec, file, SHA-256)
+            **({"source": model_source(model_name)} if model_source(model_name) else {}),
+        },
+        "training": {**cfg.identity(), "protocol": cfg.name, "mask_valid_at_test": cfg.mask_valid_at_test,
+                     # the protocol's epoch bound and the parameter that carries it
+                     **({"max_epochs": cfg.epochs, "epochs_param": cls.epochs_param} if cls.iterative else {}),
+                     **(asdict(outcome) if outcome is not None else {})},
+    }
+
+
+def describe_data(identity: dict, key: str, dataset: MultimodalDataset, split: Split, device: str) -> dict[str, Any]:
+    """The part of a record that describes its data, split and provenance (shared with `benchmark.score`)."""
+    return {
         **identity,
         "key": key,
         "dataset": {
@@ -191,17 +226,5 @@ def _describe(identity: dict, key: str, dataset: MultimodalDataset, split: Split
             "spec": dataset.meta.get("spec"),  # what `datasets.load` takes to load it again
         },
         "split": split.describe(),
-        "model": {
-            "name": model_name,
-            "family": cls.family,
-            "params": identity["model"]["params"],
-            "defaults": cls.defaults(),
-            "modalities": model.used_modalities(),
-            "n_parameters": model.n_parameters(),
-        },
-        "training": {**cfg.identity(), "protocol": cfg.name, "mask_valid_at_test": cfg.mask_valid_at_test,
-                     # the protocol's epoch bound and the parameter that carries it
-                     **({"max_epochs": cfg.epochs, "epochs_param": cls.epochs_param} if cls.iterative else {}),
-                     **(asdict(outcome) if outcome is not None else {})},
-        "provenance": provenance(cfg.device),
+        "provenance": provenance(device),
     }

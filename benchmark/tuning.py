@@ -54,7 +54,7 @@ import optuna
 import scipy.sparse as sp
 from optuna.trial import TrialState
 
-from baselines import FitData, get_model_class, make_model
+from baselines import FitData, get_model_class, make_model, model_source
 from datasets.errors import FusebenchError
 
 from .evaluate import evaluate
@@ -348,6 +348,9 @@ def study_name(data: TuningData, model_name: str, cfg: RunConfig, budget: Budget
         "epoch_cap": budget.epoch_cap,
         "pruner": pruner, "sampler_seed": seed, "startup": TPE_STARTUP_TRIALS,
     }
+    src = model_source(model_name)
+    if src is not None:  # another version of a user's model file is another study
+        ident["source"] = src["sha256"]
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{data.dataset}/{model_name}/{digest}"
 

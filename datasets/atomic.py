@@ -383,8 +383,11 @@ def write_atomic(path: Path, columns: list[tuple[str, str, list[str]]]) -> None:
             fh.write("\t".join(c[2][r] for c in columns) + "\n")
 
 
-def write_recbole_folder(ds, folder: Path) -> Path:
-    """Write ``ds`` as a RecBole atomic folder ``folder/<name>.*`` (see datasets.export)."""
+def write_recbole_folder(ds, folder: Path, labels: np.ndarray | None = None) -> Path:
+    """Write ``ds`` as a RecBole atomic folder ``folder/<name>.*`` (see datasets.export).
+
+    ``labels`` (per interaction 0 train / 1 valid / 2 test / -1 not written) makes it a pre-split
+    benchmark (``<name>.train.inter`` ...); default: the dataset's given split, if any."""
     folder.mkdir(parents=True, exist_ok=True)
     token = folder.name
     df = ds.interactions
@@ -404,11 +407,12 @@ def write_recbole_folder(ds, folder: Path) -> Path:
             cols.append(("timestamp", "float", [str(int(t)) for t in sub["timestamp"].to_numpy()]))
         return cols
 
-    if ds.given_split is None:
+    labels = ds.given_split if labels is None else labels
+    if labels is None:
         write_atomic(folder / f"{token}.inter", inter_columns(np.arange(len(df))))
     else:
         for k, part in enumerate(("train", "valid", "test")):
-            write_atomic(folder / f"{token}.{part}.inter", inter_columns(np.flatnonzero(ds.given_split == k)))
+            write_atomic(folder / f"{token}.{part}.inter", inter_columns(np.flatnonzero(labels == k)))
     write_atomic(folder / f"{token}.user", [("user_id", "token", uid.tolist())])
     icols = [("item_id", "token", iid.tolist())]
     if ds.item_text is not None:

@@ -10,6 +10,14 @@ sibling folder that is renamed into place (an existing target folder is an error
   and ``timestamp:float`` unless every timestamp is -1. A dataset with a given split is
   written as RecBole's pre-split benchmark instead: ``<name>.train.inter``,
   ``<name>.valid.inter``, ``<name>.test.inter`` (load with ``benchmark_filename``);
+- with a ``split`` (``datasets export NAME --split --protocol P --seed S OUT``): the folder
+  and files are named ``<name>-<protocol>-seed<S>`` (splits side by side; and RecBole 1.2.1
+  loads ``dataset: ml-100k`` from its bundled copy whatever ``data_path`` says), and hold that
+  split's parts as the same three files, one row per (user, item) pair of the split (where the source
+  repeats a pair, the row the split kept: the latest), so another framework trains on exactly
+  fusebench's training set; plus ``<name>.test.qrels``, the test pairs as TREC qrels
+  (``user 0 item 1``, raw ids, users then items in dense-id order) for
+  ``python -m benchmark score --qrels`` (``score --dataset`` reads the split itself);
 - ``<name>.user``: ``user_id:token``, every user in dense-id order (so users and their order
   survive even without interactions);
 - ``<name>.item``: ``item_id:token`` in dense-id order, ``item_text:token_seq`` when the
@@ -123,23 +131,60 @@ def _write_mmrec(ds: MultimodalDataset, folder: Path, split: Split | None) -> No
         np.save(folder / fname, np.ascontiguousarray(ds.features[mod][items_kept], dtype=np.float32))
 
 
+def _recbole_split_labels(ds: MultimodalDataset, split: Split) -> np.ndarray:
+    """The split's part of each interaction; a repeated (user, item) pair only on the row the
+    split kept (`splits.dedup_rows`), so each part file holds exactly the split's pairs."""
+    from .splits import dedup_rows
+
+    labels = split_labels(ds, split).copy()
+    kept = np.zeros(len(labels), dtype=bool)
+    kept[dedup_rows(ds)] = True
+    labels[~kept] = -1
+    return labels
+
+
+def write_qrels(ds: MultimodalDataset, truth, path: Path) -> None:
+    """TREC qrels ``user 0 item 1`` of a CSR's pairs, raw ids, in dense-id order."""
+    coo = truth.tocsr().tocoo()
+    uid = np.asarray([str(x) for x in ds.user_ids], dtype=object)
+    iid = np.asarray([str(x) for x in ds.item_ids], dtype=object)
+    for what, ids, used in (("user", uid, coo.row), ("item", iid, coo.col)):
+        bad = [x for x in np.unique(ids[used]) if not x or any(c.isspace() for c in x)]
+        if bad:
+            raise FusebenchError(f"dataset {ds.name!r}: {what} id {bad[0]!r} is empty or holds whitespace, which "
+                                 "TREC qrels and run files cannot carry")
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        for u, i in zip(coo.row.tolist(), coo.col.tolist()):
+            fh.write(f"{uid[u]} 0 {iid[i]} 1\n")
+
+
 def export(ds: MultimodalDataset, fmt: str, out: str | os.PathLike, split: Split | None = None) -> Path:
-    """Write ``ds`` in format ``fmt`` (``recbole`` or ``mmrec``) to ``<out>/<name>/``."""
+    """Write ``ds`` in format ``fmt`` (``recbole`` or ``mmrec``) to ``<out>/<name>/``; with
+    ``split``, that split's parts (and, for recbole, its test qrels)."""
     if fmt not in FORMATS:
         raise FusebenchError(f"unknown export format {fmt!r}; available: {', '.join(FORMATS)}")
-    if split is not None and fmt != "mmrec":
-        raise FusebenchError("a split can only be passed to the mmrec export (RecBole writes the given split)")
     out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise FusebenchError(f"{out} is a file; the export writes a folder inside OUT, so OUT must be a folder")
     token = safe_name(ds.name)
+    if fmt == "recbole" and split is not None:
+        # one folder per split, side by side; and RecBole reads `dataset: ml-100k` from its own
+        # bundled copy whatever data_path says, so an export must not be called ml-100k
+        token = safe_name(f"{ds.name}-{split.protocol}-seed{split.seed}")
     target = out / token
     if target.exists():
         raise FusebenchError(f"{target} already exists; remove it or choose another output folder")
+    if split is not None and split.train.shape != (ds.n_users, ds.n_items):
+        raise FusebenchError(f"split has shape {split.train.shape}, dataset {ds.name!r} has {(ds.n_users, ds.n_items)}")
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{token}-", dir=out))
     try:
         work = tmp / token
         work.mkdir()
-        if fmt == "recbole":
+        if fmt == "recbole" and split is not None:
+            write_recbole_folder(ds, work, labels=_recbole_split_labels(ds, split))
+            write_qrels(ds, split.test, work / f"{token}.test.qrels")
+        elif fmt == "recbole":
             write_recbole_folder(ds, work)
         else:
             _write_mmrec(ds, work, split)

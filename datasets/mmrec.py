@@ -216,10 +216,16 @@ def load_mmrec_folder(
 ) -> MultimodalDataset:
     """Load an MMRec-format folder (see module doc).
 
-    ``name`` selects ``<name>.inter`` (default: the folder's only ``.inter`` file);
+    ``name`` selects ``<name>.inter`` (default: the folder's only ``.inter`` file); a `path`
+    naming an ``.inter`` file selects it too (``mmrec:DIR/NAME.inter``: the published Last.fm-2K
+    and DBbook folders ship ``NAME.inter`` beside ``NAME_og_ids.inter``);
     ``features`` maps modality name -> file name (relative to the folder) or path.
     """
     folder = Path(path).expanduser()
+    if folder.suffix == ".inter" and name is None:
+        if not folder.is_file():
+            raise FusebenchError(f"MMRec file {folder} does not exist")
+        folder, name = folder.parent, folder.stem
     if not folder.is_dir():
         raise FusebenchError(f"MMRec folder {folder} does not exist")
     if name is None:
@@ -227,8 +233,8 @@ def load_mmrec_folder(
         if len(inters) != 1:
             found = [p.name for p in inters] or "none"
             raise FusebenchError(
-                f"{folder}: expected exactly one .inter file, found {found}; keep one .inter file in the folder "
-                "(from Python: name=<name> picks <name>.inter)"
+                f"{folder}: expected exactly one .inter file, found {found}; name the one to use, e.g. "
+                f"mmrec:{folder / (inters[0].name if inters else 'NAME.inter')} (from Python: name=<name>)"
             )
         inter_path = inters[0]
         name = inter_path.stem

@@ -190,7 +190,8 @@ def test_content_knn_scores_items_without_interactions():
     assert (scores[:, 15:] > 0).any(axis=0).all()
 
 
-@pytest.mark.parametrize("params, match", [({"k": 0}, "k must be > 0"), ({"shrink": -1.0}, "shrink must be >= 0")])
+@pytest.mark.parametrize("params, match", [({"k": 0}, r"k must be an integer >= 1, got 0"),
+                                            ({"shrink": -1.0}, r"shrink must be a real number >= 0, got -1.0")])
 def test_content_knn_parameter_errors(tiny_dataset, params, match):
     s = split(tiny_dataset, "random", seed=0)
     with pytest.raises(FusebenchError, match=match):
@@ -281,8 +282,8 @@ def test_hybrid_blend_extremes_and_formula(ml100k):
 
 
 @pytest.mark.parametrize("params, match", [
-    ({"weight": 1.5}, "weight must be a number in"),
-    ({"weight": -0.1}, "weight must be a number in"),
+    ({"weight": 1.5}, r"weight must be a real number in \[0, 1\], got 1.5"),
+    ({"weight": -0.1}, r"weight must be a real number in \[0, 1\], got -0.1"),
     ({"cf": "nope"}, "unknown model 'nope'"),
     ({"content": "hybrid-blend"}, "cannot nest itself"),
     ({"normalize": "rank"}, "normalize must be one of"),
@@ -361,8 +362,8 @@ def test_feature_mf_cold_items_scored_by_features_only():
 
 @pytest.mark.parametrize("params, match", [
     ({"loss": "hinge"}, "loss must be one of"),
-    ({"max_trials": 0}, "max_trials must be > 0"),
-    ({"embedding_size": 0}, "embedding_size must be > 0"),
+    ({"max_trials": 0}, "max_trials must be an integer >= 1, got 0"),
+    ({"embedding_size": 0}, "embedding_size must be an integer >= 1, got 0"),
 ])
 def test_feature_mf_parameter_errors(tiny_dataset, params, match):
     s = split(tiny_dataset, "random", seed=0)

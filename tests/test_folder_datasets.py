@@ -184,3 +184,24 @@ def test_recbole_config_cannot_load_pretrained_files():
 
     with pytest.raises(FusebenchError, match="load files"):
         make_model("recbole:NeuMF", {"config": '{"use_pretrain": true, "mf_pretrain_path": "/tmp/x.pth"}'})
+
+
+def test_a_folder_with_two_inter_files_takes_the_file_named_on_the_command_line(tmp_path):
+    """The published Last.fm-2K and DBbook folders ship NAME.inter beside NAME_og_ids.inter."""
+    folder = write_mmrec_folder(tmp_path / "lfm", "lfm2k", n_users=20)
+    og = pd.read_csv(folder / "lfm2k.inter", sep="\t")
+    og.assign(userID=og.userID + 1000).to_csv(folder / "lfm2k_og_ids.inter", sep="\t", index=False)
+    proc = _cli("datasets", "info", f"mmrec:{folder}")
+    assert proc.returncode == 2 and f"mmrec:{folder}/lfm2k.inter" in proc.stderr, proc.stderr
+    ds = datasets.load(f"mmrec:{folder}/lfm2k.inter")
+    assert ds.name == "lfm2k" and ds.n_users == 20 and ds.n_interactions == len(og)
+    assert set(ds.features) == {"image", "text"}
+    assert datasets.load(f"mmrec:{folder}/lfm2k_og_ids.inter").name == "lfm2k_og_ids"
+    res = tmp_path / "res"
+    proc = _cli("run", "--dataset", f"mmrec:{folder}/lfm2k.inter", "--model", "pop", "--seed", "0",
+                "--results", str(res))
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = _records(res).values()
+    assert rec["dataset"]["spec"] == f"mmrec:{folder}/lfm2k.inter" and rec["dataset"]["n_users"] == 20
+    missing = _cli("datasets", "info", f"mmrec:{folder}/nosuch.inter")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

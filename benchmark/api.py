@@ -1,0 +1,157 @@
+"""fusebench from Python (a notebook): the same pipeline as `python -m benchmark run`, returning
+pandas DataFrames.
+
+    from benchmark import api
+    runs = api.run(datasets=["ml-100k"], models=["pop", "ease", MyModel], budget=None, seeds=1)
+    tables = api.leaderboard("results")          # {dataset: DataFrame}, one row per model
+
+`run` builds the command line's options and runs the command's own code (`cli.execute_run`),
+so every check, default, record and resume rule is the CLI's; it differs only in taking model
+classes as well as names and in returning the runs instead of printing them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from baselines.base import Recommender, builtin_model, register_external
+from datasets.errors import FusebenchError
+
+from .options import UsageError
+
+_DEFAULT = object()
+
+
+def _model_spec(model: str | type[Recommender]) -> tuple[str, bool]:
+    """(the name or spec the CLI takes, whether worker processes can import it)."""
+    if isinstance(model, str):
+        return model, True
+    if not (inspect.isclass(model) and issubclass(model, Recommender)):
+        raise UsageError(f"models: {model!r} is neither a model name nor a Recommender subclass")
+    if builtin_model(model.name) and model.__module__.split(".")[0] in ("baselines", "fusion_models"):
+        return model.name, True
+    module = sys.modules.get(model.__module__)
+    file = getattr(module, "__file__", None)
+    if file and model.__module__ != "__main__" and not model.__module__.startswith("fusebench_external."):
+        return f"{model.__module__}:{model.__qualname__}", True  # an importable module: workers import it too
+    if file and model.__module__.startswith("fusebench_external."):
+        return f"{file}:{model.__qualname__}", True
+    # defined in a notebook or a script's __main__: registered here, run in this process only
+    try:
+        code = inspect.getsource(model)
+    except (OSError, TypeError):
+        code = f"{model.__module__}.{model.__qualname__}"
+    register_external(model, {"spec": f"{model.__module__}:{model.__qualname__}", "path": file,
+                              "sha256": hashlib.sha256(code.encode()).hexdigest(),
+                              "session": True, "canonical": f"<session>:{id(model)}"})
+    return model.name, False
+
+
+def _argv(options: dict[str, Any]) -> list[str]:
+    argv = []
+    for flag, value in options.items():
+        if value is None or value is False:
+            continue
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                argv += [flag, str(v)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def run(datasets: Sequence[str] | None = None, models: Sequence[str | type[Recommender]] | None = None, *,
+        budget: int | str | None = _DEFAULT, seeds: int = 3, results: str | Path = "results",
+        params: dict[str, Any] | None = None, protocol: str | None = None, epochs: int | None = None,
+        jobs: int | str = "auto", device: str = "auto", data_dir: str | None = None, force: bool = False,
+        storage: str | None = None) -> pd.DataFrame:
+    """Run `models` (names, specs or Recommender classes; default: every registered model) on
+    `datasets` (default: the CLI's), like `run --all`: tuned with `budget` (the CLI's default
+    when not given; None: no tuning, the defaults or `params`), then `seeds` seed runs each.
+    Returns one row per run: dataset, model, seed, status (done / skipped: already recorded /
+    failed), family, test metrics, train seconds, parameters and the record's path."""
+    from .cli import build_parser, execute_run
+
+    names, importable = [], True
+    for m in models or []:
+        spec, ok = _model_spec(m)
+        names.append(spec)
+        importable &= ok
+    if not importable:
+        jobs = 1  # a class defined in this session cannot be imported by a worker process
+    options = {"--seeds": seeds, "--results": str(results), "--protocol": protocol, "--epochs": epochs,
+               "--jobs": jobs, "--device": device, "--data-dir": data_dir, "--force": force, "--storage": storage}
+    if params:  # parameters go with one model on one dataset (`run --dataset D --model M --param ...`)
+        if len(names) != 1 or not datasets or len(datasets) != 1:
+            raise UsageError("params applies to one model on one dataset: pass models=[M], datasets=[D]")
+        head = ["run", "--dataset", datasets[0], "--model", names[0]]
+        options["--param"] = [f"{k}={_json(v)}" for k, v in params.items()]
+        budget = None if budget is _DEFAULT else budget  # as on the CLI: a single run tunes when asked
+    else:
+        head = ["run", "--all"]
+        options.update({"--datasets": ",".join(datasets) if datasets else None,
+                        "--models": ",".join(names) if names else None})
+    if budget is None:
+        options["--no-tune"] = not params
+    elif budget is not _DEFAULT:
+        options["--budget"] = budget
+    outcomes, _ = execute_run(build_parser().parse_args([*head, *_argv(options)]))
+    from .records import RecordStore
+
+    store = RecordStore(results)
+    rows = []
+    for job, seed, out in outcomes:
+        rec = out.record if out.record is not None else store.load(job.name, job.model, out.key)
+        rows.append({"dataset": job.name, "model": job.model, "seed": seed, "status": out.status,
+                     "family": rec["model"]["family"], **rec.get("test", {}),
+                     "train_seconds": rec.get("train_seconds"), "params": rec["model"]["params"],
+                     "record": out.path or rec.get("_path")})
+    return pd.DataFrame(rows)
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def leaderboard(results: str | Path = "results") -> dict[str, pd.DataFrame]:
+    """The leaderboard's tables from the records in `results`, built by the leaderboard's own
+    code (same rows, reference and Holm-corrected tests): {table title: DataFrame}, one row per
+    model, indexed by the row's label, with mean and sample std over seeds of each test metric
+    (`recall@20`, `recall@20_std`, ...), the difference to the reference model on Recall@20 and
+    its corrected p-value, whether a seed stopped at the epoch bound, and seconds of training."""
+    import numpy as np
+
+    from .leaderboard import build_tables
+    from .metrics import PRIMARY_METRIC
+    from .records import RecordStore
+
+    if not Path(results).is_dir():
+        raise FusebenchError(f"results folder {results} does not exist")
+    records = [r for r in RecordStore(results).records() if not r.get("failed")]
+    out = {}
+    for table in build_tables(records):
+        rows = []
+        for row in table.rows:
+            line = {"model": row.label, "name": row.model, "family": row.family, "seeds": len(row.records)}
+            for metric in sorted({k for r in row.records for k in (r.get("test") or {})}):
+                values = [v for v in row.values(metric) if np.isfinite(v)]
+                line[metric] = float(np.mean(values)) if values else float("nan")
+                line[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+            versus = table.stats.against_best(row.label, PRIMARY_METRIC)
+            line.update(reference=row.label == table.stats.best_baseline,
+                        delta_vs_reference=versus.test.diff if versus else float("nan"),
+                        p_holm=versus.p_wilcoxon_holm if versus else float("nan"),
+                        stopped_by_cap=row.capped, train_seconds=row.train_seconds())
+            rows.append(line)
+        out[table.title] = pd.DataFrame(rows).set_index("model")
+    return out
