@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.base import FitData, register
-from datasets.errors import FusebenchError
+from baselines.params import NON_NEGATIVE, POSITIVE_INT, Options
 
 from .layers import ItemTowerFusion, ModalityEncoders, fusion_space, id_embeddings, mlp
 
@@ -83,6 +83,8 @@ class AdversarialModule(nn.Module):
 class AdversarialFusion(ItemTowerFusion):
     name = "fusion-adversarial"
     zero_cold_ids = True
+    _parameter_constraints = {"adv_weight": [NON_NEGATIVE], "adversary": [Options(*ADVERSARIES)],
+                              "hidden_size": [POSITIVE_INT]}
 
     def __init__(
         self,
@@ -116,13 +118,6 @@ class AdversarialFusion(ItemTowerFusion):
     def search_space(cls, trial):
         return {**fusion_space(trial), "adv_weight": trial.suggest_float("adv_weight", 1e-3, 1.0, log=True),
                 "adversary": trial.suggest_categorical("adversary", list(ADVERSARIES))}
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_non_negative(adv_weight=self.adv_weight)
-        self._check_positive(hidden_size=self.hidden_size)
-        if self.adversary not in ADVERSARIES:
-            raise FusebenchError(f"parameter adversary must be one of {', '.join(ADVERSARIES)}, got {self.adversary!r}")
 
     def build(self, data: FitData) -> nn.Module:
         dim = int(self.embedding_size)

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.base import FitData, register
+from baselines.params import DROPOUT, NON_NEGATIVE, NON_NEGATIVE_INT
 
 from .graphs import GraphFusion, SparseGraph, feature_table, lightgcn, ui_graph
 
@@ -87,6 +88,7 @@ def _align(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 @register
 class BM3(GraphFusion):
     name = "bm3"
+    _parameter_constraints = {"n_layers": [NON_NEGATIVE_INT], "dropout": [DROPOUT], "cl_weight": [NON_NEGATIVE]}
 
     def __init__(
         self,
@@ -121,12 +123,6 @@ class BM3(GraphFusion):
             "reg_weight": trial.suggest_categorical("reg_weight", REG_WEIGHTS),
             "dropout": trial.suggest_categorical("dropout", DROPOUTS),
         }
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_int(0, n_layers=self.n_layers)
-        self._check_unit(closed_top=False, dropout=self.dropout)
-        self._check_non_negative(reg_weight=self.reg_weight, cl_weight=self.cl_weight)
 
     def build(self, data: FitData) -> nn.Module:
         self._ui = ui_graph(data.train, self.device_, norm="sym")

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from baselines.base import FitData, register
+from baselines.params import DROPOUT
 
 from .layers import ItemTowerFusion, ModalityEncoders, fusion_space, id_embeddings, mlp
 
@@ -41,6 +42,7 @@ class ConcatModule(nn.Module):
 class ConcatFusion(ItemTowerFusion):
     name = "fusion-concat"
     zero_cold_ids = True
+    _parameter_constraints = {"dropout": [DROPOUT]}
 
     def __init__(
         self,
@@ -69,10 +71,6 @@ class ConcatFusion(ItemTowerFusion):
     @classmethod
     def search_space(cls, trial):
         return {**fusion_space(trial), "dropout": trial.suggest_float("dropout", 0.0, 0.5)}
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_fraction(dropout=self.dropout)
 
     def build(self, data: FitData) -> nn.Module:
         dim = int(self.embedding_size)

@@ -65,6 +65,7 @@ from torch import nn
 
 from baselines.base import FitData, register
 from baselines.bpr import pair_bpr_loss
+from baselines.params import DROPOUT, NON_NEGATIVE_INT, POSITIVE_INT, UNIT
 from baselines.torch_base import item_rows
 from datasets.errors import FusebenchError
 
@@ -143,6 +144,11 @@ class FREEDOMModule(nn.Module):
 @register
 class FREEDOM(GraphFusion):
     name = "freedom"
+    # dropout: the share of user-item edges pruned each epoch; mm_image_weight the image role's share
+    _parameter_constraints = {
+        "feat_embed_dim": [POSITIVE_INT], "knn_k": [POSITIVE_INT], "mm_image_weight": [UNIT], "dropout": [DROPOUT],
+        "n_mm_layers": [NON_NEGATIVE_INT], "n_ui_layers": [NON_NEGATIVE_INT],
+    }
 
     def __init__(
         self,
@@ -185,11 +191,6 @@ class FREEDOM(GraphFusion):
 
     def validate(self) -> None:
         super().validate()
-        self._check_int(1, feat_embed_dim=self.feat_embed_dim, knn_k=self.knn_k)
-        self._check_int(0, n_mm_layers=self.n_mm_layers, n_ui_layers=self.n_ui_layers)
-        self._check_unit(mm_image_weight=self.mm_image_weight)
-        self._check_unit(closed_top=False, dropout=self.dropout)
-        self._check_non_negative(reg_weight=self.reg_weight)
         if self.reg_weight and self.feat_embed_dim != self.embedding_size:
             raise FusebenchError("feat_embed_dim must equal embedding_size when reg_weight > 0 "
                                  "(the modality BPR terms score users against projected features)")

@@ -39,7 +39,8 @@ import torch
 
 from baselines.lightgcn import normalized_adjacency, propagate
 from baselines.modalities import feature_mask
-from datasets.errors import FusebenchError
+from baselines.params import NON_NEGATIVE
+from datasets.memory import require
 
 from .layers import FusionRecommender
 
@@ -74,6 +75,10 @@ def cosine_knn(x: torch.Tensor, k: int, valid: torch.Tensor | None = None,
     empty = torch.zeros(0, dtype=torch.long, device=x.device)
     if kk <= 0:
         return empty, empty
+    if x.device.type == "cpu":  # one chunk of similarities, the normalised copy and the edges
+        need = (2 * 4 * min(chunk_size, n_valid) * n_valid + 2 * x.element_size() * n_valid * x.shape[1]
+                + 3 * 8 * n_valid * kk)
+        require(need, f"the item kNN graph over {n_valid:,} items (k={kk})", "choose a smaller knn_k")
     xv = x[idx]
     xv = xv / torch.linalg.vector_norm(xv, dim=1, keepdim=True)
     rows, cols = [], []
@@ -322,6 +327,7 @@ class GraphFusion(FusionRecommender):
 
     normalize_features: bool = False
     train_features: bool = True
+    _parameter_constraints = {"train_features": [bool], "reg_weight": [NON_NEGATIVE]}
 
     def init(self, data) -> None:
         self._cache = None
@@ -331,25 +337,6 @@ class GraphFusion(FusionRecommender):
         """Per selected modality: bool (n_items,) on the device (True = present) or None."""
         masks = [feature_mask(getattr(data, "feature_masks", None), name, data.n_items) for name in self._features]
         return [None if m is None else torch.from_numpy(m).to(self.device_) for m in masks]
-
-    def validate(self) -> None:
-        super().validate()
-        if not isinstance(self.train_features, (bool, np.bool_)):
-            raise FusebenchError(f"parameter train_features must be a boolean, got {self.train_features!r}")
-
-    @staticmethod
-    def _check_int(minimum: int = 0, **values) -> None:
-        for k, v in values.items():
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-                raise FusebenchError(f"parameter {k} must be an integer >= {minimum}, got {v!r}")
-
-    @staticmethod
-    def _check_unit(closed_top: bool = True, **values) -> None:
-        for k, v in values.items():
-            ok = isinstance(v, (int, float, np.floating)) and not isinstance(v, bool) and (
-                0 <= v <= 1 if closed_top else 0 <= v < 1)
-            if not ok:
-                raise FusebenchError(f"parameter {k} must be in [0, 1{']' if closed_top else ')'}, got {v!r}")
 
     def final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError

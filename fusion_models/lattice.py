@@ -69,6 +69,7 @@ from torch import nn
 
 from baselines.base import FitData, register
 from baselines.bpr import pair_bpr_loss
+from baselines.params import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, UNIT
 
 from .graphs import (
     GraphFusion,
@@ -154,6 +155,12 @@ class LATTICEModule(nn.Module):
 @register
 class LATTICE(GraphFusion):
     name = "lattice"
+    # n_layers, n_ui_layers 0: no propagation over that graph; lambda_coeff mixes the two item graphs
+    _parameter_constraints = {
+        "feat_embed_dim": [POSITIVE_INT], "knn_k": [POSITIVE_INT], "lambda_coeff": [UNIT],
+        "n_layers": [NON_NEGATIVE_INT], "n_ui_layers": [NON_NEGATIVE_INT], "lr_decay": [POSITIVE],
+        "lr_decay_epochs": [POSITIVE_INT],
+    }
 
     def __init__(
         self,
@@ -195,15 +202,6 @@ class LATTICE(GraphFusion):
             "reg_weight": trial.suggest_categorical("reg_weight", REG_WEIGHTS),
             "learning_rate": trial.suggest_categorical("learning_rate", LEARNING_RATES),
         }
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_int(1, feat_embed_dim=self.feat_embed_dim, knn_k=self.knn_k,
-                        lr_decay_epochs=self.lr_decay_epochs)
-        self._check_int(0, n_layers=self.n_layers, n_ui_layers=self.n_ui_layers)
-        self._check_unit(lambda_coeff=self.lambda_coeff)
-        self._check_non_negative(reg_weight=self.reg_weight)
-        self._check_positive(lr_decay=self.lr_decay)
 
     def build(self, data: FitData) -> nn.Module:
         self._ui = ui_graph(data.train, self.device_, norm="rw_self_loop")

@@ -20,7 +20,8 @@ from torch import nn
 
 from baselines.base import FitData
 from baselines.bpr import bpr_loss
-from baselines.modalities import feature_mask, l2_normalize_rows, select_features
+from baselines.modalities import SPEC, feature_mask, l2_normalize_rows, parse_spec, select_features
+from baselines.params import DROPOUT, Options
 from baselines.torch_base import TorchRecommender, embedding_space, item_rows
 from datasets.errors import FusebenchError
 
@@ -159,8 +160,9 @@ class FusionRecommender(TorchRecommender):
     the top of `init`, the selected names recorded in `modalities_`, `used_modalities()`.
 
     Subclasses set `embedding_size`, `modalities`, `normalize_features` (and the usual
-    TorchRecommender hyper-parameters) in their constructors, may extend `validate()`, and read
-    the prepared per-modality matrices from `self._features` in `build`.
+    TorchRecommender hyper-parameters) in their constructors, declare their own parameters'
+    ranges in `_parameter_constraints` (the shared ones are declared here and in
+    TorchRecommender), and read the prepared per-modality matrices from `self._features` in `build`.
     """
 
     family = "fusion"
@@ -172,15 +174,12 @@ class FusionRecommender(TorchRecommender):
     modalities: str = "all"
     normalize_features: bool = True
     embedding_size: int = 64
+    _parameter_constraints = {"loss": [Options(*LOSSES)], "id_dropout": [DROPOUT], "modalities": [SPEC],
+                              "normalize_features": [bool]}
 
     def validate(self) -> None:
         super().validate()
-        if self.loss not in LOSSES:
-            raise FusebenchError(f"parameter loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        self._check_positive(embedding_size=self.embedding_size)
-        self._check_fraction(id_dropout=self.id_dropout)
-        if isinstance(self.embedding_size, bool) or int(self.embedding_size) != self.embedding_size:
-            raise FusebenchError(f"parameter embedding_size must be an integer, got {self.embedding_size!r}")
+        parse_spec(self.modalities)  # the spec's syntax; the names are checked against the data in init
 
     def init(self, data: FitData) -> None:
         # parameter and feature validation first, before any state is built
@@ -200,13 +199,6 @@ class FusionRecommender(TorchRecommender):
     def encoders(self, dim: int, **kwargs) -> ModalityEncoders:
         """The projection heads over the selected modalities, with their presence masks."""
         return ModalityEncoders(self._features, dim, masks=self._masks, **kwargs)
-
-    @staticmethod
-    def _check_fraction(**values: float) -> None:
-        """Dropout-like parameters: in [0, 1)."""
-        for name, v in values.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-                raise FusebenchError(f"parameter {name} must be in [0, 1), got {v!r}")
 
     def used_modalities(self) -> list[str]:
         return list(getattr(self, "modalities_", []))

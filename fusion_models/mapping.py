@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.base import FitData, register
+from baselines.params import NON_NEGATIVE, POSITIVE, Options
 from datasets.errors import FusebenchError
 
 from .layers import ItemTowerFusion, ModalityEncoders, fusion_space, id_embeddings, mlp
@@ -84,6 +85,8 @@ class MappingModule(nn.Module):
 class MappingFusion(ItemTowerFusion):
     name = "fusion-mapping"
     zero_cold_ids = True
+    _parameter_constraints = {"align_loss": [Options(*ALIGN_LOSSES)], "align_weight": [NON_NEGATIVE],
+                              "temperature": [POSITIVE]}
 
     def __init__(
         self,
@@ -120,14 +123,6 @@ class MappingFusion(ItemTowerFusion):
             "align_loss": trial.suggest_categorical("align_loss", list(ALIGN_LOSSES)),
             "align_weight": trial.suggest_float("align_weight", 1e-3, 1.0, log=True),
         }
-
-    def validate(self) -> None:
-        super().validate()
-        if self.align_loss not in ALIGN_LOSSES:
-            raise FusebenchError(f"parameter align_loss must be one of {', '.join(ALIGN_LOSSES)}, "
-                                 f"got {self.align_loss!r}")
-        self._check_non_negative(align_weight=self.align_weight)
-        self._check_positive(temperature=self.temperature)
 
     def build(self, data: FitData) -> nn.Module:
         dim = int(self.embedding_size)

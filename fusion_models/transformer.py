@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.base import FitData, register
+from baselines.params import DROPOUT, POSITIVE_INT
 from datasets.errors import FusebenchError
 
 from .layers import ItemTowerFusion, ModalityEncoders, fusion_space, id_embeddings
@@ -102,6 +103,7 @@ class TransformerModule(nn.Module):
 class TransformerFusion(ItemTowerFusion):
     name = "fusion-transformer"
     zero_cold_ids = True
+    _parameter_constraints = {"n_layers": [POSITIVE_INT], "n_heads": [POSITIVE_INT], "dropout": [DROPOUT]}
 
     def __init__(
         self,
@@ -142,8 +144,6 @@ class TransformerFusion(ItemTowerFusion):
 
     def validate(self) -> None:
         super().validate()
-        self._check_positive(n_layers=self.n_layers, n_heads=self.n_heads)
-        self._check_fraction(dropout=self.dropout)
         if int(self.embedding_size) % int(self.n_heads):
             raise FusebenchError(
                 f"embedding_size ({self.embedding_size}) must be divisible by n_heads ({self.n_heads})")

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from baselines.base import FitData, register
+from baselines.params import NON_NEGATIVE
 from baselines.torch_base import embedding_space
 
 from .layers import ItemTowerFusion
@@ -65,6 +66,7 @@ def emb_loss(*embeddings: torch.Tensor) -> torch.Tensor:
 @register
 class VBPR(ItemTowerFusion):
     name = "vbpr"
+    _parameter_constraints = {"reg_weight": [NON_NEGATIVE]}
 
     def __init__(
         self,
@@ -92,10 +94,6 @@ class VBPR(ItemTowerFusion):
         del space["weight_decay"]  # VBPR regularises through reg_weight, as in MMRec
         space["reg_weight"] = trial.suggest_categorical("reg_weight", REG_WEIGHTS)
         return space
-
-    def validate(self) -> None:
-        super().validate()
-        self._check_non_negative(reg_weight=self.reg_weight)
 
     def build(self, data: FitData) -> nn.Module:
         # a missing feature is a zero block (never the row's placeholder values)
