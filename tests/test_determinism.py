@@ -56,3 +56,30 @@ def test_every_model_is_bit_identical_across_processes(tmp_path):
         assert json.dumps(valid1) == json.dumps(valid2) and json.dumps(test1) == json.dumps(test2), run
         assert json.dumps(train1, sort_keys=True) == json.dumps(train2, sort_keys=True), run
         assert arrays1 == arrays2, run
+
+
+def test_the_thread_count_does_not_move_the_gradients_of_embedding_lookups():
+    """`table[index]`'s backward sums repeated rows in a thread-dependent order unless torch's
+    deterministic kernels are on (seed_everything turns them on): with 2 threads, lightgcn's
+    gradients differed between two evaluations at the same weights (measured on ml-100k)."""
+    import torch
+
+    from baselines import FitData, make_model
+    from conftest import synthetic_dataset
+    from datasets import split
+
+    ds = synthetic_dataset(n_users=400, n_items=300, per_user=30)
+    data = FitData.from_split(ds, split(ds, protocol="random", seed=0))
+    threads = torch.get_num_threads()
+    grads = []
+    try:
+        for n in (1, 2, 2, 2):
+            torch.set_num_threads(n)
+            model = make_model("lightgcn", {"epochs": 1, "batch_size": 4096})
+            model.init(data)
+            batch = [torch.as_tensor(b) for b in next(iter(model.epoch_batches()))]
+            model.batch_loss(*batch).backward()
+            grads.append(model.module_.item.weight.grad.clone())
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(grads[0], g) for g in grads[1:])
