@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -181,11 +182,22 @@ def register_discovery(discover: Callable[[], None]) -> None:
     _DISCOVERIES.append(discover)
 
 
+# a registry name ends up in folder names (results/runs/DATASET/MODEL) and on the leaderboard
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+_PACKAGES = ("baselines", "fusion_models")  # where the built-in models live
+
+
+def _builtin_class(cls: type) -> bool:
+    return cls.__module__.split(".")[0] in _PACKAGES
+
+
 def register(cls: type[Recommender]) -> type[Recommender]:
-    """Class decorator: make a model available by its registry name."""
+    """Class decorator: make a model of fusebench's packages available by its registry name
+    (a class from outside is registered by loading it: `--model FILE.py:Class`)."""
     if not cls.name or cls.family not in FAMILIES:
         raise TypeError(f"{cls.__qualname__} needs a name and a family in {FAMILIES}")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+    held = _REGISTRY.get(cls.name)
+    if held is not None and held is not cls and (_builtin_class(held) or _builtin_class(cls)):
         raise TypeError(f"model name {cls.name!r} registered twice")
     _REGISTRY[cls.name] = cls
     return cls
@@ -193,7 +205,7 @@ def register(cls: type[Recommender]) -> type[Recommender]:
 
 def builtin_model(name: str) -> bool:
     """Whether `name` is a model of fusebench's own packages (not one loaded from outside)."""
-    return name in _REGISTRY and name not in _SOURCES
+    return name in _REGISTRY and _builtin_class(_REGISTRY[name]) and name not in _SOURCES
 
 
 def register_external(cls: type[Recommender], source: dict[str, Any]) -> None:
@@ -204,6 +216,10 @@ def register_external(cls: type[Recommender], source: dict[str, Any]) -> None:
         raise FusebenchError(f"model name {cls.name!r} of {source['spec']} is already taken by {held['spec']}")
     _REGISTRY[cls.name] = cls
     _SOURCES[cls.name] = source
+
+
+def registered_sources() -> list[dict[str, Any]]:
+    return list(_SOURCES.values())
 
 
 def model_source(name: str) -> dict[str, Any] | None:
@@ -222,8 +238,17 @@ def _discover() -> None:
 
 
 def model_names() -> list[str]:
+    """Every registered name: fusebench's models, installed packages' (entry points) and any
+    loaded in this process from a file or module."""
     _discover()
     return sorted(_REGISTRY)
+
+
+def campaign_models() -> list[str]:
+    """What `run --all` runs without --models: fusebench's own models and installed packages'
+    (not a file loaded earlier in the same process, e.g. by a notebook's previous call)."""
+    _discover()
+    return sorted(n for n in _REGISTRY if builtin_model(n) or (_SOURCES.get(n) or {}).get("entry_point"))
 
 
 def get_model_class(name: str) -> type[Recommender]:
@@ -234,20 +259,15 @@ def get_model_class(name: str) -> type[Recommender]:
         return _PREFIXES[prefix](rest)  # the factory raises FusebenchError for unknown names
     if name in _REGISTRY:
         return _REGISTRY[name]
+    _discover()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
     for resolve in _RESOLVERS:
         cls = resolve(name)
         if cls is not None:
             return cls
-    _discover()
-    if name in _REGISTRY:
-        return _REGISTRY[name]
     raise FusebenchError(f"unknown model {name!r}; available: {', '.join(model_names())} "
                          "(or your own: path/to/file.py:Class, package.module:Class)")
-
-
-def model_name(spec: str) -> str:
-    """The registry name a model is recorded under (a spec's class `name`, RecBole's canonical case)."""
-    return get_model_class(spec).name
 
 
 def make_model(name: str, params: dict[str, Any] | None = None) -> Recommender:

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from datasets.errors import FusebenchError
 
-from .base import FAMILIES, FitData, Recommender
+from .base import FAMILIES, FitData, Recommender, model_source
 
 # the tiny dataset: enough users and items for every model's defaults (kNN k, embedding sizes
 # and batch sizes larger than the data are each model's business to clip)
@@ -33,7 +33,7 @@ class ContractError(FusebenchError):
 
 
 def tiny_data(seed: int = 0) -> FitData:
-    """A small interaction matrix with two feature sets (one with missing items), item text."""
+    """A small interaction matrix, one feature set per modality (image with missing items), item text."""
     rng = np.random.default_rng(1234)
     rows, cols = [], []
     for u in range(N_USERS):
@@ -47,8 +47,10 @@ def tiny_data(seed: int = 0) -> FitData:
     image_mask[::7] = False
     image = rng.normal(size=(N_ITEMS, 12)).astype(np.float32)
     image[~image_mask] = 0.0
-    return FitData(train=train, features={"text": rng.normal(size=(N_ITEMS, 8)).astype(np.float32), "image": image},
-                   item_text=text, seed=seed, feature_masks={"image": image_mask})
+    features = {"text": rng.normal(size=(N_ITEMS, 8)).astype(np.float32), "image": image,
+                "audio": rng.normal(size=(N_ITEMS, 6)).astype(np.float32),
+                "video": rng.normal(size=(N_ITEMS, 10)).astype(np.float32)}
+    return FitData(train=train, features=features, item_text=text, seed=seed, feature_masks={"image": image_mask})
 
 
 def _guarded(cls: type, prop: str, fn, *args, **kwargs):
@@ -58,13 +60,19 @@ def _guarded(cls: type, prop: str, fn, *args, **kwargs):
     except ContractError:
         raise
     except Exception as exc:
-        text = str(exc).strip().splitlines()
-        raise _fail(cls, prop, f"raised {type(exc).__name__}" + (f": {text[0]}" if text else "")) from None
+        raise _fail(cls, prop, f"raised {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _fail(cls: type, prop: str, detail: str) -> ContractError:
-    return ContractError(f"{cls.__module__}.{cls.__qualname__} (model {getattr(cls, 'name', '?')!r}) breaks the "
-                         f"contract, property {prop!r}: {detail}")
+    name = getattr(cls, "name", "?")
+    src = model_source(name) if isinstance(name, str) else None
+    where = src["spec"] if src else f"{cls.__module__}.{cls.__qualname__}"  # the spec the user typed
+    return ContractError(f"{where} (model {name!r}) breaks the contract, property {prop!r}: {detail}")
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -195,9 +203,11 @@ def check_recommender(cls: type[Recommender], *, search_samples: int = 10, seed:
                         f"get_params() gives {got.get(k, '(missing)')!r}")
         try:
             model.validate()
-        except FusebenchError as exc:
+        except Exception as exc:  # a user's validate may raise anything: the property is named all the same
             where = "the defaults" if i == 0 else f"search-space sample {params}"
-            raise _fail(cls, "validate" if i == 0 else "search_space", f"{where} refused: {exc}") from None
+            text = str(exc).strip().splitlines()
+            why = text[0] if isinstance(exc, FusebenchError) and text else _first_line(exc)
+            raise _fail(cls, "validate" if i == 0 else "search_space", f"{where} refused: {why}") from None
 
     data = tiny_data(seed)
     params = _params_for_check(cls, defaults)

@@ -16,18 +16,28 @@ import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
+import marshal
 import re
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
 from datasets.errors import FusebenchError
 
-from .base import FAMILIES, Recommender, builtin_model, register_discovery, register_external, register_resolver
+from .base import (
+    FAMILIES,
+    MODEL_NAME,
+    Recommender,
+    builtin_model,
+    register_discovery,
+    register_external,
+    register_resolver,
+    registered_sources,
+)
 
 ENTRY_POINT_GROUP = "fusebench.models"
-# a registry name ends up in folder names (results/runs/DATASET/MODEL) and on the leaderboard
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _CLASS = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")  # Outer.Inner allowed
 
@@ -64,6 +74,10 @@ def _import_file(path: Path, sha: str):
     if spec is None or spec.loader is None:
         raise FusebenchError(f"model file {path}: not a Python file that can be imported")
     module = importlib.util.module_from_spec(spec)
+    if "fusebench_external" not in sys.modules:  # the parent package pickle and dataclasses import
+        parent = types.ModuleType("fusebench_external")
+        parent.__path__ = []
+        sys.modules["fusebench_external"] = parent
     sys.modules[modname] = module  # before executing: dataclasses and pickling look it up
     try:
         spec.loader.exec_module(module)
@@ -106,16 +120,36 @@ def _class_of(module, attr: str, spec: str) -> type[Recommender]:
     return obj
 
 
-def _check_identity(cls: type[Recommender], spec: str) -> None:
+def check_identity(cls: type[Recommender], spec: str) -> None:
+    """The class's `name` and `family` can be registered: a valid name that no built-in model has."""
     if not isinstance(cls.name, str) or not cls.name:
         raise FusebenchError(f"model {spec}: class {cls.__qualname__} needs a `name` (its registry name)")
-    if not _NAME.match(cls.name):
-        raise FusebenchError(f"model {spec}: name {cls.name!r} must be letters, digits and . _ + - "
+    if not MODEL_NAME.match(cls.name):
+        raise FusebenchError(f"model {spec}: name {cls.name!r} must be up to 64 letters, digits and . _ + - "
                              "(it names folders and leaderboard rows)")
     if cls.family not in FAMILIES:
         raise FusebenchError(f"model {spec}: family {cls.family!r} must be one of {', '.join(FAMILIES)}")
     if builtin_model(cls.name):
         raise FusebenchError(f"model {spec}: name {cls.name!r} is a built-in model's; give the class another name")
+
+
+def source_of(cls: type) -> tuple[str | None, str]:
+    """(the file that defines `cls`, its SHA-256): the code a record says it ran. A class whose
+    module has no file (a notebook cell) is hashed by its source text, else by its functions'
+    compiled code, so editing it changes the hash too."""
+    file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    if file and Path(file).is_file():
+        return file, _sha256(Path(file))
+    try:
+        text = inspect.getsource(cls).encode()
+    except (OSError, TypeError):
+        parts = []
+        for key, value in sorted(vars(cls).items()):
+            func = getattr(value, "__func__", value)
+            code = getattr(func, "__code__", None)
+            parts.append(key.encode() + (marshal.dumps(code) if code is not None else repr(value).encode()))
+        text = b"\0".join(parts)
+    return file, hashlib.sha256(text).hexdigest()
 
 
 def load(spec: str, *, expect_sha256: str | None = None, as_given: str | None = None) -> type[Recommender]:
@@ -133,41 +167,56 @@ def load(spec: str, *, expect_sha256: str | None = None, as_given: str | None = 
         sha = _sha256(path)
         held = _LOADED.get(canonical)
         cls = held[1] if held and held[0] == sha else _class_of(_import_file(path, sha), attr, spec)
-        source = {"spec": as_given or spec, "path": str(path), "sha256": sha}
+        file = str(path)
     else:
-        module = _import_module(where)
         canonical = spec
-        file = getattr(module, "__file__", None)
-        sha = _sha256(Path(file)) if file else ""
-        cls = _class_of(module, attr, spec)
-        source = {"spec": spec, "path": file, "sha256": sha}
+        cls = _class_of(_import_module(where), attr, spec)
+        file, sha = source_of(cls)  # the file defining the class (a package may re-export it)
+        held = _LOADED.get(canonical)
+        if held is not None and held[0] != sha:  # edited since this process imported it: import it again
+            try:
+                importlib.reload(sys.modules[cls.__module__])
+            except Exception as exc:
+                raise FusebenchError(f"model module {where!r}: importing it again failed: {_first_line(exc)}") from None
+            cls = _class_of(sys.modules[where], attr, spec)
+            file, sha = source_of(cls)
     if expect_sha256 is not None and sha != expect_sha256:
         raise FusebenchError(f"model {spec}: its source changed while the run was going (a worker loaded "
                              "other code than the run started with); run again")
-    _check_identity(cls, spec)
-    register_external(cls, {**source, "canonical": canonical})
+    check_identity(cls, spec)
+    register_external(cls, {"spec": as_given or spec, "path": file, "sha256": sha, "canonical": canonical})
     _LOADED[canonical] = (sha, cls)
     return cls
 
 
+# entry point name -> why it could not be registered (said once; raised when that name is asked for)
+ENTRY_POINT_ERRORS: dict[str, str] = {}
+
+
 def load_entry_points() -> None:
-    """Register the models that installed distributions expose in the group `fusebench.models`."""
+    """Register the models that installed distributions expose in the group `fusebench.models`.
+
+    One broken package does not stop every command: its entry point is left out with one
+    warning line, and asking for that model by name gives the reason."""
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "an installed package"
+        where = f"entry point {ep.name} = {ep.value} of {dist} ({ENTRY_POINT_GROUP})"
         try:
-            cls = ep.load()
-        except Exception as exc:
-            raise FusebenchError(f"entry point {ep.name} = {ep.value} of {dist} ({ENTRY_POINT_GROUP}): "
-                                 f"importing it failed: {_first_line(exc)}") from None
-        spec = ep.value.replace(" ", "")
-        if not isinstance(cls, type) or not issubclass(cls, Recommender):
-            raise FusebenchError(f"entry point {ep.name} = {ep.value} of {dist}: not a subclass of "
-                                 "baselines.Recommender")
-        _check_identity(cls, f"{spec} (entry point of {dist})")
-        module = sys.modules.get(cls.__module__)
-        file = getattr(module, "__file__", None)
-        register_external(cls, {"spec": spec, "path": file, "sha256": _sha256(Path(file)) if file else "",
-                                "canonical": spec, "entry_point": f"{ep.name} ({dist})"})
+            try:
+                cls = ep.load()
+            except Exception as exc:
+                raise FusebenchError(f"{where}: importing it failed: {_first_line(exc)}") from None
+            if not isinstance(cls, type) or not issubclass(cls, Recommender):
+                raise FusebenchError(f"{where}: not a subclass of baselines.Recommender")
+            check_identity(cls, where)
+            spec = ep.value.replace(" ", "")
+            file, sha = source_of(cls)
+            register_external(cls, {"spec": spec, "path": file, "sha256": sha, "canonical": spec,
+                                    "entry_point": f"{ep.name} ({dist})"})
+        except FusebenchError as exc:
+            if ep.name not in ENTRY_POINT_ERRORS:
+                print(f"warning: {exc} (left out)", file=sys.stderr)
+            ENTRY_POINT_ERRORS[ep.name] = str(exc)
 
 
 def load_source(source: dict[str, Any]) -> None:
@@ -177,6 +226,10 @@ def load_source(source: dict[str, Any]) -> None:
         return
     if source.get("entry_point"):
         load_entry_points()
+        now = [s for s in registered_sources() if s.get("entry_point") == source["entry_point"]]
+        if not now or now[0]["sha256"] != source["sha256"]:
+            raise FusebenchError(f"model {source['spec']} ({source['entry_point']}): its installed code changed "
+                                 "while the run was going; run again")
         return
     where, _, attr = source["spec"].rpartition(":")
     load(f"{source['path']}:{attr}" if where.endswith(".py") else source["spec"], expect_sha256=source["sha256"],
@@ -184,7 +237,11 @@ def load_source(source: dict[str, Any]) -> None:
 
 
 def _resolve(name: str) -> type[Recommender] | None:
-    return load(name) if is_spec(name) else None
+    if is_spec(name):
+        return load(name)
+    if name in ENTRY_POINT_ERRORS:
+        raise FusebenchError(ENTRY_POINT_ERRORS[name])
+    return None
 
 
 register_resolver(_resolve)

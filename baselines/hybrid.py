@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from datasets.errors import FusebenchError
 
-from .base import FitData, Recommender, get_model_class, make_model, register
+from .base import FitData, Recommender, builtin_model, get_model_class, make_model, register
 from .params import UNIT, InstanceOf, Options
 
 NORMALIZATIONS = ("minmax", "zscore")
@@ -94,8 +94,13 @@ class HybridBlend(Recommender):
         super().validate()
         for role in ("cf", "content"):  # model names: they must name a model, and not this one
             name = getattr(self, role)
-            if get_model_class(name) is type(self):  # unknown names raise FusebenchError here
+            cls = get_model_class(name)  # unknown names raise FusebenchError here
+            if cls is type(self):
                 raise FusebenchError(f"hybrid-blend cannot nest itself (parameter {role}={name!r})")
+            if not builtin_model(cls.name) and not name.startswith("recbole:"):
+                # a user's class inside the blend would run without its hash in the record's key
+                raise FusebenchError(f"hybrid-blend blends fusebench's own models; parameter {role}={name!r} is "
+                                     "not one (benchmark your model on its own row instead)")
 
     def fit(self, data: FitData) -> "HybridBlend":
         self.validate()

@@ -12,7 +12,6 @@ classes as well as names and in returning the runs instead of printing them.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import sys
 from pathlib import Path
@@ -20,7 +19,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from baselines.base import Recommender, builtin_model, register_external
+from baselines.base import Recommender, builtin_model, get_model_class, register_external
+from baselines.external import check_identity, source_of
 from datasets.errors import FusebenchError
 
 from .options import UsageError
@@ -34,22 +34,21 @@ def _model_spec(model: str | type[Recommender]) -> tuple[str, bool]:
         return model, True
     if not (inspect.isclass(model) and issubclass(model, Recommender)):
         raise UsageError(f"models: {model!r} is neither a model name nor a Recommender subclass")
-    if builtin_model(model.name) and model.__module__.split(".")[0] in ("baselines", "fusion_models"):
+    if builtin_model(model.name) and get_model_class(model.name) is model:
         return model.name, True
     module = sys.modules.get(model.__module__)
     file = getattr(module, "__file__", None)
-    if file and model.__module__ != "__main__" and not model.__module__.startswith("fusebench_external."):
-        return f"{model.__module__}:{model.__qualname__}", True  # an importable module: workers import it too
-    if file and model.__module__.startswith("fusebench_external."):
+    if model.__module__.startswith("fusebench_external."):  # loaded from a file spec earlier
         return f"{file}:{model.__qualname__}", True
-    # defined in a notebook or a script's __main__: registered here, run in this process only
-    try:
-        code = inspect.getsource(model)
-    except (OSError, TypeError):
-        code = f"{model.__module__}.{model.__qualname__}"
-    register_external(model, {"spec": f"{model.__module__}:{model.__qualname__}", "path": file,
-                              "sha256": hashlib.sha256(code.encode()).hexdigest(),
-                              "session": True, "canonical": f"<session>:{id(model)}"})
+    if file and model.__module__ != "__main__":
+        return f"{model.__module__}:{model.__qualname__}", True  # an importable module: workers import it too
+    # defined in a notebook or a script's __main__: registered here, run in this process only;
+    # defining the class again (an edited cell) replaces it, and its hash follows the code
+    spec = f"{model.__module__}:{model.__qualname__}"
+    check_identity(model, spec)
+    path, sha = source_of(model)
+    register_external(model, {"spec": spec, "path": path, "sha256": sha, "session": True,
+                              "canonical": f"<session>:{spec}"})
     return model.name, False
 
 
@@ -80,6 +79,10 @@ def run(datasets: Sequence[str] | None = None, models: Sequence[str | type[Recom
     failed), family, test metrics, train seconds, parameters and the record's path."""
     from .cli import build_parser, execute_run
 
+    if models is not None and not len(models):
+        raise UsageError("models is empty: give names or classes, or leave it out for every model")
+    if datasets is not None and not len(datasets):
+        raise UsageError("datasets is empty: give names, or leave it out for the default datasets")
     names, importable = [], True
     for m in models or []:
         spec, ok = _model_spec(m)
@@ -114,7 +117,11 @@ def run(datasets: Sequence[str] | None = None, models: Sequence[str | type[Recom
                      "family": rec["model"]["family"], **rec.get("test", {}),
                      "train_seconds": rec.get("train_seconds"), "params": rec["model"]["params"],
                      "record": out.path or rec.get("_path")})
-    return pd.DataFrame(rows)
+    if not rows:
+        return pd.DataFrame(columns=["dataset", "model", "seed", "status", "family", "train_seconds", "params",
+                                     "record"])
+    # workers finish in any order: the frame is sorted, the same for every --jobs
+    return pd.DataFrame(rows).sort_values(["dataset", "model", "seed"], kind="stable", ignore_index=True)
 
 
 def _json(value: Any) -> str:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 import datasets
 import fusion_models  # noqa: F401  (registers the fusion models)
-from baselines.base import get_model_class, model_names, model_source
+from baselines.base import campaign_models, get_model_class, model_names, model_source
 from baselines.params import describe
 from datasets.errors import EnvironmentFault, FusebenchError
 
@@ -86,7 +86,7 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
         raise UsageError("--results needs a folder")
     RecordStore(args.results).check_layout()
     models = split_list(args.models, "--models") if args.all else [args.model]
-    models = resolve_models(models or model_names())
+    models = resolve_models(models or campaign_models())
     if args.param and len(models) != 1:
         raise UsageError("--param applies to one model: use it with --model")
     params = parse_params(models[0], args.param) if args.param else {}

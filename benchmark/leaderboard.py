@@ -197,7 +197,7 @@ def _model_arg(rec: dict[str, Any]) -> str:
     """What `--model` takes to run this record's model again: a user class's import spec, else its name."""
     src = (rec.get("model") or {}).get("source")
     spec = src.get("spec") if isinstance(src, dict) else None
-    return str(spec) if spec else rec["model"]["name"]
+    return shlex.quote(str(spec)) if spec else rec["model"]["name"]
 
 
 # --- formatting ----------------------------------------------------------------------------
@@ -304,7 +304,9 @@ def _select_rows(records: list[dict[str, Any]]) -> tuple[list[Row], dict[str, in
     variants: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for rec in records:
         m = rec["model"]
-        pkey = json.dumps(m.get("params") or {}, sort_keys=True, default=str)
+        # another version of a user's code (or run file) is another variant: never one mean of both
+        code = (m.get("source") or {}).get("sha256") or (m.get("run_file") or {}).get("sha256")
+        pkey = json.dumps([m.get("params") or {}, code], sort_keys=True, default=str)
         variants[m["name"]][pkey].append(rec)
     rows, dropped = [], {}
     for name, by_params in variants.items():

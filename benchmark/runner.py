@@ -203,7 +203,7 @@ def _describe(identity: dict, key: str, dataset: MultimodalDataset, split: Split
             "modalities": model.used_modalities(),
             "n_parameters": model.n_parameters(),
             # where a model from outside the package comes from (spec, file, SHA-256)
-            **({"source": model_source(model_name)} if model_source(model_name) else {}),
+            **({"source": source} if (source := model_source(model_name)) else {}),
         },
         "training": {**cfg.identity(), "protocol": cfg.name, "mask_valid_at_test": cfg.mask_valid_at_test,
                      # the protocol's epoch bound and the parameter that carries it

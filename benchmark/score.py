@@ -23,7 +23,6 @@ import csv
 import hashlib
 import io
 import math
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from baselines.base import MODEL_NAME
 from datasets.errors import FusebenchError
 
 from . import metrics as M
@@ -42,7 +42,6 @@ CONVENTIONS = ("recbole", "trec")
 FILE_KS = (1, 5, 10, 20, 50)  # --ks default when scoring files
 EXTERNAL_FAMILY = "external"
 LISTED = 5  # how many offending ids an error names
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 
 
 # --------------------------------------------------------------------------- files
@@ -553,7 +552,7 @@ def _score_dataset_cmd(args) -> int:
 
     if not args.name:
         raise UsageError("score --dataset needs --name NAME: what the leaderboard calls the external system")
-    if not NAME_RE.fullmatch(args.name):
+    if not MODEL_NAME.match(args.name):
         raise UsageError(f"--name {args.name!r}: use letters, digits and . _ + - (at most 64 characters, "
                          "starting with a letter or digit)")
     if args.name in model_names():

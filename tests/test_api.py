@@ -111,3 +111,30 @@ def test_api_errors_are_the_cli_errors(tmp_path):
     with pytest.raises(FusebenchError, match="does not exist"):
         api.leaderboard(tmp_path / "nothing")
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_session_class_cannot_take_a_built_in_name_and_can_be_redefined(tmp_path):
+    from baselines.ease import EASE
+    from datasets.errors import FusebenchError
+
+    class MyEase(EASE):
+        name = "ease"
+
+    MyEase.__module__ = "__main__"
+    with pytest.raises(FusebenchError, match="'ease' is a built-in model's"):
+        api.run(datasets=["ml-100k"], models=[MyEase], budget=None, seeds=1, results=tmp_path)
+    assert base.get_model_class("ease") is EASE
+    shas = []
+    for damping in ("1.0", "2.0"):  # the same notebook cell run twice, edited in between
+        session = types.ModuleType("__main__fake")
+        exec("from baselines import Recommender\nimport numpy as np\n"
+             "class Flat(Recommender):\n    name = 'flat'\n    family = 'baseline/cf'\n"
+             "    def fit(self, data):\n        self.n_ = data.n_items\n        return self\n"
+             f"    def score(self, users):\n        return np.full((len(users), self.n_), {damping}, np.float32)\n",
+             session.__dict__)
+        runs = api.run(datasets=["ml-100k"], models=[session.Flat], budget=None, seeds=1, results=tmp_path)
+        assert runs.status.tolist() == ["done"]  # new code: a new record, not the old one resumed
+        shas.append(base.model_source("flat")["sha256"])
+    assert shas[0] != shas[1]
+    with pytest.raises(FusebenchError, match="models is empty"):
+        api.run(datasets=["ml-100k"], models=[], results=tmp_path)

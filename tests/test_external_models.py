@@ -285,15 +285,48 @@ def test_installed_entry_points_register_models(tmp_path):
     (rec,) = _records(res)
     assert rec["model"]["source"]["entry_point"] == "puresvd (labmodels 1.2)"
     assert rec["model"]["source"]["spec"] == "labmodels.svd:PureSVD"
-    # a package whose model takes a built-in name is one line naming the package
-    (info / "entry_points.txt").write_text("[fusebench.models]\nease = labmodels.bad:Ease\n")
+    # a package whose model takes a built-in name is left out with one warning naming the package;
+    # every other command goes on, and asking for that entry point's model gives the reason
+    (info / "entry_points.txt").write_text("[fusebench.models]\nease2 = labmodels.bad:Ease\n")
     (site / "labmodels" / "bad.py").write_text(textwrap.dedent("""
         from baselines import Recommender
         class Ease(Recommender):
             name = "ease"
             family = "baseline/cf"
     """))
-    bad = subprocess.run([sys.executable, "-m", "benchmark", "models", "list"], capture_output=True, text=True,
-                         cwd=tmp_path, env=env)
-    assert bad.returncode == 2 and "labmodels 1.2" in bad.stderr and "built-in" in bad.stderr
-    assert len(bad.stderr.strip().splitlines()) == 1
+    listed = subprocess.run([sys.executable, "-m", "benchmark", "models", "list"], capture_output=True, text=True,
+                            cwd=tmp_path, env=env)
+    assert listed.returncode == 0 and "labmodels 1.2" in listed.stderr and "built-in" in listed.stderr
+    assert len(listed.stderr.strip().splitlines()) == 1
+    asked = subprocess.run([sys.executable, "-m", "benchmark", "run", "--dataset", "ml-100k", "--model", "ease2",
+                            "--seed", "0", "--results", str(res)], capture_output=True, text=True, cwd=tmp_path,
+                           env=env)
+    assert asked.returncode == 2 and "labmodels 1.2" in asked.stderr.splitlines()[-1]
+
+
+def test_sources_hash_the_defining_file_and_classes_pickle(tmp_path, monkeypatch):
+    import pickle
+
+    pkg = tmp_path / "site" / "relab"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from .svd import PureSVD\n")  # re-exported from the package
+    (pkg / "svd.py").write_text(EXAMPLE.read_text().replace("@register\n", ""))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    cls = external.load("relab:PureSVD")
+    assert base.model_source("puresvd")["sha256"] == hashlib.sha256((pkg / "svd.py").read_bytes()).hexdigest()
+    # a class from a file spec pickles (spawned DataLoader workers, joblib)
+    src = tmp_path / "svd_file.py"
+    src.write_text(EXAMPLE.read_text().replace('name = "puresvd"', 'name = "puresvd-file"'))
+    made = external.load(f"{src}:PureSVD")(factors=3)
+    assert pickle.loads(pickle.dumps(made)).factors == 3
+    assert cls.name in base.model_names() and "puresvd" not in base.campaign_models()
+
+
+def test_a_users_register_decorator_is_harmless_and_built_in_names_stay_built_in(tmp_path):
+    src = tmp_path / "mine.py"
+    src.write_text("from baselines import Recommender, register\n\n@register\nclass Mine(Recommender):\n"
+                   "    name = 'mine'\n    family = 'baseline/cf'\n")
+    assert external.load(f"{src}:Mine").name == "mine"
+    src.write_text(src.read_text() + "\n# edited\n")
+    assert external.load(f"{src}:Mine").name == "mine"  # the edited file replaces the old class
+    assert base.builtin_model("ease") and not base.builtin_model("mine")
