@@ -77,13 +77,12 @@ def ablate(
         for split in splits:
             out = run_one(store, dataset, split, model_name, {**params, "modalities": ",".join(v.modalities)},
                           cfg, force=force)
-            rec = (store.load(dataset.name, model_name, out.key) if out.record is None
-                   else {**out.record, "_path": out.path})
+            rec = out.located()
             if rec.get("failed"):
                 raise FusebenchError(f"{model_name} ({v.label}) seed {split.seed} diverged ({rec['failed']}); its "
                                      f"failure is recorded in {rec['_path']}")
             if on_run is not None:
-                on_run(v.label, split.seed, out.record)
+                on_run(v.label, split.seed, None if out.status == "skipped" else out.record)
             per_variant.setdefault(v.label, []).append((rec, RecordStore.per_user(rec)))
     return report(dataset.name, model_name, variants(names), per_variant)
 

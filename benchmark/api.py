@@ -107,16 +107,13 @@ def run(datasets: Sequence[str] | None = None, models: Sequence[str | type[Recom
     elif budget is not _DEFAULT:
         options["--budget"] = budget
     outcomes, _ = execute_run(build_parser().parse_args([*head, *_argv(options)]))
-    from .records import RecordStore
-
-    store = RecordStore(results)
     rows = []
     for job, seed, out in outcomes:
-        rec = out.record if out.record is not None else store.load(job.name, job.model, out.key)
+        rec = out.record
         rows.append({"dataset": job.name, "model": job.model, "seed": seed, "status": out.status,
                      "family": rec["model"]["family"], **rec.get("test", {}),
                      "train_seconds": rec.get("train_seconds"), "params": rec["model"]["params"],
-                     "record": out.path or rec.get("_path")})
+                     "record": out.path})
     if not rows:
         return pd.DataFrame(columns=["dataset", "model", "seed", "status", "family", "train_seconds", "params",
                                      "record"])

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from baselines import FitData
 from datasets import MultimodalDataset, Split
 
 from .records import RecordStore
@@ -22,16 +23,9 @@ from .tuning import TUNING_SPLIT_SEED, Budget, TuningData, TuningResult, tune
 
 def tuning_data(dataset: MultimodalDataset, split: Split) -> TuningData:
     """The tuner's view of a split: train and valid (and item content); the test matrix stays here."""
-    return TuningData(
-        dataset=dataset.name,
-        fingerprint=dataset.fingerprint(),
-        split={"protocol": split.protocol, "params": dict(split.params), "seed": split.seed},
-        train=split.train,
-        valid=split.valid,
-        features=dataset.features,
-        item_text=dataset.item_text,
-        feature_masks=dict(getattr(dataset, "feature_masks", None) or {}),
-    )
+    return TuningData(dataset=dataset.name, fingerprint=dataset.fingerprint(),
+                      split={"protocol": split.protocol, "params": dict(split.params), "seed": split.seed},
+                      fit=FitData.from_split(dataset, split), valid=split.valid)
 
 
 @dataclass

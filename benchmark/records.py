@@ -108,15 +108,19 @@ class RecordStore:
     def exists(self, dataset: str, model: str, key: str) -> bool:
         """Whether the run is finished: its record exists and reads back whole (a damaged one
         is announced and the run is done again, overwriting it)."""
+        return self.finished(dataset, model, key) is not None
+
+    def finished(self, dataset: str, model: str, key: str) -> dict[str, Any] | None:
+        """The record of a finished run (with its `_path`), None when there is none or it is
+        damaged (announced; the run is done again, overwriting it)."""
         path = self._base(dataset, model, key).with_suffix(".json")
         if not path.exists():
-            return False
+            return None
         try:
-            read_record(path)
+            return read_record(path)
         except DamagedRecord as err:
             warn_damaged(err, "running it again")
-            return False
-        return True
+            return None
 
     def write(self, record: dict[str, Any], per_user: dict[str, np.ndarray]) -> Path:
         base = self._base(record["dataset"]["name"], record["model"]["name"], record["key"])

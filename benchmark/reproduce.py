@@ -370,9 +370,7 @@ def reproduce(
 
     def run(ds, sp, model, params, seed, label):
         out = run_one(store, ds, sp, model, params, cfg, force=force)
-        rec = out.record if out.record is not None else store.load(ds.name, model, out.key)
-        if out.record is not None:
-            rec = {**rec, "_path": out.path}
+        rec = out.located()
         if rec.get("failed"):
             raise FusebenchError(f"{model} on {ds.name}, seed {seed}, diverged ({rec['failed']}); its failure is "
                                  f"recorded in {rec['_path']}")

@@ -77,11 +77,18 @@ def protocol_params(model_name: str, params: dict[str, Any] | None, cfg: RunConf
 
 @dataclass
 class RunOutcome:
-    status: str  # "done" | "skipped"
+    """What became of one run: "done", "skipped" (its record existed) or "failed" (diverged);
+    always with its record and the record's path."""
+
+    status: str
     key: str
-    record: dict[str, Any] | None = None
-    path: str | None = None
+    record: dict[str, Any]
+    path: str
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def located(self) -> dict[str, Any]:
+        """The record with its `_path`, as `RecordStore.records()` yields records."""
+        return {**self.record, "_path": self.path}
 
 
 def data_identity(dataset: MultimodalDataset, split: Split) -> dict:
@@ -144,8 +151,9 @@ def run_one(
     if tuning is not None:
         identity["tuning"] = {k: tuning.get(k) for k in TUNING_IDENTITY}
     key = record_key(identity)
-    if not force and store.exists(dataset.name, model_name, key):
-        return RunOutcome(status="skipped", key=key)
+    held = None if force else store.finished(dataset.name, model_name, key)
+    if held is not None:
+        return RunOutcome(status="skipped", key=key, record=held, path=held["_path"])
 
     data = FitData.from_split(dataset, split, cfg.device)
     if trained is not None and trained.split_seed == split.seed and trained.model.get_params() == resolved \

@@ -45,11 +45,10 @@ import re
 import socket
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import numpy as np
 import optuna
 import scipy.sparse as sp
 from optuna.trial import TrialState
@@ -93,25 +92,25 @@ class _EpochCap(Exception):
 
 @dataclass(frozen=True)
 class TuningData:
-    """What tuning may see: train, valid and item content. There is no test matrix here."""
+    """What tuning may see: the model's `FitData` (train and item content) and the validation
+    matrix. There is no test matrix here."""
 
     dataset: str
     fingerprint: str
     split: dict[str, Any]  # protocol, params and seed of the split train/valid come from
-    train: sp.csr_matrix
+    fit: FitData
     valid: sp.csr_matrix
-    features: dict[str, np.ndarray] = field(default_factory=dict)
-    item_text: list[str] | None = None
-    feature_masks: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.train.shape != self.valid.shape:
             raise FusebenchError(f"train {self.train.shape} and valid {self.valid.shape} differ in shape")
 
+    @property
+    def train(self) -> sp.csr_matrix:
+        return self.fit.train
+
     def fit_data(self, device: str) -> FitData:
-        return FitData(train=self.train, features=self.features, item_text=self.item_text,
-                       seed=int(self.split.get("seed", 0)), device=device,
-                       feature_masks=dict(self.feature_masks))
+        return replace(self.fit, device=device)
 
 
 @dataclass(frozen=True)
