@@ -23,8 +23,9 @@ from datasets import MultimodalDataset, Split
 from datasets.download import atomic_write
 from datasets.errors import FusebenchError
 
+from .protocol import Protocol
 from .records import RecordStore
-from .runner import RunConfig, run_one
+from .runner import run_one
 from .stats import holm, paired_test, seed_average
 
 METRICS = ("recall@20", "ndcg@20")
@@ -52,7 +53,7 @@ def ablate(
     splits: list[Split],
     model_name: str,
     params: dict | None = None,
-    cfg: RunConfig | None = None,
+    cfg: Protocol | None = None,
     *,
     modalities: list[str] | None = None,
     force: bool = False,
@@ -71,7 +72,7 @@ def ablate(
     unknown = [n for n in names if n not in dataset.features]
     if unknown:
         raise FusebenchError(f"unknown modality {unknown[0]!r}; {dataset.name} has: {', '.join(dataset.features)}")
-    cfg = cfg or RunConfig()
+    cfg = cfg or Protocol()
     per_variant: dict[str, list[tuple[dict, dict]]] = {}
     for v in variants(names):
         for split in splits:

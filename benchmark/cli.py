@@ -23,8 +23,8 @@ from datasets.errors import EnvironmentFault, FusebenchError
 
 from .metrics import PRIMARY_METRIC
 from .options import DEFAULT_DATASETS, UsageError, parse_params, resolve_models, split_list
+from .protocol import Protocol
 from .records import RecordStore
-from .runner import RunConfig, mmrec_config
 from .training import parse_metric
 
 ENVIRONMENT_FAULT = 3  # exit code of an OSError (full disk, read-only folder); user errors exit 2
@@ -46,7 +46,7 @@ def modality_params(models: list[str], value: str, params: dict[str, Any]) -> di
     raise UsageError("--modalities applies to one model: use it with --model (or --param modalities=...)")
 
 
-def run_config(args, device: str) -> tuple[str | None, RunConfig]:
+def run_config(args, device: str) -> tuple[str | None, Protocol]:
     """(split protocol or None for the dataset's default, evaluation settings) from the CLI.
 
     `--protocol mmrec` is MMRec's protocol: the dataset's given split, early stopping with
@@ -63,8 +63,8 @@ def run_config(args, device: str) -> tuple[str | None, RunConfig]:
             raise UsageError("--epochs must be >= 1")
         common["epochs"] = args.epochs
     if args.protocol == "mmrec":
-        return "given", mmrec_config(**common)
-    return args.protocol, RunConfig(**common)
+        return "given", Protocol.mmrec(**common)
+    return args.protocol, Protocol(**common)
 
 
 def cmd_run(args) -> int:

@@ -41,8 +41,8 @@ from datasets.download import atomic_write
 
 from . import plots
 from .metrics import PRIMARY_METRIC
+from .protocol import MAX_EPOCHS
 from .records import RecordStore
-from .runner import MAX_EPOCHS
 from .stats import ALPHA, TESTED_METRICS, GroupStats, ModelRuns, compare_models
 
 COLUMNS = (

@@ -59,7 +59,7 @@ class Job:
     protocol: str
     model: str
     params: dict[str, Any]
-    cfg: Any  # RunConfig
+    cfg: Any  # Protocol
     plan: Any  # Plan
     # a model from outside the package (baselines.model_source): a worker imports that code
     # again and stops if it is not the code the run started with

@@ -54,11 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     import datasets
     from datasets.errors import FusebenchError
 
+    from .protocol import Protocol
     from .records import RecordStore
-    from .runner import RunConfig, run_one
+    from .runner import run_one
 
     ds = datasets.load(args.dataset)
-    cfg = RunConfig(metric=args.metric, patience=args.patience, device=args.device, ks=(20,),
+    cfg = Protocol(metric=args.metric, patience=args.patience, device=args.device, ks=(20,),
                     metrics=("recall", "ndcg"))
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in names if m not in PAIRS]

@@ -16,8 +16,9 @@ from typing import Any, Callable
 from baselines import FitData
 from datasets import MultimodalDataset, Split
 
+from .protocol import Protocol
 from .records import RecordStore
-from .runner import RunConfig, RunOutcome, run_one
+from .runner import RunOutcome, run_one
 from .tuning import TUNING_SPLIT_SEED, Budget, TuningData, TuningResult, tune
 
 
@@ -45,7 +46,7 @@ def run_model(
     dataset: MultimodalDataset,
     model: str,
     params: dict[str, Any],
-    cfg: RunConfig,
+    cfg: Protocol,
     plan: Plan,
     get_split: Callable[[int], Split],
     *,

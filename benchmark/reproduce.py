@@ -3,7 +3,7 @@
 A published table is data: one TOML file per table in ``benchmark/papers/`` (see the two
 shipped ones for the schema): ``[paper]`` (source, commit, table, citation, relative
 ``tolerance``), ``[protocol]`` (how to run: ``config`` = ``mmrec`` for
-`benchmark.runner.mmrec_config` or ``fusebench`` for `RunConfig`; ``split`` and its
+`benchmark.protocol.Protocol.mmrec` or ``fusebench`` for `Protocol()`; ``split`` and its
 ``ratios``; ``rating_threshold``; ``drop_empty``; validation ``metric``, ``patience``,
 ``epochs``; ``metrics`` and ``ks``; human-readable ``description`` and known
 ``differences``), ``[datasets.<name>]`` (label, the source's statistics), ``[models.<name>]``
@@ -50,8 +50,9 @@ from datasets.download import atomic_write
 from datasets.errors import FusebenchError
 
 from .metrics import PRIMARY_METRIC, RANK_METRICS
+from .protocol import Protocol
 from .records import RecordStore
-from .runner import RunConfig, mmrec_config, run_one
+from .runner import run_one
 from .stats import bootstrap_ci, seed_average
 
 PAPERS_DIR = Path(__file__).resolve().parent / "papers"
@@ -201,7 +202,7 @@ def compact(ds: datasets.MultimodalDataset) -> datasets.MultimodalDataset:
     )
 
 
-def run_config(paper: Paper, device: str) -> RunConfig:
+def run_config(paper: Paper, device: str) -> Protocol:
     pr = paper.protocol
     metrics = tuple(pr.get("metrics", RANK_METRICS))
     ks = tuple(int(k) for k in pr.get("ks", (10, 20, 50)))
@@ -215,8 +216,8 @@ def run_config(paper: Paper, device: str) -> RunConfig:
         if key in pr:
             common[key] = int(pr[key])
     if pr.get("config", "fusebench") == "mmrec":
-        return mmrec_config(**common)
-    return RunConfig(mask_valid_at_test=bool(pr.get("mask_valid_at_test", True)), **common)
+        return Protocol.mmrec(**common)
+    return Protocol(mask_valid_at_test=bool(pr.get("mask_valid_at_test", True)), **common)
 
 
 def model_params(paper: Paper, model: str, overrides: dict[str, Any]) -> dict[str, Any]:

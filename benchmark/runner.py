@@ -7,72 +7,20 @@ from typing import Any, Callable
 
 import numpy as np
 
-from baselines import FitData, get_model_class, make_model, model_source
+from baselines import FitData, make_model, model_source
 from datasets import MultimodalDataset, Split
 from datasets.errors import FusebenchError
 
-from .evaluate import DEFAULT_METRICS, evaluate
-from .metrics import PRIMARY_METRIC
+from .evaluate import evaluate
+from .protocol import Protocol
 from .provenance import provenance
 from .records import RECORD_VERSION, RecordStore, record_key
 from .training import train
 
-DEFAULT_KS = (10, 20, 50)
 # the parts of a run's `tuning` description that define the run (its record key): the same
 # budget tuned the same way is the same run (skipped on resume); another budget is another run.
 # The outcome (best parameters) is in the key through the model's parameters anyway.
-# the protocol-level maximum of epochs of every iterative model (MMRec uses 1000 too): large
-# enough never to bind in practice, so patience on validation is what stops training
-MAX_EPOCHS = 1000
 TUNING_IDENTITY = ("budget", "epoch_cap", "metric", "sampler", "pruner", "split_seed", "selection")
-
-
-@dataclass
-class RunConfig:
-    """Protocol settings shared by every run of a benchmark invocation."""
-
-    metric: str = PRIMARY_METRIC  # validation metric for early stopping / selection
-    patience: int = 10  # evaluations without improvement before stopping
-    eval_every: int = 1
-    metrics: tuple[str, ...] = DEFAULT_METRICS
-    ks: tuple[int, ...] = DEFAULT_KS
-    eval_batch_size: int = 1024
-    device: str = "cpu"
-    # the fusebench protocol masks train and valid items at test time; MMRec masks train only
-    mask_valid_at_test: bool = True
-    # the epoch bound of every iterative model whose epochs the user did not set explicitly
-    # (`--epochs`); a model's own `epochs` default is not a cap under the benchmark's protocols
-    epochs: int = MAX_EPOCHS
-    name: str = "fusebench"  # which evaluation protocol these settings make up
-
-    def identity(self) -> dict[str, Any]:
-        """The settings that change results (and so belong in a record's key)."""
-        out = {"metric": self.metric, "patience": self.patience, "eval_every": self.eval_every}
-        if self.name != "fusebench":
-            out.update(protocol=self.name, mask_valid_at_test=self.mask_valid_at_test)
-        return out
-
-
-def mmrec_config(**overrides) -> RunConfig:
-    """MMRec's evaluation protocol (src/configs/overall.yaml): early stopping on valid
-    Recall@20 with `stopping_step` 20, up to 1000 epochs, and at test time only the training
-    items masked (validation items stay rankable). Use it with the given split.
-
-    MMRec's early_stopping counts evaluations without improvement and stops once the count
-    exceeds stopping_step, i.e. at the 21st; our `patience` stops at the patience-th, so 21."""
-    return RunConfig(**{"metric": PRIMARY_METRIC, "patience": 21, "mask_valid_at_test": False,
-                        "epochs": MAX_EPOCHS, "name": "mmrec", **overrides})
-
-
-def protocol_params(model_name: str, params: dict[str, Any] | None, cfg: RunConfig) -> dict[str, Any]:
-    """The one place where protocol-level settings reach a model: an iterative model's epoch
-    bound becomes the protocol's (`cfg.epochs`) unless the user set it explicitly."""
-    params = dict(params or {})
-    cls = get_model_class(model_name)
-    key = cls.epochs_param
-    if cls.iterative and key and key not in params and key in cls.param_names():
-        params[key] = cfg.epochs
-    return params
 
 
 @dataclass
@@ -105,7 +53,7 @@ def data_identity(dataset: MultimodalDataset, split: Split) -> dict:
     }
 
 
-def run_identity(dataset: MultimodalDataset, split: Split, model_name: str, params: dict, cfg: RunConfig) -> dict:
+def run_identity(dataset: MultimodalDataset, split: Split, model_name: str, params: dict, cfg: Protocol) -> dict:
     return {
         **data_identity(dataset, split),
         "model": {"name": model_name, "params": params, **_source_identity(model_name)},
@@ -126,7 +74,7 @@ def run_one(
     split: Split,
     model_name: str,
     params: dict[str, Any] | None = None,
-    cfg: RunConfig | None = None,
+    cfg: Protocol | None = None,
     *,
     force: bool = False,
     progress: Callable[[str], None] | None = None,
@@ -140,11 +88,11 @@ def run_one(
     `trained` (`benchmark.tuning.Trained`): this configuration already trained on this split
     under this protocol by tuning's full-length check; it is used instead of training again
     when its parameters, split seed and protocol are this run's."""
-    cfg = cfg or RunConfig()
+    cfg = cfg or Protocol()
     if split.test.nnz == 0:  # every metric would be NaN: nothing to record
         raise FusebenchError(f"dataset {dataset.name!r}: its {split.protocol} split (seed {split.seed}) has no test "
                              "interactions, so there is nothing to evaluate")
-    params = protocol_params(model_name, params, cfg)
+    params = cfg.model_params(model_name, params)
     model = make_model(model_name, params)  # validates names before anything is written
     resolved = model.get_params()
     identity = run_identity(dataset, split, model_name, resolved, cfg)
@@ -198,7 +146,7 @@ def run_one(
 
 
 def _describe(identity: dict, key: str, dataset: MultimodalDataset, split: Split, model, model_name: str,
-              cfg: RunConfig, outcome) -> dict[str, Any]:
+              cfg: Protocol, outcome) -> dict[str, Any]:
     """What a record says about its run besides the results: data, split, model, training, provenance."""
     cls = type(model)
     return {

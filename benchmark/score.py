@@ -547,8 +547,8 @@ def _score_dataset_cmd(args) -> int:
     from baselines.base import model_names
 
     from .options import UsageError
+    from .protocol import DEFAULT_KS
     from .records import RecordStore
-    from .runner import DEFAULT_KS
 
     if not args.name:
         raise UsageError("score --dataset needs --name NAME: what the leaderboard calls the external system")

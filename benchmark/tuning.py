@@ -57,7 +57,7 @@ from baselines import FitData, get_model_class, make_model, model_source
 from datasets.errors import FusebenchError
 
 from .evaluate import evaluate
-from .runner import RunConfig, protocol_params
+from .protocol import Protocol
 from .training import parse_metric, train
 
 # bump when the objective changes in a way that makes old studies incomparable
@@ -336,7 +336,7 @@ def _exclusive(url: str, study: str) -> Iterator[None]:
 
 # --- the study ----------------------------------------------------------------------------
 
-def study_name(data: TuningData, model_name: str, cfg: RunConfig, budget: Budget,
+def study_name(data: TuningData, model_name: str, cfg: Protocol, budget: Budget,
                fixed: dict[str, Any], pruner: str, seed: int) -> str:
     """Readable prefix + a digest of everything that changes the objective or the sampler.
 
@@ -378,7 +378,7 @@ def tune(
     data: TuningData,
     model_name: str,
     budget: Budget,
-    cfg: RunConfig | None = None,
+    cfg: Protocol | None = None,
     *,
     storage: str | None = None,
     results: str | Path = "results",
@@ -396,7 +396,7 @@ def tune(
     """
     if not isinstance(data, TuningData):
         raise TypeError(f"tune() takes TuningData (train and valid only), not {type(data).__name__}")
-    cfg = cfg or RunConfig()
+    cfg = cfg or Protocol()
     metric_name, metric_k = parse_metric(cfg.metric)
     cls = get_model_class(model_name)
     fixed = dict(fixed_params or {})
@@ -462,7 +462,7 @@ def tune(
                         best_valid=float(chosen.value), full_length=full, trained=trained)
 
 
-def _full_length_choice(st, data: TuningData, model_name: str, cfg: RunConfig, trials, best, progress):
+def _full_length_choice(st, data: TuningData, model_name: str, cfg: Protocol, trials, best, progress):
     """Trials of iterative models stop at the epoch cap, which favours configurations that
     learn fast; the seeds then train to convergence, where the defaults may do better. So when
     the best trial is not the defaults (trial rank 0), both are trained to convergence (early
@@ -505,8 +505,8 @@ class Trained:
     split_seed: int
 
 
-def _model(model_name: str, params: dict[str, Any], cfg: RunConfig):
-    return make_model(model_name, protocol_params(model_name, params, cfg))
+def _model(model_name: str, params: dict[str, Any], cfg: Protocol):
+    return make_model(model_name, cfg.model_params(model_name, params))
 
 
 class _Probe:
@@ -532,7 +532,7 @@ class _Probe:
         return low
 
 
-def _objective(study, data: TuningData, model_name: str, fixed: dict, cfg: RunConfig, budget: Budget,
+def _objective(study, data: TuningData, model_name: str, fixed: dict, cfg: Protocol, budget: Budget,
                seed: int, metric: tuple[str, int]):
     cls = get_model_class(model_name)
     fit_data = data.fit_data(cfg.device)

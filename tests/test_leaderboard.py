@@ -29,11 +29,12 @@ def _inject(path: str, **fields) -> None:
 def results(ml100k, tmp_path_factory):
     import datasets
     import fusion_models  # noqa: F401
-    from benchmark.runner import RunConfig, run_one
+    from benchmark.protocol import Protocol
+    from benchmark.runner import run_one
 
     root = tmp_path_factory.mktemp("lb") / "results"
     store = RecordStore(root)
-    cfg = RunConfig(patience=1)
+    cfg = Protocol(patience=1)
     for seed in SEEDS:
         sp = datasets.split(ml100k, protocol="random", seed=seed)
         for model, params in [("pop", {}), ("itemknn", {}), ("ease", {}), ("content-knn", {}),

@@ -11,7 +11,7 @@ import pytest
 
 from benchmark.parallel import Job, auto_jobs, longest_first, run_parallel
 from benchmark.pipeline import Plan
-from benchmark.runner import RunConfig
+from benchmark.protocol import Protocol
 from datasets.errors import FusebenchError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def test_parallel_jobs_match_one_process(tmp_path):
 
 
 def test_an_error_in_a_worker_stops_the_run(tmp_path):
-    job = Job("no-such-dataset", "no-such-dataset", "", None, None, "random", "pop", {}, RunConfig(),
+    job = Job("no-such-dataset", "no-such-dataset", "", None, None, "random", "pop", {}, Protocol(),
               Plan(results=str(tmp_path)))
     done = []
     with pytest.raises(FusebenchError, match="no-such-dataset"):
@@ -81,7 +81,7 @@ def test_longest_jobs_start_first_per_dataset():
     from baselines.base import get_model_class
 
     def job(ds, model):
-        return Job(ds, ds, "", None, None, "random", model, {}, RunConfig(), Plan())
+        return Job(ds, ds, "", None, None, "random", model, {}, Protocol(), Plan())
 
     jobs = [job(d, m) for d in ("a", "b") for m in ("ease", "bpr", "pop", "vbpr", "itemknn")]
     order = [(j.dataset, j.model) for j in longest_first(jobs, lambda m: get_model_class(m).iterative)]

@@ -9,8 +9,9 @@ from baselines import FitData, make_model
 from benchmark.ablation import variants
 from benchmark.cli import main
 from benchmark.evaluate import evaluate
+from benchmark.protocol import Protocol
 from benchmark.records import RecordStore
-from benchmark.runner import RunConfig, mmrec_config, run_one
+from benchmark.runner import run_one
 from datasets import split
 
 
@@ -19,17 +20,17 @@ def _records(results):
 
 
 def test_mmrec_config_is_mmrecs_protocol():
-    cfg = mmrec_config()
+    cfg = Protocol.mmrec()
     assert (cfg.patience, cfg.epochs, cfg.mask_valid_at_test, cfg.metric) == (21, 1000, False, "recall@20")
     assert cfg.identity()["protocol"] == "mmrec"
-    assert "protocol" not in RunConfig().identity()  # default records keep their keys
+    assert "protocol" not in Protocol().identity()  # default records keep their keys
 
 
 def test_mmrec_protocol_masks_train_only_at_test(lfm2k, tmp_path):
     s = split(lfm2k, "given")
     store = RecordStore(tmp_path)
-    ours = run_one(store, lfm2k, s, "pop", cfg=RunConfig()).record
-    mmrec = run_one(store, lfm2k, s, "pop", cfg=mmrec_config()).record
+    ours = run_one(store, lfm2k, s, "pop", cfg=Protocol()).record
+    mmrec = run_one(store, lfm2k, s, "pop", cfg=Protocol.mmrec()).record
     assert ours["key"] != mmrec["key"]
     assert mmrec["training"]["protocol"] == "mmrec" and mmrec["training"]["mask_valid_at_test"] is False
     pop = make_model("pop").fit(FitData(train=s.train, seed=0))
@@ -41,7 +42,7 @@ def test_mmrec_protocol_masks_train_only_at_test(lfm2k, tmp_path):
 
 def test_mmrec_protocol_raises_the_epoch_cap_unless_set(lfm2k, tmp_path):
     s = split(lfm2k, "given")
-    cfg = mmrec_config(patience=1)
+    cfg = Protocol.mmrec(patience=1)
     rec = run_one(RecordStore(tmp_path), lfm2k, s, "fusion-late", {"embedding_size": 8, "learning_rate": 0.05},
                   cfg).record
     assert rec["model"]["params"]["epochs"] == 1000

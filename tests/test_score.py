@@ -255,8 +255,9 @@ def external(ml100k, tmp_path_factory):
     import datasets
     import fusion_models  # noqa: F401
     from baselines import FitData, make_model
+    from benchmark.protocol import Protocol
     from benchmark.records import RecordStore
-    from benchmark.runner import RunConfig, run_one
+    from benchmark.runner import run_one
 
     root = tmp_path_factory.mktemp("score")
     results = root / "results"
@@ -266,7 +267,7 @@ def external(ml100k, tmp_path_factory):
     out = {"root": root, "results": results, "split": split, "users": users, "records": {}, "runs": {}}
     for name in ("pop", "ease"):
         # patience 1: a non-default selection setting, which an external row must not be split off by
-        out["records"][name] = run_one(RecordStore(results), ml100k, split, name, {}, RunConfig(patience=1))
+        out["records"][name] = run_one(RecordStore(results), ml100k, split, name, {}, Protocol(patience=1))
         model = make_model(name, {}).fit(FitData.from_split(ml100k, split, "cpu"))
         scores = model.score(users)
         masked = M.topk_items(scores, 50, seen[users])

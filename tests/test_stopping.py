@@ -16,8 +16,9 @@ from baselines.base import Recommender, get_model_class, make_model, model_names
 from baselines.bpr import BPRMF as BPR
 from benchmark.leaderboard import CAPPED, render, stopped_at_bound
 from benchmark.pipeline import Plan, run_model
+from benchmark.protocol import MAX_EPOCHS, Protocol
 from benchmark.records import RecordStore
-from benchmark.runner import MAX_EPOCHS, RunConfig, mmrec_config, protocol_params, run_one
+from benchmark.runner import run_one
 from benchmark.tuning import Budget
 from conftest import ValidationBlend, synthetic_dataset
 
@@ -25,18 +26,18 @@ ITERATIVE = [m for m in model_names() if get_model_class(m).iterative]
 
 
 @pytest.mark.parametrize("name", ITERATIVE)
-@pytest.mark.parametrize("cfg", [RunConfig(), mmrec_config()], ids=["fusebench", "mmrec"])
+@pytest.mark.parametrize("cfg", [Protocol(), Protocol.mmrec()], ids=["fusebench", "mmrec"])
 def test_every_iterative_model_trains_to_the_same_protocol_maximum(name, cfg):
-    model = make_model(name, protocol_params(name, {}, cfg))
+    model = make_model(name, cfg.model_params(name, {}))
     # the bound the training loop reads is the protocol's, whatever the model's own default
     assert model.epochs == MAX_EPOCHS == cfg.epochs
     assert cfg.patience >= 10
 
 
 def test_an_explicit_epochs_parameter_is_the_users_bound():
-    assert protocol_params("bpr", {"epochs": 7}, RunConfig())["epochs"] == 7
-    assert protocol_params("ials", {}, RunConfig(epochs=12))["iterations"] == 12
-    assert protocol_params("ease", {}, RunConfig()) == {}  # one-shot: nothing to bound
+    assert Protocol().model_params("bpr", {"epochs": 7})["epochs"] == 7
+    assert Protocol(epochs=12).model_params("ials", {})["iterations"] == 12
+    assert Protocol().model_params("ease", {}) == {}  # one-shot: nothing to bound
 
 
 class Creeper(ValidationBlend, Recommender):
@@ -71,22 +72,22 @@ def creeper(monkeypatch):
 
 def test_a_slowly_improving_model_is_not_stopped_by_its_own_epoch_default(creeper, tmp_path):
     ds, split = creeper
-    rec = run_one(RecordStore(tmp_path), ds, split, Creeper.name, {}, RunConfig()).record
+    rec = run_one(RecordStore(tmp_path), ds, split, Creeper.name, {}, Protocol()).record
     tr = rec["training"]
     assert rec["model"]["params"]["epochs"] == MAX_EPOCHS
     assert tr["epochs_run"] > 30 and tr["best_epoch"] > 30  # past its own default of 30
     assert tr["stopped_by"] == "patience" and tr["stopped_early"]
-    assert tr["epochs_run"] == tr["best_epoch"] + RunConfig().patience
+    assert tr["epochs_run"] == tr["best_epoch"] + Protocol().patience
     assert not stopped_at_bound(rec)
 
 
 def test_a_run_that_ends_at_the_maximum_is_recorded_and_marked(creeper, tmp_path):
     ds, split = creeper
     store = RecordStore(tmp_path)
-    capped = run_one(store, ds, split, Creeper.name, {}, RunConfig(epochs=40)).record
+    capped = run_one(store, ds, split, Creeper.name, {}, Protocol(epochs=40)).record
     assert capped["training"]["stopped_by"] == "max_epochs" and capped["training"]["epochs_run"] == 40
     assert stopped_at_bound(capped)
-    run_one(store, ds, split, "pop", {}, RunConfig(epochs=40))
+    run_one(store, ds, split, "pop", {}, Protocol(epochs=40))
     board = render(list(store.records()))
     row = next(line for line in board.splitlines() if line.startswith(f"| {Creeper.name}"))
     assert CAPPED in row
@@ -98,7 +99,7 @@ def test_a_run_that_ends_at_the_maximum_is_recorded_and_marked(creeper, tmp_path
 def test_a_converged_table_says_so(creeper, tmp_path):
     ds, split = creeper
     store = RecordStore(tmp_path)
-    run_one(store, ds, split, Creeper.name, {}, RunConfig())
+    run_one(store, ds, split, Creeper.name, {}, Protocol())
     board = render(list(store.records()))
     assert f"{CAPPED} Not converged" not in board
     assert "Every iterative run in this table stopped by patience" in board
@@ -145,7 +146,7 @@ def test_the_seed_run_that_reuses_the_full_length_training_is_bit_identical(monk
         return splits[seed]
 
     params = {"embedding_size": 8, "batch_size": 256}
-    cfg = RunConfig(patience=3, epochs=60)
+    cfg = Protocol(patience=3, epochs=60)
     plan = Plan(seeds=[0, 1], budget=Budget(trials=2, epoch_cap=3), results=tmp_path)
     store = RecordStore(tmp_path)
     result, outs = run_model(store, ds, FastBPR.name, params, cfg, plan, get_split)
