@@ -41,6 +41,41 @@ def pair_bpr_loss(u: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torc
 
 @register
 class BPRMF(TorchRecommender):
+    """BPR-MF: matrix factorisation trained with the pairwise BPR loss.
+
+    score(u, i) = <p_u, q_i> with Xavier-normal user and item embeddings; each epoch visits
+    every training pair once, with one uniform negative the user has not interacted with, and
+    minimises -log sigmoid(s_pos - s_neg) with Adam. Defaults follow RecBole's BPR so numbers
+    are comparable.
+
+    Parameters
+    ----------
+    embedding_size : int, default 64
+        Width of the user and item embeddings. Accepted: int >= 1. Tuned by `search_space`.
+    learning_rate : float, default 1e-3
+        Adam's learning rate. Accepted: real > 0. Tuned by `search_space`.
+    weight_decay : float, default 0.0
+        Adam's L2 weight decay. Accepted: real >= 0. Tuned by `search_space`.
+    batch_size : int, default 2048
+        Training triples per step. Accepted: int >= 1.
+    epochs : int, default 300
+        Epoch cap (the benchmark's protocol sets it and early-stops on validation).
+        Accepted: int >= 1.
+
+    Attributes
+    ----------
+    device_ : torch.device
+        The device the model trains and scores on.
+    module_ : torch.nn.Module
+        The embeddings: `user` (n_users, embedding_size) and `item` (n_items, embedding_size).
+
+    References
+    ----------
+    Rendle, Freudenthaler, Gantner, Schmidt-Thieme. BPR: Bayesian Personalized Ranking from
+    Implicit Feedback. UAI 2009.
+
+    RecBole's BPR: github.com/RUCAIBox/RecBole, `recbole/model/general_recommender/bpr.py`.
+    """
     name = "bpr"
     family = "baseline/cf"
 

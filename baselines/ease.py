@@ -19,6 +19,29 @@ _WARNED: set[int] = set()
 
 @register
 class EASE(Recommender):
+    """EASE: a closed-form item-item linear autoencoder with a zero diagonal.
+
+    The item-item weights B minimise ||X - X B||^2 + l2 ||B||^2 subject to diag(B) = 0, whose
+    solution is B = -P / diag(P) off the diagonal with P = (X^T X + l2 I)^-1 (computed through
+    a Cholesky factorisation); a user's scores are her training row times B. Memory grows with
+    the square of the items and time with the cube: a catalogue of 10,000 items or more prints
+    a note.
+
+    Parameters
+    ----------
+    l2 : float, default 500.0
+        L2 penalty added to the Gram matrix's diagonal (it must stay positive definite).
+        Accepted: real > 0. Tuned by `search_space`.
+
+    Attributes
+    ----------
+    B_ : ndarray of shape (n_items, n_items), float32
+        The item-item weights, zero on the diagonal.
+
+    References
+    ----------
+    Steck. Embarrassingly Shallow Autoencoders for Sparse Data. WWW 2019.
+    """
     name = "ease"
     family = "baseline/cf"
     _parameter_constraints = {"l2": [POSITIVE]}  # the Gram matrix + l2 I must be positive definite

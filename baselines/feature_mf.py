@@ -25,7 +25,7 @@ When every item has a training interaction this is plain uniform sampling.
 
 Defaults: embedding 64, Adam lr 1e-3, batch 2048, no weight decay (as `bpr`), and 50 epochs
 (the benchmark early-stops on validation; 50 keeps a default run within the time budget of
-`run --all`, at lr 1e-3 the validation metric is still creeping up then).
+`run --all`, see docs/models.md).
 """
 
 from __future__ import annotations
@@ -68,6 +68,64 @@ class FeatureMF(nn.Module):
 
 @register
 class FeatureMFRecommender(TorchRecommender):
+    """Feature-augmented matrix factorisation in the style of LightFM: q_i = e_i + W f_i.
+
+    score(u, i) = <e_u, e_i + W f_i>, f_i the selected modalities (each optionally centred,
+    L2-normalised per item, concatenated). Item id embeddings start at zero and negatives are
+    drawn among items with at least one training interaction, so a cold-start item is scored
+    by its features alone (see the module docstring). Trained with BPR (one negative per pair)
+    or LightFM's WARP loss.
+
+    Parameters
+    ----------
+    embedding_size : int, default 64
+        Width of the embeddings and of the feature projection. Accepted: int >= 1. Tuned by
+        `search_space`.
+    learning_rate : float, default 1e-3
+        Adam's learning rate. Accepted: real > 0. Tuned by `search_space`.
+    weight_decay : float, default 0.0
+        Adam's L2 weight decay. Accepted: real >= 0. Tuned by `search_space`.
+    batch_size : int, default 2048
+        Training pairs per step. Accepted: int >= 1.
+    epochs : int, default 50
+        Epoch cap (the benchmark's protocol sets it and early-stops on validation).
+        Accepted: int >= 1.
+    loss : str, default "bpr"
+        "bpr" (-log sigmoid(s_pos - s_neg)) or "warp" (hinge on the first of up to
+        `max_trials` negatives that violates the margin, weighted by log(floor((n - 1) /
+        trials)), n the number of warm items). Accepted: one of bpr, warp. Tuned by
+        `search_space`.
+    max_trials : int, default 10
+        Negatives drawn per pair by WARP. Accepted: int >= 1.
+    use_item_ids : bool, default True
+        Add the item id embedding e_i (False: items are their projected features only).
+    center : bool, default True
+        Subtract each modality's mean vector before normalising.
+    modalities : str, default "all"
+        The feature sets used: "all" or comma-separated names or family prefixes
+        (`baselines.modalities`); the names are checked against the dataset in `init`.
+
+    Attributes
+    ----------
+    modalities_ : list of str
+        The feature sets selected, in the order they were concatenated.
+    device_ : torch.device
+        The device the model trains and scores on.
+    module_ : torch.nn.Module
+        `user` and `item` embeddings, the projection `proj` (W, no bias) and the feature
+        matrix (a non-persistent buffer: input data, not learned state).
+
+    References
+    ----------
+    Kula. Metadata Embeddings for User and Item Cold-start Recommendations. CBRecSys
+    workshop at RecSys 2015.
+
+    Weston, Bengio, Usunier. WSABIE: Scaling Up To Large Vocabulary Image Annotation. IJCAI
+    2011 (the WARP loss).
+
+    Rendle, Freudenthaler, Gantner, Schmidt-Thieme. BPR: Bayesian Personalized Ranking from
+    Implicit Feedback. UAI 2009.
+    """
     name = "feature-mf"
     family = "baseline/hybrid"
     _parameter_constraints = {"loss": [Options(*LOSSES)], "max_trials": [POSITIVE_INT], "use_item_ids": [bool],

@@ -15,11 +15,10 @@ Seen items get the same affine map (so they may leave the range); a user whose c
 scores are all equal gets 0 for that model.
 - "zscore" (default): (s - mean) / std over the candidates;
 - "minmax": (s - min) / (max - min) over the candidates (each model's best candidate is 1).
-On the validation split of ml-100k and lfm2k (seed 0, EASE + content-kNN), z-scores were as
-good as min-max at the best weight and far less sensitive to the weight (min-max at 0.5 lost
-27% Recall@20 on ml-100k, z-score 5%): a sparse top-k score vector's maximum is a poor scale.
-The default weight 0.2 was the best or near-best share on both validation splits; the tuner
-searches weight in [0, 1] (`search_space`).
+z-scores are the default because a sparse top-k score vector's maximum is a poor scale: with
+min-max the blend is far more sensitive to the weight. The default weight 0.2 was chosen on
+validation splits; the tuner searches weight in [0, 1] (`search_space`). The comparisons are in
+docs/models.md.
 
 `weight` = 0 (1) is exactly the CF (content) model: the other one is then neither fitted nor
 used (and its modalities are not recorded). `weight` is what the tuner picks on validation.
@@ -70,6 +69,44 @@ def normalize_scores(scores: np.ndarray, seen: sp.csr_matrix | None, how: str = 
 
 @register
 class HybridBlend(Recommender):
+    """Weighted hybrid: a blend of a collaborative and a content model's normalised scores.
+
+    score(u) = (1 - weight) * norm_u(cf.score(u)) + weight * norm_u(content.score(u)), each
+    model's scores mapped per user with statistics over the user's candidate (unseen) items
+    (see the module docstring). Both sub-models are built by registry name (fusebench's own
+    models, or RecBole's as `recbole:NAME`) with their defaults and fitted on the same data; an
+    iterative one trains for its fixed `epochs`, without the benchmark's early stopping. weight 0
+    (1) fits and uses only the CF (content) model.
+
+    Parameters
+    ----------
+    cf : str, default "ease"
+        Registry name of the collaborative model (a built-in model or `recbole:NAME`; not
+        `hybrid-blend` itself). Accepted: model name.
+    content : str, default "content-knn"
+        Registry name of the content model (same rules as `cf`). Accepted: model name.
+    weight : float, default 0.2
+        The content model's share of the blend. Accepted: real in [0, 1]. Tuned by
+        `search_space`.
+    normalize : str, default "zscore"
+        Per-user score normalisation before blending: "zscore" ((s - mean) / std over the
+        candidates) or "minmax" ((s - min) / (max - min) over the candidates). Accepted: one
+        of minmax, zscore.
+
+    Attributes
+    ----------
+    weight_ : float
+        The weight used by the fitted blend.
+    cf_model_ : Recommender or None
+        The fitted collaborative model (None when weight is 1).
+    content_model_ : Recommender or None
+        The fitted content model (None when weight is 0).
+
+    References
+    ----------
+    Burke. Hybrid Recommender Systems: Survey and Experiments. User Modeling and
+    User-Adapted Interaction 12(4), 2002 (the weighted hybrid).
+    """
     name = "hybrid-blend"
     family = "baseline/hybrid"
     _parameter_constraints = {"cf": [MODEL_NAME], "content": [MODEL_NAME], "weight": [UNIT],

@@ -16,8 +16,8 @@ sweep over users then items, and returns the loss above divided by the total con
 Defaults: 64 factors; alpha = 40 (Hu et al.); cg_steps = 3 and initial factors uniform in
 [0, 0.01) (`implicit`'s defaults); 15 sweeps (`implicit`'s default iteration count), which is
 also the benchmark's epoch cap. Hu et al. give no value for the regularisation (they tune it);
-`implicit`'s 0.01 is far too weak at alpha = 40, and 100 was the best of {0.01, 10, 100, 300}
-on the *validation* split of ml-100k, ml-latest-small and lfm2k, so it is the default here.
+`implicit`'s 0.01 is far too weak at alpha = 40, so the default here, 100, was chosen on
+*validation* splits (the comparison is in docs/models.md).
 """
 
 from __future__ import annotations
@@ -132,6 +132,48 @@ def ials_loss(cui: sp.csr_matrix, X: np.ndarray, Y: np.ndarray, regularization: 
 
 @register
 class IALS(Recommender):
+    """iALS: implicit-feedback matrix factorisation by alternating least squares.
+
+    Observed pairs have preference 1 and confidence 1 + alpha * r_ui, all others preference 0
+    and confidence 1; one epoch (`train_epoch`) is one sweep that updates every user's factors
+    then every item's by `cg_steps` warm-started conjugate-gradient steps on their normal
+    equations, never forming Y^T C_u Y, and returns the loss divided by the total confidence
+    (see the module docstring). The inner solver and the loss normalisation follow the
+    `implicit` library; score(u, i) = <x_u, y_i>. Iterative: `iterations` is the epoch cap.
+
+    Parameters
+    ----------
+    factors : int, default 64
+        Latent dimension. Accepted: int >= 1. Tuned by `search_space`.
+    regularization : float, default 100.0
+        L2 penalty on both factor matrices (Hu et al. give no value; chosen on validation
+        splits, see docs/models.md). Accepted: real >= 0. Tuned by `search_space`.
+    alpha : float, default 40.0
+        Confidence scale, c_ui = 1 + alpha * r_ui (Hu et al.'s value). Accepted: real >= 0.
+        Tuned by `search_space`.
+    iterations : int, default 15
+        ALS sweeps (`implicit`'s default); the benchmark's epoch cap (`epochs_param`).
+        Accepted: int >= 1.
+    cg_steps : int, default 3
+        Conjugate-gradient steps per row and sweep (`implicit`'s default). Accepted: int >= 1.
+
+    Attributes
+    ----------
+    user_factors_ : ndarray of shape (n_users, factors), float32
+        User factors X (initially uniform in [0, 0.01)).
+    item_factors_ : ndarray of shape (n_items, factors), float32
+        Item factors Y (initially uniform in [0, 0.01)).
+
+    References
+    ----------
+    Hu, Koren, Volinsky. Collaborative Filtering for Implicit Feedback Datasets. ICDM 2008.
+
+    Takács, Pilászy, Tikk. Applications of the Conjugate Gradient Method for Implicit Feedback
+    Collaborative Filtering. RecSys 2011.
+
+    The `implicit` library: github.com/benfred/implicit, `implicit/cpu/_als.pyx`
+    (`least_squares_cg`, `calculate_loss`).
+    """
     name = "ials"
     family = "baseline/cf"
     iterative = True

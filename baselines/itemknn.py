@@ -62,6 +62,36 @@ def knn_space(trial) -> dict:
 
 @register
 class ItemKNN(Recommender):
+    """Item-based kNN: shrunk cosine between items' training columns, k nearest neighbours each.
+
+    sim(i, j) = <x_i, x_j> / (|x_i| |x_j| + shrink) over the training matrix's columns; every
+    item keeps its `k` most similar items (non-positive similarities dropped), and a user's
+    scores are her training row times that sparse similarity matrix. The formulation is the one
+    of Dacrema et al.'s `ItemKNNCFRecommender`.
+
+    Parameters
+    ----------
+    k : int, default 100
+        Neighbours kept per item. Accepted: int >= 1. Tuned by `search_space`.
+    shrink : float, default 10.0
+        Shrinkage added to the cosine's denominator (0: plain cosine). Accepted: real >= 0.
+        Tuned by `search_space`.
+
+    Attributes
+    ----------
+    S_ : scipy.sparse.csr_matrix of shape (n_items, n_items), float32
+        S_[j, i] = sim(j, i) for the `k` best j of each column i, so scores = x_u @ S_.
+
+    References
+    ----------
+    Sarwar, Karypis, Konstan, Riedl. Item-Based Collaborative Filtering Recommendation
+    Algorithms. WWW 2001.
+
+    Ferrari Dacrema, Cremonesi, Jannach. Are We Really Making Much Progress? A Worrying
+    Analysis of Recent Neural Recommendation Approaches. RecSys 2019. Reference
+    implementation: github.com/MaurizioFD/RecSys2019_DeepLearning_Evaluation,
+    `KNN/ItemKNNCFRecommender.py`.
+    """
     name = "itemknn"
     family = "baseline/cf"
     _parameter_constraints = KNN_CONSTRAINTS

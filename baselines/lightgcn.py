@@ -13,8 +13,8 @@ three batch ego-embedding matrices divided by the batch size (require_pow=True: 
 squared norms / batch size / 2). Defaults: embedding 64, n_layers 2 (RecBole's), Adam lr 1e-3,
 batch 2048, one uniform negative per positive (RecBole's); reg_weight 1e-4 is the value the
 LightGCN paper reports as best in most cases (RecBole's yaml ships 1e-5). The epoch cap
-of 50 (RecBole: 300) keeps a run within ~40 s per default dataset on two CPU cores; at lr 1e-3
-LightGCN is usually still improving there, so tuning (lr, epochs) matters for this model.
+of 50 (RecBole: 300) bounds a default run's time, and at lr 1e-3 LightGCN may still be improving
+at the cap (measurements in docs/models.md), so tuning (lr, epochs) matters for this model.
 
 The adjacency is stored in CSR and, being symmetric, is its own transpose in the backward
 pass. The propagated embeddings are cached for scoring and invalidated by every training step and
@@ -95,6 +95,51 @@ class LightGCNModule(nn.Module):
 
 @register
 class LightGCN(TorchRecommender):
+    """LightGCN: embeddings smoothed over the user-item graph, trained with BPR.
+
+    Ego embeddings are propagated `n_layers` times over the symmetric-normalised bipartite
+    adjacency D^-1/2 A D^-1/2 (no weights, no non-linearity) and the final embedding is the
+    mean of the n_layers + 1 layers; score(u, i) = <u, i>. The loss is RecBole's BPRLoss plus
+    `reg_weight` times its EmbLoss on the batch's ego embeddings (see the module docstring).
+    Faithful to RecBole 1.2.1's `LightGCN`.
+
+    Parameters
+    ----------
+    embedding_size : int, default 64
+        Width of the ego embeddings. Accepted: int >= 1.
+    n_layers : int, default 2
+        Propagation steps (0: plain matrix factorisation). Accepted: int >= 0. Tuned by
+        `search_space`.
+    reg_weight : float, default 1e-4
+        Weight of the embedding regulariser (the LightGCN paper's best value in most cases;
+        RecBole's yaml ships 1e-5). Accepted: real >= 0. Tuned by `search_space`.
+    require_pow : bool, default False
+        RecBole's EmbLoss variant: False sums the Frobenius norms / batch size, True the squared
+        norms / batch size / 2.
+    learning_rate : float, default 1e-3
+        Adam's learning rate. Accepted: real > 0. Tuned by `search_space`.
+    batch_size : int, default 2048
+        Training triples per step. Accepted: int >= 1.
+    epochs : int, default 50
+        Epoch cap (RecBole: 300; the benchmark's protocol sets it and early-stops on
+        validation). Accepted: int >= 1.
+
+    Attributes
+    ----------
+    device_ : torch.device
+        The device the model trains and scores on.
+    module_ : torch.nn.Module
+        The ego embeddings `user` and `item` and the normalised adjacency (a non-persistent
+        buffer: input data, not learned state).
+
+    References
+    ----------
+    He, Deng, Wang, Li, Zhang, Wang. LightGCN: Simplifying and Powering Graph Convolution
+    Network for Recommendation. SIGIR 2020.
+
+    RecBole 1.2.1's LightGCN: github.com/RUCAIBox/RecBole,
+    `recbole/model/general_recommender/lightgcn.py`.
+    """
     name = "lightgcn"
     family = "baseline/cf"
     _parameter_constraints = {"n_layers": [NON_NEGATIVE_INT], "reg_weight": [NON_NEGATIVE], "require_pow": [bool]}

@@ -9,6 +9,25 @@ from .base import FitData, Recommender, register
 
 @register
 class Pop(Recommender):
+    """Most-popular: every user gets the same ranking, items by their number of training interactions.
+
+    The non-personalised floor every model on the leaderboard must beat: an item's score is
+    its count in the training matrix (the "TopPop" baseline of Cremonesi et al.).
+
+    Parameters
+    ----------
+    This model has no hyper-parameters.
+
+    Attributes
+    ----------
+    item_counts_ : ndarray of shape (n_items,), float32
+        Training interactions per item (the column sums of the training matrix).
+
+    References
+    ----------
+    Cremonesi, Koren, Turrin. Performance of recommender algorithms on top-N recommendation
+    tasks. RecSys 2010.
+    """
     name = "pop"
     family = "baseline/cf"
 

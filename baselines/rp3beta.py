@@ -75,6 +75,42 @@ def rp3beta_similarity(
 
 @register
 class RP3beta(Recommender):
+    """RP3beta: a three-step random walk user -> item -> user -> item, damped by popularity.
+
+    The item-item weight is W[i, j] = (P_iu^alpha @ P_ui^alpha)[i, j] / pop(j)^beta with a zero
+    diagonal, pruned to each row's `k` largest entries and, with `normalize`, l1-normalised per
+    row; a user's scores are her training row times W (see the module docstring). Defaults are
+    those of Dacrema et al.'s `RP3betaRecommender` (their second, column-wise pruning is not
+    reproduced).
+
+    Parameters
+    ----------
+    alpha : float, default 1.0
+        Exponent applied elementwise to both transition matrices. Accepted: real >= 0.
+        Tuned by `search_space`.
+    beta : float, default 0.6
+        Popularity penalty: the weight towards item j is divided by pop(j)^beta (0: plain
+        P3alpha). Accepted: real >= 0. Tuned by `search_space`.
+    k : int, default 100
+        Entries kept per row of W. Accepted: int >= 1. Tuned by `search_space`.
+    normalize : bool, default True
+        l1-normalise every row of the pruned W. Tuned by `search_space`.
+
+    Attributes
+    ----------
+    W_ : scipy.sparse.csr_matrix of shape (n_items, n_items), float32
+        The pruned (and optionally normalised) item-item transition weights.
+
+    References
+    ----------
+    Paudel, Christoffel, Newell, Bernstein. Updatable, Accurate, Diverse, and Scalable
+    Recommendations for Interactive Applications. ACM TiiS 7(1), 2017.
+
+    Ferrari Dacrema, Cremonesi, Jannach. Are We Really Making Much Progress? A Worrying
+    Analysis of Recent Neural Recommendation Approaches. RecSys 2019. Reference
+    implementation: github.com/MaurizioFD/RecSys2019_DeepLearning_Evaluation,
+    `GraphBased/RP3betaRecommender.py`.
+    """
     name = "rp3beta"
     family = "baseline/cf"
     _parameter_constraints = {"alpha": [NON_NEGATIVE], "beta": [NON_NEGATIVE], "k": [POSITIVE_INT],

@@ -22,6 +22,49 @@ from .params import NON_NEGATIVE, POSITIVE_INT, Interval
 
 @register
 class TextProfile(Recommender):
+    """Text profile: TF-IDF over the items' raw text; a user is the mean of her items' vectors.
+
+    Every item's text becomes an L2-normalised TF-IDF vector (scikit-learn's
+    `TfidfVectorizer`, fitted on the text of all items, so cold-start items are scored like any
+    other); a user's profile is the mean of her training items' vectors, item j weighted by
+    pop_j ** -popularity_damping, and score(u, i) = cosine(profile_u, tfidf_i). Needs
+    `item_text`; users without training items score 0 everywhere.
+
+    Parameters
+    ----------
+    min_df : int, default 1
+        Terms in fewer documents (items) than this are dropped. Accepted: int >= 1. Tuned by
+        `search_space`.
+    max_df : float, default 0.9
+        Terms in a larger share of the documents than this are dropped. Accepted: real in
+        (0, 1]. Tuned by `search_space`.
+    max_features : int, default 50000
+        Vocabulary size cap (the most frequent terms are kept). Accepted: int >= 1.
+    ngram_max : int, default 1
+        Longest n-gram in the vocabulary (1: words only). Accepted: int >= 1. Tuned by
+        `search_space`.
+    sublinear_tf : bool, default True
+        Use 1 + log(tf) instead of the raw term frequency. Tuned by `search_space`.
+    stop_words : bool, default True
+        Drop scikit-learn's English stop words.
+    popularity_damping : float, default 0.0
+        Exponent of the profile weights pop_j ** -popularity_damping (0: plain mean; 1: each
+        item counts inversely to its popularity). Accepted: real >= 0. Tuned by `search_space`.
+
+    Attributes
+    ----------
+    tfidf_ : scipy.sparse.csr_matrix of shape (n_items, vocabulary_size_), float32
+        The items' L2-normalised TF-IDF vectors.
+    vocabulary_size_ : int
+        Number of terms the vectorizer kept.
+
+    References
+    ----------
+    Salton, Buckley. Term-weighting approaches in automatic text retrieval. Information
+    Processing & Management 24(5), 1988.
+
+    Pazzani, Billsus. Content-Based Recommendation Systems. The Adaptive Web, LNCS 4321, 2007.
+    """
     name = "text-profile"
     family = "baseline/content"
     # min_df a document count (TfidfVectorizer reads an int so); max_df a share of documents

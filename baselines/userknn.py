@@ -20,6 +20,35 @@ from .itemknn import KNN_CONSTRAINTS, knn_space, topk_cosine
 
 @register
 class UserKNN(Recommender):
+    """User-based kNN: shrunk cosine between users' training rows, k nearest neighbours each.
+
+    sim(u, v) = <x_u, x_v> / (|x_u| |x_v| + shrink); every user keeps her `k` most similar
+    users, and score(u, i) = sum over those neighbours v of sim(u, v) x_vi. The formulation and
+    the defaults (topK=50, shrink=100) are those of Dacrema et al.'s `UserKNNCFRecommender`.
+
+    Parameters
+    ----------
+    k : int, default 50
+        Neighbours kept per user. Accepted: int >= 1. Tuned by `search_space`.
+    shrink : float, default 100.0
+        Shrinkage added to the cosine's denominator (damps similarities resting on few common
+        items; 0: plain cosine). Accepted: real >= 0. Tuned by `search_space`.
+
+    Attributes
+    ----------
+    W_ : scipy.sparse.csr_matrix of shape (n_users, n_users), float32
+        Row u holds user u's neighbours and their similarities (at most `k` per row).
+
+    References
+    ----------
+    Resnick, Iacovou, Suchak, Bergstrom, Riedl. GroupLens: An Open Architecture for
+    Collaborative Filtering of Netnews. CSCW 1994.
+
+    Ferrari Dacrema, Cremonesi, Jannach. Are We Really Making Much Progress? A Worrying
+    Analysis of Recent Neural Recommendation Approaches. RecSys 2019. Reference
+    implementation: github.com/MaurizioFD/RecSys2019_DeepLearning_Evaluation,
+    `KNN/UserKNNCFRecommender.py`.
+    """
     name = "userknn"
     family = "baseline/cf"
     _parameter_constraints = KNN_CONSTRAINTS

@@ -4,7 +4,7 @@ shared space       z_i0 = e_i (id embedding),  z_im = h_m(f_i^m)   all in R^d
 item vector        q_i = e_i + mean_m z_im            (over the modalities item i has)
 score(u, i)        = <p_u, q_i>
 discriminator      D: R^d -> K logits, K = M + 1 (id, modality 1, ..., modality M)
-loss               = BPR + adv_weight * CE(D(GRL(z)), source of z)
+loss               = BPR + adv_weight * CE(D(GRL(z)), source of z)    (adversary="reversal")
 
 The discriminator learns to tell which source a vector came from; a gradient reversal layer
 (Ganin & Lempitsky, ICML 2015) between the vectors and D flips the gradient that reaches the
@@ -13,7 +13,10 @@ content projections are pulled into the distribution of the collaborative (id) s
 alignment that lets content stand in for interactions. The id embedding is one of the classes,
 so the model aligns even a single modality. One backward pass trains both players (D descends
 on the cross-entropy, the encoders ascend on it); `discriminator_accuracy()` reports how well
-D still separates the sources over all items (1/K = perfectly aligned).
+D still separates the sources over all items (1/K = perfectly aligned). The default adversary,
+"confusion", splits the two players instead: D descends on the cross-entropy of detached
+vectors, and the vectors learn to make the frozen D output the uniform distribution over the
+sources (the domain confusion loss of Tzeng et al., ICCV 2015).
 
 Defaults: embedding 64, Adam lr 1e-3, batch 2048, no weight decay, adv_weight 0.1,
 discriminator hidden size 64, 60 epochs (the benchmark early-stops on validation).
@@ -81,6 +84,80 @@ class AdversarialModule(nn.Module):
 
 @register
 class AdversarialFusion(ItemTowerFusion):
+    """Adversarial alignment: content projections made indistinguishable from the id embeddings.
+
+    q_i = e_i + mean_m h_m(f_i^m) over the modalities item i has, score(u, i) = <e_u, q_i>. A
+    discriminator D learns which source (id, modality 1, ..., M) a vector of the batch's
+    positive items came from (directions only: vectors are L2-normalised), and the vectors learn
+    to defeat it, pulling the content projections into the collaborative space.
+    `discriminator_accuracy()` reports how well D still separates the sources (1/(M + 1):
+    aligned). Item id embeddings of items without training interactions are zeroed and kept at
+    zero, so a cold-start item is scored by its content. A fusion strategy of this benchmark,
+    not a published model.
+
+    Parameters
+    ----------
+    embedding_size : int, default 64
+        Width of the id embeddings and of every modality's projection. Accepted: int >= 1.
+        Tuned by `search_space`.
+    learning_rate : float, default 1e-3
+        Adam's learning rate. Accepted: real > 0. Tuned by `search_space`.
+    weight_decay : float, default 0.0
+        Adam's L2 weight decay. Accepted: real >= 0. Tuned by `search_space`.
+    batch_size : int, default 2048
+        Training pairs per step. Accepted: int >= 1.
+    epochs : int, default 60
+        Epoch cap (the benchmark's protocol sets it and early-stops on validation).
+        Accepted: int >= 1.
+    adv_weight : float, default 0.1
+        Weight of the adversarial term added to the ranking loss (0: no adversary).
+        Accepted: real >= 0. Tuned by `search_space`.
+    adversary : str, default "confusion"
+        "confusion": D minimises its cross-entropy on detached vectors while the vectors make
+        the frozen D output the uniform distribution; "reversal": one cross-entropy through a
+        gradient reversal layer trains both players. Accepted: one of confusion, reversal.
+        Tuned by `search_space`.
+    hidden_size : int, default 64
+        Hidden width of the discriminator MLP (d -> hidden_size -> M + 1). Accepted: int >= 1.
+    loss : str, default "bpr"
+        "bpr" (pairwise, one uniform negative per training pair), "softmax" (cross-entropy of
+        each positive against every item) or "sampled" (softmax over the batch's distinct
+        positives and sampled negatives, logQ-corrected). Accepted: one of bpr, softmax,
+        sampled. Tuned by `search_space` (bpr or sampled).
+    id_dropout : float, default 0.0
+        In training, each item id embedding of a batch is zeroed with this probability
+        (DropoutNet), so the model also learns to rank items by content alone. Accepted: real
+        in [0, 1). Tuned by `search_space`.
+    normalize_features : bool, default True
+        L2-normalise each modality per item before projecting it.
+    modalities : str, default "all"
+        The feature sets used: "all" or comma-separated names or family prefixes
+        (`baselines.modalities`); the names are checked against the dataset in `init`.
+
+    Attributes
+    ----------
+    modalities_ : list of str
+        The feature sets selected, in selection order.
+    device_ : torch.device
+        The device the model trains and scores on.
+    module_ : torch.nn.Module
+        `user` and `item` id embeddings, the projection heads `encoders` (features as
+        non-persistent buffers) and the `discriminator`.
+
+    References
+    ----------
+    Ganin, Lempitsky. Unsupervised Domain Adaptation by Backpropagation. ICML 2015 (the
+    gradient reversal layer).
+
+    Tzeng, Hoffman, Darrell, Saenko. Simultaneous Deep Transfer Across Domains and Tasks.
+    ICCV 2015 (the domain confusion loss).
+
+    Volkovs, Yu, Poutanen. DropoutNet: Addressing Cold Start in Recommender Systems. NeurIPS
+    2017 (`id_dropout`).
+
+    Yi et al. Sampling-Bias-Corrected Neural Modeling for Large Corpus Item Recommendations.
+    RecSys 2019 (`loss="sampled"`).
+    """
     name = "fusion-adversarial"
     zero_cold_ids = True
     _parameter_constraints = {"adv_weight": [NON_NEGATIVE], "adversary": [Options(*ADVERSARIES)],

@@ -71,6 +71,69 @@ class AttentionModule(nn.Module):
 
 @register
 class AttentionFusion(FusionRecommender):
+    """User-conditioned attention over an item's tokens: the id embedding and each modality.
+
+    a_uk = softmax_k(<W_q p_u, k_k> / sqrt(d)) with a learned key per token type, and score(u,
+    i) = <p_u, sum_k a_uk z_ik>: every user weighs the modalities differently, the weights
+    depend on the user only (`attention_weights(users)` reads them), and a missing feature drops
+    its token with the weights renormalised over the rest. Item id embeddings of items without
+    training interactions are zeroed and kept at zero, so a cold-start item is scored by its
+    content. A fusion strategy of this benchmark, not a published model.
+
+    Parameters
+    ----------
+    embedding_size : int, default 64
+        Width of the id embeddings and of every modality's projection. Accepted: int >= 1.
+        Tuned by `search_space`.
+    learning_rate : float, default 1e-3
+        Adam's learning rate. Accepted: real > 0. Tuned by `search_space`.
+    weight_decay : float, default 0.0
+        Adam's L2 weight decay. Accepted: real >= 0. Tuned by `search_space`.
+    batch_size : int, default 2048
+        Training pairs per step. Accepted: int >= 1.
+    epochs : int, default 60
+        Epoch cap (the benchmark's protocol sets it and early-stops on validation).
+        Accepted: int >= 1.
+    loss : str, default "bpr"
+        "bpr" (pairwise, one uniform negative per training pair), "softmax" (cross-entropy of
+        each positive against every item) or "sampled" (softmax over the batch's distinct
+        positives and sampled negatives, logQ-corrected). Accepted: one of bpr, softmax,
+        sampled. Tuned by `search_space` (bpr or sampled).
+    id_dropout : float, default 0.0
+        In training, each item id embedding of a batch is zeroed with this probability
+        (DropoutNet), so the model also learns to rank items by content alone. Accepted: real
+        in [0, 1). Tuned by `search_space`.
+    normalize_features : bool, default True
+        L2-normalise each modality per item before projecting it.
+    modalities : str, default "all"
+        The feature sets used: "all" or comma-separated names or family prefixes
+        (`baselines.modalities`); the names are checked against the dataset in `init`.
+
+    Attributes
+    ----------
+    modalities_ : list of str
+        The feature sets selected, in selection order.
+    device_ : torch.device
+        The device the model trains and scores on.
+    module_ : torch.nn.Module
+        `user` and `item` id embeddings, the projection heads `encoders` (features as
+        non-persistent buffers), the `query` map W_q and the token-type `keys` (M + 1, d).
+
+    References
+    ----------
+    Vaswani, Shazeer, Parmar, Uszkoreit, Jones, Gomez, Kaiser, Polosukhin. Attention Is All
+    You Need. NeurIPS 2017 (scaled dot-product attention).
+
+    Chen, Zhang, He, Nie, Liu, Chua. Attentive Collaborative Filtering: Multimedia
+    Recommendation with Item- and Component-Level Attention. SIGIR 2017 (attention over an
+    item's components, conditioned on the user).
+
+    Volkovs, Yu, Poutanen. DropoutNet: Addressing Cold Start in Recommender Systems. NeurIPS
+    2017 (`id_dropout`).
+
+    Yi et al. Sampling-Bias-Corrected Neural Modeling for Large Corpus Item Recommendations.
+    RecSys 2019 (`loss="sampled"`).
+    """
     name = "fusion-attention"
     zero_cold_ids = True
 

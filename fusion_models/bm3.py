@@ -28,17 +28,13 @@ and image terms are the case M = 2; the loss is symmetric in the modalities).
 Missing features (`data.feature_masks`): a modality's two alignment terms average over the
 batch items whose feature is present (none present: no term); BM3 builds no item-item graph.
 
-Epoch cap: 30 by default, for time: an epoch takes ~1.3 s on lfm2k and ~4 s on
-ml-latest-small on one CPU thread of a shared machine (most of it the Adam step and gradient of the trainable
-feature tables, as in MMRec); BM3 is far from converged at 30 epochs on lfm2k (valid
-Recall@20 ~0.28 there, 0.342 at its best, epoch 86, with patience 10), so tuning or
-`--protocol mmrec` (1000 epochs, patience 20) is what trains it fully.
+Epoch cap: 30 by default, for time (most of an epoch is the Adam step and gradient of the
+trainable feature tables, as in MMRec); BM3 is far from converged at the cap, so tuning or
+`--protocol mmrec` (1000 epochs, patience 20) is what trains it fully. Epoch times and the
+validation curve: docs/models.md.
 
 Checked against MMRec's own code (its BM3, run locally on the same lfm2k files with a driver
-reproducing its trainer): under `--protocol mmrec` (given split, modalities
-text,audio/vggish, seeds 0-2) this implementation reaches test Recall@20 0.335 +- 0.006
-(NDCG@20 0.224 +- 0.006), MMRec's code 0.323 +- 0.009 (0.218 +- 0.005), both stopping after
-~90-115 epochs.
+reproducing its trainer): test accuracy of both under `--protocol mmrec` is in docs/models.md.
 """
 
 from __future__ import annotations
@@ -87,6 +83,64 @@ def _align(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 @register
 class BM3(GraphFusion):
+    """BM3: self-supervised bootstrapping of LightGCN and multimodal item representations.
+
+    LightGCN embeddings of the user-item graph (the item's id embedding added once more) and
+    per-modality projections are trained without negatives: a shared predictor's online views
+    are pulled (cosine) towards dropout views of the detached representations, across users
+    and items and between each modality and its item, plus MMRec's EmbLoss on the full
+    tables; score(u, i) = <g(u), g(i)> (see the module docstring). Follows MMRec's
+    implementation and defaults; any number of modalities.
+
+    Parameters
+    ----------
+    embedding_size : int, default 64
+        Width of the embeddings, the projections and the predictor. Accepted: int >= 1.
+    n_layers : int, default 1
+        LightGCN layers over the user-item graph (0: none). Accepted: int >= 0. Tuned by
+        `search_space` over MMRec's grid.
+    reg_weight : float, default 0.1
+        Weight of EmbLoss (||U|| + ||I||) / n_items on the final tables. Accepted: real >= 0
+        (declared by GraphFusion). Tuned by `search_space` over MMRec's grid.
+    dropout : float, default 0.3
+        Dropout rate that makes the target views. Accepted: real in [0, 1). Tuned by
+        `search_space` over MMRec's grid.
+    cl_weight : float, default 2.0
+        Weight of the modality alignment terms. Accepted: real >= 0.
+    learning_rate : float, default 1e-3
+        Adam's learning rate. Accepted: real > 0.
+    batch_size : int, default 2048
+        Observed (user, item) pairs per step. Accepted: int >= 1.
+    epochs : int, default 30
+        Epoch cap, for time (see docs/models.md; the benchmark's protocol sets it and
+        early-stops on validation). Accepted: int >= 1.
+    train_features : bool, default True
+        The feature matrices are trainable parameters, as in MMRec
+        (`nn.Embedding.from_pretrained(..., freeze=False)`), updated wherever the loss reaches
+        them; False keeps them fixed (then they are input data, not counted as parameters).
+    normalize_features : bool, default False
+        L2-normalise each modality per item first (default: raw features, as MMRec reads them).
+    modalities : str, default "all"
+        The feature sets used: "all" or comma-separated names or family prefixes
+        (`baselines.modalities`); the names are checked against the dataset in `init`.
+
+    Attributes
+    ----------
+    modalities_ : list of str
+        The feature sets selected, in selection order.
+    device_ : torch.device
+        The device the model trains and scores on.
+    module_ : torch.nn.Module
+        `user` and `item` embeddings, the `predictor`, the feature tables `feats` and the
+        projections `trs`.
+
+    References
+    ----------
+    Zhou et al. Bootstrap Latent Representations for Multi-modal Recommendation. WWW 2023.
+
+    MMRec's BM3: github.com/enoche/MMRec, `src/models/bm3.py` and
+    `src/configs/model/BM3.yaml`.
+    """
     name = "bm3"
     _parameter_constraints = {"n_layers": [NON_NEGATIVE_INT], "dropout": [DROPOUT], "cl_weight": [NON_NEGATIVE]}
 

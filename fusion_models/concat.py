@@ -40,6 +40,67 @@ class ConcatModule(nn.Module):
 
 @register
 class ConcatFusion(ItemTowerFusion):
+    """Early fusion: the item vector is an MLP over the id embedding and every modality's projection.
+
+    q_i = MLP([e_i ; h_1(f_i^1) ; ... ; h_M(f_i^M)]) with one linear head h_m per modality and
+    the MLP Linear((M+1)d, d) -> LeakyReLU -> dropout -> Linear(d, d), so id and content can
+    interact, which a sum (feature-mf) cannot; score(u, i) = <e_u, q_i>. Item id embeddings of
+    items without training interactions are zeroed and kept at zero, so a cold-start item is
+    scored by its content. A fusion strategy of this benchmark, not a published model.
+
+    Parameters
+    ----------
+    embedding_size : int, default 64
+        Width of the id embeddings and of every modality's projection. Accepted: int >= 1.
+        Tuned by `search_space`.
+    learning_rate : float, default 1e-3
+        Adam's learning rate. Accepted: real > 0. Tuned by `search_space`.
+    weight_decay : float, default 0.0
+        Adam's L2 weight decay. Accepted: real >= 0. Tuned by `search_space`.
+    batch_size : int, default 2048
+        Training pairs per step. Accepted: int >= 1.
+    epochs : int, default 100
+        Epoch cap (the benchmark's protocol sets it and early-stops on validation).
+        Accepted: int >= 1.
+    dropout : float, default 0.0
+        Dropout between the MLP's two layers. Accepted: real in [0, 1). Tuned by
+        `search_space`.
+    loss : str, default "bpr"
+        "bpr" (pairwise, one uniform negative per training pair), "softmax" (cross-entropy of
+        each positive against every item) or "sampled" (softmax over the batch's distinct
+        positives and sampled negatives, logQ-corrected). Accepted: one of bpr, softmax,
+        sampled. Tuned by `search_space` (bpr or sampled).
+    id_dropout : float, default 0.0
+        In training, each item id embedding of a batch is zeroed with this probability
+        (DropoutNet), so the model also learns to rank items by content alone. Accepted: real
+        in [0, 1). Tuned by `search_space`.
+    normalize_features : bool, default True
+        L2-normalise each modality per item before projecting it.
+    modalities : str, default "all"
+        The feature sets used: "all" or comma-separated names or family prefixes
+        (`baselines.modalities`); the names are checked against the dataset in `init`.
+
+    Attributes
+    ----------
+    modalities_ : list of str
+        The feature sets selected, in selection order.
+    device_ : torch.device
+        The device the model trains and scores on.
+    module_ : torch.nn.Module
+        `user` and `item` id embeddings, the projection heads `encoders` (the features are
+        non-persistent buffers: input data, not learned state) and the `mlp`.
+
+    References
+    ----------
+    Baltrušaitis, Ahuja, Morency. Multimodal Machine Learning: A Survey and Taxonomy. IEEE
+    TPAMI 41(2), 2019 (early fusion).
+
+    Volkovs, Yu, Poutanen. DropoutNet: Addressing Cold Start in Recommender Systems. NeurIPS
+    2017 (`id_dropout`).
+
+    Yi et al. Sampling-Bias-Corrected Neural Modeling for Large Corpus Item Recommendations.
+    RecSys 2019 (`loss="sampled"`).
+    """
     name = "fusion-concat"
     zero_cold_ids = True
     _parameter_constraints = {"dropout": [DROPOUT]}

@@ -38,23 +38,17 @@ Missing features (`data.feature_masks`) and all-zero rows take no part in the kN
 that modality (no neighbours, nobody's neighbour), and a missing feature projects to zero in
 the modality BPR terms (it scores 0 rather than as content).
 
-Epoch cap: 60 by default, for time: an epoch takes ~0.3-0.5 s on lfm2k and ~2.2 s on
-ml-latest-small on one CPU thread of a shared machine (there, half of it the three sparse
-products per batch over the full graphs, as in MMRec). FREEDOM is still improving at 60 epochs
-on lfm2k (valid Recall@20 0.352 at epoch 60, 0.382 at epoch 111 with patience 10, 0.41 after
-~300 epochs under `--protocol mmrec`); tuning or `--protocol mmrec` (1000 epochs, patience 20)
-trains it to convergence.
+Epoch cap: 60 by default, for time (every batch makes three sparse products over the full
+graphs, as in MMRec). FREEDOM is not converged at the cap; tuning or `--protocol mmrec` (1000
+epochs, patience 20) trains it to convergence. Epoch times and the validation curve:
+docs/models.md.
 
 The edge sampling uses its own CPU generator seeded from the run's seed, so a seed gives the
 same pruned graphs on every device.
 
 Checked against MMRec's own code (its FREEDOM, run locally on the same lfm2k files with a
-driver reproducing its trainer and dataloader): after the same number of epochs the
-validation curves agree to the third decimal (Recall@20 0.190 / 0.275 after epochs 1 / 2 in
-both). Under `--protocol mmrec` (given split, modalities text,audio/vggish, seeds 0-2) this
-implementation reaches test Recall@20 0.412 +- 0.006 (NDCG@20 0.282 +- 0.003), MMRec's code
-0.405 +- 0.005 (0.277 +- 0.004); one CPU epoch takes 0.3-0.5 s here and 1.3-2.2 s there
-(shared machine).
+driver reproducing its trainer and dataloader): validation curves, test accuracy under
+`--protocol mmrec` and epoch times of both are in docs/models.md.
 """
 
 from __future__ import annotations
@@ -143,6 +137,74 @@ class FREEDOMModule(nn.Module):
 
 @register
 class FREEDOM(GraphFusion):
+    """FREEDOM: a frozen item-item graph from multimodal features and a denoised user-item graph.
+
+    The item-item graph is built once from the raw features' kNN graphs and frozen; item
+    embeddings propagated over it are added to the LightGCN embeddings of the user-item graph,
+    which is pruned degree-sensitively before every training epoch (the full graph scores);
+    score(u, i) = <u, i>; BPR plus `reg_weight` times modality-specific BPR terms on projected
+    features (see the module docstring). Follows MMRec's implementation and defaults; any number
+    of modalities, split into MMRec's text and image roles.
+
+    Parameters
+    ----------
+    embedding_size : int, default 64
+        Width of the user and item embeddings. Accepted: int >= 1.
+    feat_embed_dim : int, default 64
+        Width of the modality projections F_m W_m + b_m (must equal `embedding_size` when
+        reg_weight > 0: the modality BPR terms score users against them). Accepted: int >= 1.
+    knn_k : int, default 10
+        Neighbours per item in each modality's kNN graph (the item itself included).
+        Accepted: int >= 1.
+    mm_image_weight : float, default 0.1
+        The image role's share of the item graph; the text modality gets 1 - mm_image_weight
+        (one role only: equal weights). Accepted: real in [0, 1].
+    dropout : float, default 0.8
+        Share of user-item edges pruned before each epoch. Accepted: real in [0, 1). Tuned by
+        `search_space` over MMRec's grid.
+    n_mm_layers : int, default 1
+        Propagation steps over the item-item graph (0: none). Accepted: int >= 0.
+    n_ui_layers : int, default 2
+        LightGCN layers over the user-item graph (0: none). Accepted: int >= 0.
+    reg_weight : float, default 0.0
+        Weight of the modality BPR terms (0: the projections are not trained; features act
+        through the frozen graph only). Accepted: real >= 0. Tuned by `search_space` over
+        MMRec's grid.
+    learning_rate : float, default 1e-3
+        Adam's learning rate. Accepted: real > 0.
+    batch_size : int, default 2048
+        Training triples per step. Accepted: int >= 1.
+    epochs : int, default 60
+        Epoch cap, for time (see docs/models.md; the benchmark's protocol sets it and
+        early-stops on validation). Accepted: int >= 1.
+    train_features : bool, default True
+        The feature matrices are trainable parameters, as in MMRec
+        (`nn.Embedding.from_pretrained(..., freeze=False)`), updated wherever the loss reaches
+        them; False keeps them fixed (then they are input data, not counted as parameters).
+    normalize_features : bool, default False
+        L2-normalise each modality per item first (default: raw features, as MMRec reads them).
+    modalities : str, default "all"
+        The feature sets used: "all" or comma-separated names or family prefixes
+        (`baselines.modalities`); the names are checked against the dataset in `init`.
+
+    Attributes
+    ----------
+    modalities_ : list of str
+        The feature sets selected, in selection order.
+    device_ : torch.device
+        The device the model trains and scores on.
+    module_ : torch.nn.Module
+        `user` and `item` embeddings, the feature tables `feats` and the projections `trs`
+        (the frozen item graph and the user-item graphs are kept outside the module).
+
+    References
+    ----------
+    Zhou, Shen. A Tale of Two Graphs: Freezing and Denoising Graph Structures for Multimodal
+    Recommendation. ACM MM 2023.
+
+    MMRec's FREEDOM: github.com/enoche/MMRec, `src/models/freedom.py` and
+    `src/configs/model/FREEDOM.yaml`.
+    """
     name = "freedom"
     # dropout: the share of user-item edges pruned each epoch; mm_image_weight the image role's share
     _parameter_constraints = {

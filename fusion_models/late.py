@@ -12,8 +12,7 @@ score      = sum_k softmax(w)_k * s_k      k over (id, modality 1, ..., modality
 run can say how much each modality contributed.
 
 Defaults: embedding 64, Adam lr 1e-3, batch 2048, no weight decay, 60 epochs (the benchmark
-early-stops on validation; 60 keeps a default run near 20 s on two CPU cores for lfm2k and
-ml-latest-small, where the validation metric is still creeping up at lr 1e-3).
+early-stops on validation; the cap bounds a default run's time, see docs/models.md).
 """
 
 from __future__ import annotations
@@ -62,6 +61,66 @@ class LateModule(nn.Module):
 
 @register
 class LateFusion(FusionRecommender):
+    """Late fusion: one scorer per modality plus the id scorer, mixed by learned softmax weights.
+
+    s_id(u, i) = <e_u, e_i>, s_m(u, i) = <p_u^m, h_m(f_i^m)> with a user embedding per modality,
+    and score = sum_k softmax(w)_k s_k over (id, modality 1, ..., modality M); the M + 1 logits
+    w start at 0 (equal weights) and are learned with the rest. `modality_weights()` reads the
+    learned mix by name. Item id embeddings of items without training interactions are zeroed
+    and kept at zero, so a cold-start item is scored by its content. A fusion strategy of this
+    benchmark, not a published model.
+
+    Parameters
+    ----------
+    embedding_size : int, default 64
+        Width of the id embeddings and of every modality's projection. Accepted: int >= 1.
+        Tuned by `search_space`.
+    learning_rate : float, default 1e-3
+        Adam's learning rate. Accepted: real > 0. Tuned by `search_space`.
+    weight_decay : float, default 0.0
+        Adam's L2 weight decay. Accepted: real >= 0. Tuned by `search_space`.
+    batch_size : int, default 2048
+        Training pairs per step. Accepted: int >= 1.
+    epochs : int, default 60
+        Epoch cap (the benchmark's protocol sets it and early-stops on validation).
+        Accepted: int >= 1.
+    loss : str, default "bpr"
+        "bpr" (pairwise, one uniform negative per training pair), "softmax" (cross-entropy of
+        each positive against every item) or "sampled" (softmax over the batch's distinct
+        positives and sampled negatives, logQ-corrected). Accepted: one of bpr, softmax,
+        sampled. Tuned by `search_space` (bpr or sampled).
+    id_dropout : float, default 0.0
+        In training, each item id embedding of a batch is zeroed with this probability
+        (DropoutNet), so the model also learns to rank items by content alone. Accepted: real
+        in [0, 1). Tuned by `search_space`.
+    normalize_features : bool, default True
+        L2-normalise each modality per item before projecting it.
+    modalities : str, default "all"
+        The feature sets used: "all" or comma-separated names or family prefixes
+        (`baselines.modalities`); the names are checked against the dataset in `init`.
+
+    Attributes
+    ----------
+    modalities_ : list of str
+        The feature sets selected, in selection order.
+    device_ : torch.device
+        The device the model trains and scores on.
+    module_ : torch.nn.Module
+        `user` and `item` id embeddings, the per-modality user embeddings `user_mod`
+        (M, n_users, d), the projection heads `encoders` (features as non-persistent buffers)
+        and the mixing `logits` (M + 1).
+
+    References
+    ----------
+    Baltrušaitis, Ahuja, Morency. Multimodal Machine Learning: A Survey and Taxonomy. IEEE
+    TPAMI 41(2), 2019 (late fusion).
+
+    Volkovs, Yu, Poutanen. DropoutNet: Addressing Cold Start in Recommender Systems. NeurIPS
+    2017 (`id_dropout`).
+
+    Yi et al. Sampling-Bias-Corrected Neural Modeling for Large Corpus Item Recommendations.
+    RecSys 2019 (`loss="sampled"`).
+    """
     name = "fusion-late"
     zero_cold_ids = True
 

@@ -45,20 +45,16 @@ all pairs in row chunks without storing the n x n matrix, and the gradient of th
 flows through the selected edge values only, exactly as through MMRec's dense topk + scatter
 (MMRec builds dense n x n matrices and normalises them with a dense n^3 product).
 
-Epoch cap: 20 by default, for time: an epoch takes ~0.8 s on lfm2k and ~6 s on
-ml-latest-small on one CPU thread of a shared machine, plus ~0.2 s / ~2.3 s for the
-scoring-time graph rebuild (the all-pairs kNN search over 9,724 items runs twice per epoch, as
-in MMRec). At MMRec's lr 1e-4 LATTICE first climbs to a plateau (lfm2k: valid Recall@20 ~0.25
-from epoch ~20 to ~80) and only then keeps improving for hundreds of epochs (0.34 at epoch 577
-under `--protocol mmrec`, seed 0), so the cap loses nothing the plateau would not; tuning (lr
-up to 5e-3) or `--protocol mmrec` (1000 epochs, patience 20) is what trains it fully. Under
-patience 20 the early stop can still fire inside the plateau (seed 1: test Recall@20 0.243).
+Epoch cap: 20 by default, for time: the all-pairs kNN search over the items runs twice per
+epoch (the first batch's learned graph and the scoring-time rebuild, as in MMRec). At MMRec's
+lr 1e-4 LATTICE first climbs to a plateau and only then keeps improving for hundreds of epochs,
+so the cap loses nothing the plateau would not; tuning (lr up to 5e-3) or `--protocol mmrec`
+(1000 epochs, patience 20) is what trains it fully, and under patience 20 the early stop can
+still fire inside the plateau. Epoch times and the validation curve: docs/models.md.
 
 Checked against MMRec's own code (its LATTICE, run locally on the same lfm2k files with a
-driver reproducing its trainer, seed 0): the validation curves coincide (Recall@20 0.268 /
-0.301 / 0.321 at about epochs 100 / 200 / 400 here, 0.269 / 0.299 / 0.321 there); test Recall@20
-0.339 here (best epoch 577) and 0.335 there (best epoch 533); one CPU epoch takes ~1 s here
-and ~3.4 s there (MMRec builds dense n x n graphs), on a shared machine.
+driver reproducing its trainer): validation curves, test accuracy and epoch times of both are
+in docs/models.md.
 """
 
 from __future__ import annotations
@@ -154,6 +150,76 @@ class LATTICEModule(nn.Module):
 
 @register
 class LATTICE(GraphFusion):
+    """LATTICE: item-item graphs learned from multimodal features, over a LightGCN backbone.
+
+    Per modality, a frozen kNN graph of the raw features' cosines and a kNN graph of learned
+    projections (rebuilt every epoch, trained through its first batch) are mixed by learned
+    softmax weights; item embeddings propagated over the mixed graph are added, L2-normalised,
+    to the LightGCN embeddings of MMRec LATTICE's user-item graph D^-1 (A + I); score(u, i) =
+    <u, i>; BPR plus an L2 term on the batch's final embeddings; the learning rate decays per
+    epoch (see the module docstring). Follows MMRec's implementation and defaults with its
+    `cf_model: lightgcn` backbone; any number of modalities.
+
+    Parameters
+    ----------
+    embedding_size : int, default 64
+        Width of the user and item embeddings. Accepted: int >= 1.
+    feat_embed_dim : int, default 64
+        Width of the learned projections F_m W_m + b_m the learned graphs are built from.
+        Accepted: int >= 1.
+    knn_k : int, default 10
+        Neighbours per item in every kNN graph (the item itself included). Accepted: int >= 1.
+    lambda_coeff : float, default 0.9
+        Share of the original (feature) graph in the item graph; 1 - lambda_coeff is the
+        learned graph's. Accepted: real in [0, 1].
+    n_layers : int, default 1
+        Propagation steps over the item-item graph (0: none). Accepted: int >= 0.
+    n_ui_layers : int, default 2
+        LightGCN layers over the user-item graph (0: none). Accepted: int >= 0.
+    reg_weight : float, default 0.0
+        Weight of (||u||^2 + ||i+||^2 + ||i-||^2) / 2 / batch_size on the batch's final
+        embeddings. Accepted: real >= 0. Tuned by `search_space` over MMRec's grid.
+    learning_rate : float, default 1e-4
+        Adam's initial learning rate. Accepted: real > 0. Tuned by `search_space` over MMRec's
+        grid.
+    lr_decay : float, default 0.96
+        Epoch e trains at learning_rate * lr_decay ** (e / lr_decay_epochs) (MMRec's
+        `learning_rate_scheduler`). Accepted: real > 0.
+    lr_decay_epochs : int, default 50
+        The decay's period in epochs. Accepted: int >= 1.
+    batch_size : int, default 2048
+        Training triples per step. Accepted: int >= 1.
+    epochs : int, default 20
+        Epoch cap, for time (see docs/models.md; the benchmark's protocol sets it and
+        early-stops on validation). Accepted: int >= 1.
+    train_features : bool, default True
+        The feature matrices are trainable parameters, as in MMRec
+        (`nn.Embedding.from_pretrained(..., freeze=False)`), updated wherever the loss reaches
+        them; False keeps them fixed (then they are input data, not counted as parameters).
+    normalize_features : bool, default False
+        L2-normalise each modality per item first (default: raw features, as MMRec reads them).
+    modalities : str, default "all"
+        The feature sets used: "all" or comma-separated names or family prefixes
+        (`baselines.modalities`); the names are checked against the dataset in `init`.
+
+    Attributes
+    ----------
+    modalities_ : list of str
+        The feature sets selected, in selection order.
+    device_ : torch.device
+        The device the model trains and scores on.
+    module_ : torch.nn.Module
+        `user` and `item` embeddings, the feature tables `feats`, the projections `trs`,
+        the mixing logits `modal_weight` and the frozen original graphs.
+
+    References
+    ----------
+    Zhang, Zhu, Liu, Wu, Wang, Wang. Mining Latent Structures for Multimedia Recommendation.
+    ACM MM 2021.
+
+    MMRec's LATTICE: github.com/enoche/MMRec, `src/models/lattice.py` and
+    `src/configs/model/LATTICE.yaml`.
+    """
     name = "lattice"
     # n_layers, n_ui_layers 0: no propagation over that graph; lambda_coeff mixes the two item graphs
     _parameter_constraints = {

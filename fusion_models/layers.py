@@ -117,8 +117,8 @@ class ModalityEncoders(nn.Module):
 
 LOSSES = ("bpr", "softmax", "sampled")
 # tuning chooses between the pairwise loss and the sampled softmax; the full softmax scores
-# every item in every batch (7.8 min for one 20-epoch trial on ml-latest-small's 9,742 items,
-# against 13 s with BPR) and stays a user's option
+# every item in every batch (far dearer than BPR on a catalogue of thousands of items; the
+# measurement is in docs/models.md) and stays a user's option
 TUNED_LOSSES = ("bpr", "sampled")
 
 

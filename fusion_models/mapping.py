@@ -83,6 +83,78 @@ class MappingModule(nn.Module):
 
 @register
 class MappingFusion(ItemTowerFusion):
+    """Cross-modal mapping: each modality predicted from the others, imputing missing features.
+
+    One small MLP g_a->b per ordered pair of modalities is trained to map projection a onto
+    projection b (the target detached) on the batch's positive items that have both; an item
+    whose modality b is missing gets b imputed as the mean of the maps from the modalities it
+    has, in training and at inference. q_i = e_i + mean_b z~_ib, score(u, i) = <e_u, q_i>.
+    `impute(items, modality)` exposes the imputation. With one modality there is nothing to map.
+    Item id embeddings of items without training interactions are zeroed and kept at zero, so a
+    cold-start item is scored by its content. A fusion strategy of this benchmark, not a
+    published model.
+
+    Parameters
+    ----------
+    embedding_size : int, default 64
+        Width of the id embeddings and of every modality's projection. Accepted: int >= 1.
+        Tuned by `search_space`.
+    learning_rate : float, default 1e-3
+        Adam's learning rate. Accepted: real > 0. Tuned by `search_space`.
+    weight_decay : float, default 0.0
+        Adam's L2 weight decay. Accepted: real >= 0. Tuned by `search_space`.
+    batch_size : int, default 2048
+        Training pairs per step. Accepted: int >= 1.
+    epochs : int, default 60
+        Epoch cap (the benchmark's protocol sets it and early-stops on validation).
+        Accepted: int >= 1.
+    align_loss : str, default "infonce"
+        The alignment loss: "infonce" (the mapped vector must pick its own item's target among
+        the batch's) or "mse". Accepted: one of infonce, mse. Tuned by `search_space`.
+    align_weight : float, default 0.1
+        Weight of the alignment term added to the ranking loss (0: maps untrained).
+        Accepted: real >= 0. Tuned by `search_space`.
+    temperature : float, default 0.2
+        InfoNCE's temperature (unused with "mse"). Accepted: real > 0.
+    loss : str, default "bpr"
+        "bpr" (pairwise, one uniform negative per training pair), "softmax" (cross-entropy of
+        each positive against every item) or "sampled" (softmax over the batch's distinct
+        positives and sampled negatives, logQ-corrected). Accepted: one of bpr, softmax,
+        sampled. Tuned by `search_space` (bpr or sampled).
+    id_dropout : float, default 0.0
+        In training, each item id embedding of a batch is zeroed with this probability
+        (DropoutNet), so the model also learns to rank items by content alone. Accepted: real
+        in [0, 1). Tuned by `search_space`.
+    normalize_features : bool, default True
+        L2-normalise each modality per item before projecting it.
+    modalities : str, default "all"
+        The feature sets used: "all" or comma-separated names or family prefixes
+        (`baselines.modalities`); the names are checked against the dataset in `init`.
+
+    Attributes
+    ----------
+    modalities_ : list of str
+        The feature sets selected, in selection order.
+    device_ : torch.device
+        The device the model trains and scores on.
+    module_ : torch.nn.Module
+        `user` and `item` id embeddings, the projection heads `encoders` (features as
+        non-persistent buffers) and the cross-modal `maps`.
+
+    References
+    ----------
+    Baltrušaitis, Ahuja, Morency. Multimodal Machine Learning: A Survey and Taxonomy. IEEE
+    TPAMI 41(2), 2019 (translation between modalities).
+
+    van den Oord, Li, Vinyals. Representation Learning with Contrastive Predictive Coding.
+    arXiv:1807.03748, 2018 (InfoNCE).
+
+    Volkovs, Yu, Poutanen. DropoutNet: Addressing Cold Start in Recommender Systems. NeurIPS
+    2017 (`id_dropout`).
+
+    Yi et al. Sampling-Bias-Corrected Neural Modeling for Large Corpus Item Recommendations.
+    RecSys 2019 (`loss="sampled"`).
+    """
     name = "fusion-mapping"
     zero_cold_ids = True
     _parameter_constraints = {"align_loss": [Options(*ALIGN_LOSSES)], "align_weight": [NON_NEGATIVE],

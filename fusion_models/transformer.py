@@ -16,8 +16,8 @@ Cost: the item tower runs over every item in every batch, so the encoder is the 
 `encode_tokens` computes the same function as `nn.TransformerEncoder` (its weights, pre-norm,
 ReLU; equal in eval mode, tested) written for sequences of a few tokens: attention as
 broadcast products instead of batched 2x2 matrix products, and dropout from one uniform draw
-per site (`dropout`), which on CPU costs half of `F.dropout`'s Bernoulli sampling. It made
-the epoch 2.x times faster on ml-100k (see the README's `perf train`).
+per site (`dropout`), cheaper on CPU than `F.dropout`'s Bernoulli sampling (the speed-up
+measured is in docs/models.md; the README's `perf train` measures it again).
 
 Defaults: embedding 64, 1 layer, 2 heads, dropout 0.1, Adam lr 1e-3, batch 2048, no weight
 decay, 60 epochs (the benchmark early-stops on validation).
@@ -101,6 +101,78 @@ class TransformerModule(nn.Module):
 
 @register
 class TransformerFusion(ItemTowerFusion):
+    """Transformer fusion: self-attention over an item's tokens, its id and one per modality.
+
+    Each item is the sequence [e_i + type_0, h_1(f_i^1) + type_1, ...] with learned type
+    embeddings; a pre-norm Transformer encoder lets every modality attend to the others and to
+    the collaborative token, and q_i is the mean of the outputs over the item's present tokens
+    (missing features are padding, masked out of attention and pooling); score(u, i) = <e_u,
+    q_i>. `encode_tokens` computes `nn.TransformerEncoder`'s function, written for sequences of
+    a few tokens. Item id embeddings of items without training interactions are zeroed and kept
+    at zero, so a cold-start item is scored by its content. A fusion strategy of this benchmark,
+    not a published model.
+
+    Parameters
+    ----------
+    embedding_size : int, default 64
+        Width of the id embeddings, the projections and the encoder (must be divisible by
+        `n_heads`). Accepted: int >= 1. Tuned by `search_space`.
+    n_layers : int, default 1
+        Encoder layers. Accepted: int >= 1. Tuned by `search_space`.
+    n_heads : int, default 2
+        Attention heads per layer. Accepted: int >= 1. Tuned by `search_space`.
+    dropout : float, default 0.1
+        Dropout inside the encoder layers (attention weights, residual branches, feed-forward).
+        Accepted: real in [0, 1). Tuned by `search_space`.
+    learning_rate : float, default 1e-3
+        Adam's learning rate. Accepted: real > 0. Tuned by `search_space`.
+    weight_decay : float, default 0.0
+        Adam's L2 weight decay. Accepted: real >= 0. Tuned by `search_space`.
+    batch_size : int, default 2048
+        Training pairs per step. Accepted: int >= 1.
+    epochs : int, default 60
+        Epoch cap (the benchmark's protocol sets it and early-stops on validation).
+        Accepted: int >= 1.
+    loss : str, default "bpr"
+        "bpr" (pairwise, one uniform negative per training pair), "softmax" (cross-entropy of
+        each positive against every item) or "sampled" (softmax over the batch's distinct
+        positives and sampled negatives, logQ-corrected). Accepted: one of bpr, softmax,
+        sampled. Tuned by `search_space` (bpr or sampled).
+    id_dropout : float, default 0.0
+        In training, each item id embedding of a batch is zeroed with this probability
+        (DropoutNet), so the model also learns to rank items by content alone. Accepted: real
+        in [0, 1). Tuned by `search_space`.
+    normalize_features : bool, default True
+        L2-normalise each modality per item before projecting it.
+    modalities : str, default "all"
+        The feature sets used: "all" or comma-separated names or family prefixes
+        (`baselines.modalities`); the names are checked against the dataset in `init`.
+
+    Attributes
+    ----------
+    modalities_ : list of str
+        The feature sets selected, in selection order.
+    device_ : torch.device
+        The device the model trains and scores on.
+    module_ : torch.nn.Module
+        `user` and `item` id embeddings, the projection heads `encoders` (features as
+        non-persistent buffers), the token-type embeddings `types`, the `encoder` (feed-forward
+        width 2d, pre-norm) and the output LayerNorm `norm`.
+
+    References
+    ----------
+    Vaswani, Shazeer, Parmar, Uszkoreit, Jones, Gomez, Kaiser, Polosukhin. Attention Is All
+    You Need. NeurIPS 2017.
+
+    Xiong et al. On Layer Normalization in the Transformer Architecture. ICML 2020 (pre-norm
+    layers).
+
+    Volkovs, Yu, Poutanen. DropoutNet: Addressing Cold Start in Recommender Systems. NeurIPS
+    2017 (`id_dropout`).
+
+    Yi et al. Sampling-Bias-Corrected Neural Modeling for Large Corpus Item Recommendations.
+    RecSys 2019 (`loss="sampled"`).
+    """
     name = "fusion-transformer"
     zero_cold_ids = True
     _parameter_constraints = {"n_layers": [POSITIVE_INT], "n_heads": [POSITIVE_INT], "dropout": [DROPOUT]}

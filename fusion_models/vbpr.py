@@ -14,9 +14,8 @@ value, 2.0 (with this un-squared, batch-averaged norm it is a mild penalty).
 
 Features are concatenated raw, as MMRec does (`normalize_features=False`, the default, so a
 default run equals a default MMRec run). `normalize_features=True` L2-normalises each modality
-block per item first: raw blocks differ in scale by orders of magnitude (lfm2k: VGGish rows
-have norm ~1500, text rows 1). On lfm2k's given split (seed 0) both reach test Recall@20
-0.379 (raw) and 0.381 (normalised).
+block per item first: raw blocks can differ in scale by orders of magnitude (an example, and
+the accuracy of both settings, in docs/models.md).
 
 Defaults: embedding 64, Adam lr 1e-3, batch 2048, no weight decay, 100 epochs (the benchmark
 early-stops on validation).
@@ -65,6 +64,56 @@ def emb_loss(*embeddings: torch.Tensor) -> torch.Tensor:
 
 @register
 class VBPR(ItemTowerFusion):
+    """VBPR: BPR matrix factorisation whose item vector includes a linear projection of its content.
+
+    p_u in R^2d, q_i = [e_i ; E f_i + b], score(u, i) = <p_u, q_i>, trained with BPR plus
+    MMRec's EmbLoss on the batch's user, positive and negative vectors; f_i concatenates the
+    selected modalities in selection order (a missing feature is a zero block). Follows
+    MMRec's implementation and defaults, so a default run equals a default MMRec run.
+
+    Parameters
+    ----------
+    embedding_size : int, default 64
+        d: the width of the id embedding e_i and of the projection E f_i (the user embedding
+        is 2d). Accepted: int >= 1. Tuned by `search_space`.
+    reg_weight : float, default 2.0
+        Weight of the regulariser (||P_B|| + ||Q_pos|| + ||Q_neg||) / B, Frobenius norms not
+        squared (the first value of MMRec's VBPR.yaml grid). Accepted: real >= 0. Tuned by
+        `search_space` over MMRec's grid.
+    learning_rate : float, default 1e-3
+        Adam's learning rate. Accepted: real > 0. Tuned by `search_space`.
+    weight_decay : float, default 0.0
+        Adam's L2 weight decay (VBPR regularises through `reg_weight`, as in MMRec).
+        Accepted: real >= 0.
+    batch_size : int, default 2048
+        Training triples per step. Accepted: int >= 1.
+    epochs : int, default 100
+        Epoch cap (the benchmark's protocol sets it and early-stops on validation).
+        Accepted: int >= 1.
+    normalize_features : bool, default False
+        L2-normalise each modality block per item before concatenating (default: raw, as MMRec;
+        raw blocks can differ in scale by orders of magnitude).
+    modalities : str, default "all"
+        The feature sets used: "all" or comma-separated names or family prefixes
+        (`baselines.modalities`); the names are checked against the dataset in `init`.
+
+    Attributes
+    ----------
+    modalities_ : list of str
+        The feature sets selected, in the order they are concatenated.
+    device_ : torch.device
+        The device the model trains and scores on.
+    module_ : torch.nn.Module
+        `user` (n_users, 2d) and `item` (n_items, d) embeddings (Xavier-uniform), the
+        projection `proj` (E, b) and the concatenated features (a non-persistent buffer).
+
+    References
+    ----------
+    He, McAuley. VBPR: Visual Bayesian Personalized Ranking from Implicit Feedback. AAAI 2016.
+
+    MMRec's VBPR: github.com/enoche/MMRec, `src/models/vbpr.py` and
+    `src/configs/model/VBPR.yaml`.
+    """
     name = "vbpr"
     _parameter_constraints = {"reg_weight": [NON_NEGATIVE]}
 
