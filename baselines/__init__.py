@@ -22,5 +22,14 @@ from .base import (
 for _mod in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_mod.name}")
 
-__all__ = ["FAMILIES", "FitData", "Recommender", "get_model_class", "make_model", "campaign_models", "model_names",
-           "model_source", "register"]
+__all__ = [
+    "FAMILIES",
+    "FitData",
+    "Recommender",
+    "get_model_class",
+    "make_model",
+    "campaign_models",
+    "model_names",
+    "model_source",
+    "register",
+]

@@ -38,8 +38,14 @@ class FitData:
     def from_split(cls, dataset, split, device: str = "cpu") -> FitData:
         """The one way a benchmark run hands a model its data: the split's training matrix
         and seed, the dataset's item content (never the split's validation or test part)."""
-        return cls(train=split.train, features=dataset.features, item_text=dataset.item_text, seed=split.seed,
-                   device=device, feature_masks=dict(getattr(dataset, "feature_masks", None) or {}))
+        return cls(
+            train=split.train,
+            features=dataset.features,
+            item_text=dataset.item_text,
+            seed=split.seed,
+            device=device,
+            feature_masks=dict(getattr(dataset, "feature_masks", None) or {}),
+        )
 
     @property
     def n_users(self) -> int:
@@ -77,8 +83,11 @@ class Recommender:
     def defaults(cls) -> dict[str, Any]:
         sig = inspect.signature(cls.__init__)
         # object.__init__'s *args/**kwargs (a class without a constructor) are no hyper-parameters
-        return {k: p.default for k, p in sig.parameters.items()
-                if k != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        return {
+            k: p.default
+            for k, p in sig.parameters.items()
+            if k != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }
 
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.param_names()}
@@ -112,8 +121,7 @@ class Recommender:
         subclass overrides this only for rules a declaration cannot express (between two
         parameters, a spec to parse), calling super().validate() first."""
         constraints = self.parameter_constraints()
-        check_params(self.name or type(self).__qualname__, constraints,
-                     {k: getattr(self, k) for k in constraints})
+        check_params(self.name or type(self).__qualname__, constraints, {k: getattr(self, k) for k in constraints})
 
     def fit(self, data: FitData) -> Recommender:
         if not self.iterative:
@@ -266,8 +274,10 @@ def get_model_class(name: str) -> type[Recommender]:
         cls = resolve(name)
         if cls is not None:
             return cls
-    raise FusebenchError(f"unknown model {name!r}; available: {', '.join(model_names())} "
-                         "(or your own: path/to/file.py:Class, package.module:Class)")
+    raise FusebenchError(
+        f"unknown model {name!r}; available: {', '.join(model_names())} "
+        "(or your own: path/to/file.py:Class, package.module:Class)"
+    )
 
 
 def make_model(name: str, params: dict[str, Any] | None = None) -> Recommender:

@@ -76,6 +76,7 @@ class BPRMF(TorchRecommender):
 
     RecBole's BPR: github.com/RUCAIBox/RecBole, `recbole/model/general_recommender/bpr.py`.
     """
+
     name = "bpr"
     family = "baseline/cf"
 

@@ -47,9 +47,12 @@ def tiny_data(seed: int = 0) -> FitData:
     image_mask[::7] = False
     image = rng.normal(size=(N_ITEMS, 12)).astype(np.float32)
     image[~image_mask] = 0.0
-    features = {"text": rng.normal(size=(N_ITEMS, 8)).astype(np.float32), "image": image,
-                "audio": rng.normal(size=(N_ITEMS, 6)).astype(np.float32),
-                "video": rng.normal(size=(N_ITEMS, 10)).astype(np.float32)}
+    features = {
+        "text": rng.normal(size=(N_ITEMS, 8)).astype(np.float32),
+        "image": image,
+        "audio": rng.normal(size=(N_ITEMS, 6)).astype(np.float32),
+        "video": rng.normal(size=(N_ITEMS, 10)).astype(np.float32),
+    }
     return FitData(train=train, features=features, item_text=text, seed=seed, feature_masks={"image": image_mask})
 
 
@@ -83,17 +86,28 @@ def _same(a: Any, b: Any) -> bool:
 
 def _snapshot(data: FitData) -> tuple:
     t = data.train
-    return (t.shape, t.data.copy(), t.indices.copy(), t.indptr.copy(),
-            {k: v.copy() for k, v in data.features.items()}, list(data.item_text or []))
+    return (
+        t.shape,
+        t.data.copy(),
+        t.indices.copy(),
+        t.indptr.copy(),
+        {k: v.copy() for k, v in data.features.items()},
+        list(data.item_text or []),
+    )
 
 
 def _unchanged(before: tuple, data: FitData) -> bool:
     shape, values, indices, indptr, feats, text = before
     t = data.train
-    return (t.shape == shape and np.array_equal(t.data, values) and np.array_equal(t.indices, indices)
-            and np.array_equal(t.indptr, indptr) and feats.keys() == data.features.keys()
-            and all(np.array_equal(feats[k], data.features[k]) for k in feats)
-            and list(data.item_text or []) == text)
+    return (
+        t.shape == shape
+        and np.array_equal(t.data, values)
+        and np.array_equal(t.indices, indices)
+        and np.array_equal(t.indptr, indptr)
+        and feats.keys() == data.features.keys()
+        and all(np.array_equal(feats[k], data.features[k]) for k in feats)
+        and list(data.item_text or []) == text
+    )
 
 
 def _params_for_check(cls: type[Recommender], params: dict[str, Any]) -> dict[str, Any]:
@@ -121,8 +135,11 @@ def _train(cls: type[Recommender], model: Recommender, data: FitData) -> Recomme
     for epoch in range(EPOCHS):
         loss = _guarded(cls, "train_epoch", model.train_epoch)
         if isinstance(loss, bool) or not isinstance(loss, (int, float, np.floating, np.integer)):
-            raise _fail(cls, "train_epoch", f"train_epoch() must return the epoch's mean loss as a float, "
-                        f"returned {type(loss).__name__}")
+            raise _fail(
+                cls,
+                "train_epoch",
+                f"train_epoch() must return the epoch's mean loss as a float, returned {type(loss).__name__}",
+            )
         if not math.isfinite(float(loss)):
             raise _fail(cls, "train_epoch", f"epoch {epoch + 1} returned a non-finite loss {loss!r}")
     return model
@@ -135,8 +152,11 @@ def _scores(cls: type[Recommender], model: Recommender, users: np.ndarray, n_ite
     if s.dtype != np.float32:
         raise _fail(cls, "score", f"score(users) must return float32, returned {s.dtype}")
     if s.shape != (len(users), n_items):
-        raise _fail(cls, "score", f"score(users) for {len(users)} users must have shape "
-                    f"({len(users)}, {n_items}), returned {s.shape}")
+        raise _fail(
+            cls,
+            "score",
+            f"score(users) for {len(users)} users must have shape ({len(users)}, {n_items}), returned {s.shape}",
+        )
     return s
 
 
@@ -199,8 +219,12 @@ def check_recommender(cls: type[Recommender], *, search_samples: int = 10, seed:
         bad = [k for k in params if k not in got or not _same(got[k], params[k])]
         if bad:
             k = bad[0]
-            raise _fail(cls, "get_params", f"the constructor must store {k}={params[k]!r} unchanged; "
-                        f"get_params() gives {got.get(k, '(missing)')!r}")
+            raise _fail(
+                cls,
+                "get_params",
+                f"the constructor must store {k}={params[k]!r} unchanged; "
+                f"get_params() gives {got.get(k, '(missing)')!r}",
+            )
         try:
             model.validate()
         except Exception as exc:  # a user's validate may raise anything: the property is named all the same
@@ -222,8 +246,11 @@ def check_recommender(cls: type[Recommender], *, search_samples: int = 10, seed:
 
     again = _scores(cls, _train(cls, _build(cls, params), tiny_data(seed)), users, N_ITEMS)
     if not np.array_equal(first, again, equal_nan=True):
-        raise _fail(cls, "seed", f"two fits with seed {seed} gave different scores (max difference "
-                    f"{np.nanmax(np.abs(first - again)):.3g})")
+        raise _fail(
+            cls,
+            "seed",
+            f"two fits with seed {seed} gave different scores (max difference {np.nanmax(np.abs(first - again)):.3g})",
+        )
 
     if cls.iterative:
         state = _guarded(cls, "get_state", model.get_state)

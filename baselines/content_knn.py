@@ -103,6 +103,7 @@ class ContentKNN(Recommender):
 
     MMRec's ItemKNNCBF: github.com/enoche/MMRec, `src/models/itemknncbf.py`.
     """
+
     name = "content-knn"
     family = "baseline/content"
     _parameter_constraints = {**KNN_CONSTRAINTS, "center": [bool], "modalities": [SPEC]}

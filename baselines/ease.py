@@ -42,6 +42,7 @@ class EASE(Recommender):
     ----------
     Steck. Embarrassingly Shallow Autoencoders for Sparse Data. WWW 2019.
     """
+
     name = "ease"
     family = "baseline/cf"
     _parameter_constraints = {"l2": [POSITIVE]}  # the Gram matrix + l2 I must be positive definite
@@ -57,12 +58,19 @@ class EASE(Recommender):
         self.validate()
         x = data.train
         n = x.shape[1]  # the Gram matrix, its inverse and the weights: three dense n x n float64
-        require(3 * 8 * n * n, f"ease on {n:,} items", "EASE's cost grows with the square of the items "
-                "(and its time with the cube): use itemknn or rp3beta, or fewer items")
+        require(
+            3 * 8 * n * n,
+            f"ease on {n:,} items",
+            "EASE's cost grows with the square of the items "
+            "(and its time with the cube): use itemknn or rp3beta, or fewer items",
+        )
         if n >= SLOW_ITEMS and n not in _WARNED:  # fits in memory, but the cube of n is minutes of CPU
             _WARNED.add(n)
-            print(f"note: ease on {n:,} items factors a {n:,} x {n:,} matrix (about {n ** 3 / 1e12:.1f}e12 "
-                  "floating-point operations: minutes on a few CPU cores, per trial and per seed)", file=sys.stderr)
+            print(
+                f"note: ease on {n:,} items factors a {n:,} x {n:,} matrix (about {n**3 / 1e12:.1f}e12 "
+                "floating-point operations: minutes on a few CPU cores, per trial and per seed)",
+                file=sys.stderr,
+            )
         gram = (x.T @ x).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.l2
         # P = G^-1 through Cholesky: G is symmetric positive definite once l2 > 0, and

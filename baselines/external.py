@@ -95,8 +95,10 @@ def _import_module(where: str):
         return importlib.import_module(where)
     except ModuleNotFoundError as exc:
         if exc.name and (where == exc.name or where.startswith(exc.name + ".")):
-            raise FusebenchError(f"model module {where!r} not found (is it installed, or on PYTHONPATH? "
-                                 "a file is given as path/to/file.py:Class)") from None
+            raise FusebenchError(
+                f"model module {where!r} not found (is it installed, or on PYTHONPATH? "
+                "a file is given as path/to/file.py:Class)"
+            ) from None
         raise FusebenchError(f"model module {where!r}: importing it failed: {_first_line(exc)}") from None
     except SyntaxError as exc:
         raise FusebenchError(f"model module {where!r}: {exc.filename}:{exc.lineno}: syntax error: {exc.msg}") from None
@@ -109,14 +111,20 @@ def _class_of(module, attr: str, spec: str) -> type[Recommender]:
     for part in attr.split("."):
         obj = getattr(obj, part, None)
         if obj is None:
-            found = sorted(n for n, v in vars(module).items()
-                           if isinstance(v, type) and issubclass(v, Recommender) and v is not Recommender
-                           and getattr(v, "__module__", None) == module.__name__)
+            found = sorted(
+                n
+                for n, v in vars(module).items()
+                if isinstance(v, type)
+                and issubclass(v, Recommender)
+                and v is not Recommender
+                and getattr(v, "__module__", None) == module.__name__
+            )
             hint = f"; its Recommender classes: {', '.join(found)}" if found else "; it defines no Recommender class"
             raise FusebenchError(f"model {spec}: no class {attr!r} there{hint}")
     if not isinstance(obj, type) or not issubclass(obj, Recommender):
-        raise FusebenchError(f"model {spec}: {attr} is not a subclass of baselines.Recommender "
-                             "(see README, 'Adding your own model')")
+        raise FusebenchError(
+            f"model {spec}: {attr} is not a subclass of baselines.Recommender (see README, 'Adding your own model')"
+        )
     return obj
 
 
@@ -125,8 +133,10 @@ def check_identity(cls: type[Recommender], spec: str) -> None:
     if not isinstance(cls.name, str) or not cls.name:
         raise FusebenchError(f"model {spec}: class {cls.__qualname__} needs a `name` (its registry name)")
     if not MODEL_NAME.match(cls.name):
-        raise FusebenchError(f"model {spec}: name {cls.name!r} must be up to 64 letters, digits and . _ + - "
-                             "(it names folders and leaderboard rows)")
+        raise FusebenchError(
+            f"model {spec}: name {cls.name!r} must be up to 64 letters, digits and . _ + - "
+            "(it names folders and leaderboard rows)"
+        )
     if cls.family not in FAMILIES:
         raise FusebenchError(f"model {spec}: family {cls.family!r} must be one of {', '.join(FAMILIES)}")
     if builtin_model(cls.name):
@@ -181,8 +191,10 @@ def load(spec: str, *, expect_sha256: str | None = None, as_given: str | None = 
             cls = _class_of(sys.modules[where], attr, spec)
             file, sha = source_of(cls)
     if expect_sha256 is not None and sha != expect_sha256:
-        raise FusebenchError(f"model {spec}: its source changed while the run was going (a worker loaded "
-                             "other code than the run started with); run again")
+        raise FusebenchError(
+            f"model {spec}: its source changed while the run was going (a worker loaded "
+            "other code than the run started with); run again"
+        )
     check_identity(cls, spec)
     register_external(cls, {"spec": as_given or spec, "path": file, "sha256": sha, "canonical": canonical})
     _LOADED[canonical] = (sha, cls)
@@ -211,8 +223,10 @@ def load_entry_points() -> None:
             check_identity(cls, where)
             spec = ep.value.replace(" ", "")
             file, sha = source_of(cls)
-            register_external(cls, {"spec": spec, "path": file, "sha256": sha, "canonical": spec,
-                                    "entry_point": f"{ep.name} ({dist})"})
+            register_external(
+                cls,
+                {"spec": spec, "path": file, "sha256": sha, "canonical": spec, "entry_point": f"{ep.name} ({dist})"},
+            )
         except FusebenchError as exc:
             if ep.name not in ENTRY_POINT_ERRORS:
                 print(f"warning: {exc} (left out)", file=sys.stderr)
@@ -228,12 +242,17 @@ def load_source(source: dict[str, Any]) -> None:
         load_entry_points()
         now = [s for s in registered_sources() if s.get("entry_point") == source["entry_point"]]
         if not now or now[0]["sha256"] != source["sha256"]:
-            raise FusebenchError(f"model {source['spec']} ({source['entry_point']}): its installed code changed "
-                                 "while the run was going; run again")
+            raise FusebenchError(
+                f"model {source['spec']} ({source['entry_point']}): its installed code changed "
+                "while the run was going; run again"
+            )
         return
     where, _, attr = source["spec"].rpartition(":")
-    load(f"{source['path']}:{attr}" if where.endswith(".py") else source["spec"], expect_sha256=source["sha256"],
-         as_given=source["spec"])
+    load(
+        f"{source['path']}:{attr}" if where.endswith(".py") else source["spec"],
+        expect_sha256=source["sha256"],
+        as_given=source["spec"],
+    )
 
 
 def _resolve(name: str) -> type[Recommender] | None:

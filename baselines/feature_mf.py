@@ -55,8 +55,9 @@ class FeatureMF(nn.Module):
         self.proj = nn.Linear(d_feat, dim, bias=False)
         nn.init.xavier_normal_(self.proj.weight)
         # input data, not learned: kept out of the state dict and the parameter count
-        self.register_buffer("features", torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)),
-                             persistent=False)
+        self.register_buffer(
+            "features", torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)), persistent=False
+        )
 
     def items(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         f = self.features if idx is None else self.features[idx]
@@ -126,10 +127,16 @@ class FeatureMFRecommender(TorchRecommender):
     Rendle, Freudenthaler, Gantner, Schmidt-Thieme. BPR: Bayesian Personalized Ranking from
     Implicit Feedback. UAI 2009.
     """
+
     name = "feature-mf"
     family = "baseline/hybrid"
-    _parameter_constraints = {"loss": [Options(*LOSSES)], "max_trials": [POSITIVE_INT], "use_item_ids": [bool],
-                              "center": [bool], "modalities": [SPEC]}
+    _parameter_constraints = {
+        "loss": [Options(*LOSSES)],
+        "max_trials": [POSITIVE_INT],
+        "use_item_ids": [bool],
+        "center": [bool],
+        "modalities": [SPEC],
+    }
 
     def __init__(
         self,

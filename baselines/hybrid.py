@@ -107,10 +107,15 @@ class HybridBlend(Recommender):
     Burke. Hybrid Recommender Systems: Survey and Experiments. User Modeling and
     User-Adapted Interaction 12(4), 2002 (the weighted hybrid).
     """
+
     name = "hybrid-blend"
     family = "baseline/hybrid"
-    _parameter_constraints = {"cf": [MODEL_NAME], "content": [MODEL_NAME], "weight": [UNIT],
-                              "normalize": [Options(*NORMALIZATIONS)]}
+    _parameter_constraints = {
+        "cf": [MODEL_NAME],
+        "content": [MODEL_NAME],
+        "weight": [UNIT],
+        "normalize": [Options(*NORMALIZATIONS)],
+    }
 
     def __init__(self, cf: str = "ease", content: str = "content-knn", weight: float = 0.2, normalize: str = "zscore"):
         self.cf = cf
@@ -136,8 +141,10 @@ class HybridBlend(Recommender):
                 raise FusebenchError(f"hybrid-blend cannot nest itself (parameter {role}={name!r})")
             if not builtin_model(cls.name) and not name.startswith("recbole:"):
                 # a user's class inside the blend would run without its hash in the record's key
-                raise FusebenchError(f"hybrid-blend blends fusebench's own models; parameter {role}={name!r} is "
-                                     "not one (benchmark your model on its own row instead)")
+                raise FusebenchError(
+                    f"hybrid-blend blends fusebench's own models; parameter {role}={name!r} is "
+                    "not one (benchmark your model on its own row instead)"
+                )
 
     def fit(self, data: FitData) -> "HybridBlend":
         self.validate()

@@ -123,7 +123,7 @@ def _loss_terms(indptr, indices, conf, X, Y, gram):  # pragma: no cover - numba
 
 def ials_loss(cui: sp.csr_matrix, X: np.ndarray, Y: np.ndarray, regularization: float) -> float:
     """Full iALS loss divided by the total confidence over all user-item pairs."""
-    gram = (Y.T.astype(np.float64) @ Y.astype(np.float64))
+    gram = Y.T.astype(np.float64) @ Y.astype(np.float64)
     terms = _loss_terms(cui.indptr, cui.indices, cui.data, X, Y, gram)
     reg = regularization * (float(np.sum(X.astype(np.float64) ** 2)) + float(np.sum(Y.astype(np.float64) ** 2)))
     total_conf = float(cui.data.sum()) + cui.shape[0] * cui.shape[1] - cui.nnz
@@ -174,11 +174,17 @@ class IALS(Recommender):
     The `implicit` library: github.com/benfred/implicit, `implicit/cpu/_als.pyx`
     (`least_squares_cg`, `calculate_loss`).
     """
+
     name = "ials"
     family = "baseline/cf"
     iterative = True
-    _parameter_constraints = {"factors": [POSITIVE_INT], "regularization": [NON_NEGATIVE], "alpha": [NON_NEGATIVE],
-                              "iterations": [POSITIVE_INT], "cg_steps": [POSITIVE_INT]}
+    _parameter_constraints = {
+        "factors": [POSITIVE_INT],
+        "regularization": [NON_NEGATIVE],
+        "alpha": [NON_NEGATIVE],
+        "iterations": [POSITIVE_INT],
+        "cg_steps": [POSITIVE_INT],
+    }
 
     def __init__(
         self,

@@ -92,6 +92,7 @@ class ItemKNN(Recommender):
     implementation: github.com/MaurizioFD/RecSys2019_DeepLearning_Evaluation,
     `KNN/ItemKNNCFRecommender.py`.
     """
+
     name = "itemknn"
     family = "baseline/cf"
     _parameter_constraints = KNN_CONSTRAINTS

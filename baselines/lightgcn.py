@@ -140,6 +140,7 @@ class LightGCN(TorchRecommender):
     RecBole 1.2.1's LightGCN: github.com/RUCAIBox/RecBole,
     `recbole/model/general_recommender/lightgcn.py`.
     """
+
     name = "lightgcn"
     family = "baseline/cf"
     _parameter_constraints = {"n_layers": [NON_NEGATIVE_INT], "reg_weight": [NON_NEGATIVE], "require_pow": [bool]}

@@ -46,8 +46,9 @@ def parse_spec(spec: str) -> list[str] | None:
     return names
 
 
-def select_features(features: dict[str, np.ndarray], spec: str = ALL,
-                    n_items: int | None = None) -> dict[str, np.ndarray]:
+def select_features(
+    features: dict[str, np.ndarray], spec: str = ALL, n_items: int | None = None
+) -> dict[str, np.ndarray]:
     """The feature sets named by ``spec`` (see the module doc), validated.
 
     Raises FusebenchError when the dataset has no item features, when a name matches no
@@ -68,9 +69,7 @@ def select_features(features: dict[str, np.ndarray], spec: str = ALL,
             else:
                 hits = [a for a in available if a.startswith(name + "/")]
             if not hits:
-                raise FusebenchError(
-                    f"unknown modality {name!r}; this dataset has: {', '.join(available)} (or 'all')"
-                )
+                raise FusebenchError(f"unknown modality {name!r}; this dataset has: {', '.join(available)} (or 'all')")
             for h in hits:
                 if h in chosen:
                     raise FusebenchError(f"modalities {spec!r} selects {h!r} twice")
@@ -79,8 +78,9 @@ def select_features(features: dict[str, np.ndarray], spec: str = ALL,
     for name in chosen:
         x = np.asarray(features[name])
         if x.ndim != 2 or x.shape[1] == 0:
-            raise FusebenchError(f"feature set {name!r} must be a 2-D (n_items, d) array with d > 0, "
-                                 f"got shape {x.shape}")
+            raise FusebenchError(
+                f"feature set {name!r} must be a 2-D (n_items, d) array with d > 0, got shape {x.shape}"
+            )
         if n_items is not None and x.shape[0] != n_items:
             raise FusebenchError(f"feature set {name!r} has {x.shape[0]} rows but there are {n_items} items")
         if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():

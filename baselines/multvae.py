@@ -116,11 +116,17 @@ class MultVAE(TorchRecommender):
     Liang, Krishnan, Hoffman, Jebara. Variational Autoencoders for Collaborative Filtering.
     WWW 2018. Reference notebook: github.com/dawenl/vae_cf.
     """
+
     name = "multvae"
     family = "baseline/cf"
     # total_anneal_steps 0: beta is anneal_cap from the first update (see `beta`)
-    _parameter_constraints = {"hidden_size": [POSITIVE_INT], "latent_size": [POSITIVE_INT], "dropout": [DROPOUT],
-                              "anneal_cap": [NON_NEGATIVE], "total_anneal_steps": [NON_NEGATIVE_INT]}
+    _parameter_constraints = {
+        "hidden_size": [POSITIVE_INT],
+        "latent_size": [POSITIVE_INT],
+        "dropout": [DROPOUT],
+        "anneal_cap": [NON_NEGATIVE],
+        "total_anneal_steps": [NON_NEGATIVE_INT],
+    }
 
     def __init__(
         self,

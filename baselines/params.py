@@ -99,8 +99,7 @@ class Options(Constraint):
         self.label = self.phrase = "one of " + ", ".join(str(v) for v in values)
 
     def accepts(self, value: Any) -> bool:
-        return any(isinstance(value, type(v)) and _is_bool(value) == _is_bool(v) and value == v
-                   for v in self.values)
+        return any(isinstance(value, type(v)) and _is_bool(value) == _is_bool(v) and value == v for v in self.values)
 
 
 class Boolean(Constraint):
@@ -161,8 +160,9 @@ def check_params(model: str, constraints: dict[str, list], values: dict[str, Any
             continue
         cons = normalize(declared)
         if not any(c.accepts(value) for c in cons):
-            raise FusebenchError(f"{model}: parameter {name} must be {' or '.join(c.phrase for c in cons)}, "
-                                 f"got {value!r}")
+            raise FusebenchError(
+                f"{model}: parameter {name} must be {' or '.join(c.phrase for c in cons)}, got {value!r}"
+            )
 
 
 # the ranges most parameters take (constraints are immutable, so they can be shared)

@@ -28,6 +28,7 @@ class Pop(Recommender):
     Cremonesi, Koren, Turrin. Performance of recommender algorithms on top-N recommendation
     tasks. RecSys 2010.
     """
+
     name = "pop"
     family = "baseline/cf"
 

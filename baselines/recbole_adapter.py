@@ -88,21 +88,61 @@ PREFIX = "recbole"
 DATASET_TOKEN = "fusebench"  # a name with no RecBole preset (never "ml-100k": RecBole has a yaml for it)
 
 # config keys the adapter owns: data layout, filtering, seed, device and files
-RESERVED_KEYS = frozenset({
-    "model", "dataset", "data_path", "benchmark_filename", "load_col", "unload_col", "unused_col",
-    "additional_feat_suffix", "USER_ID_FIELD", "ITEM_ID_FIELD", "filter_inter_by_user_or_item",
-    "user_inter_num_interval", "item_inter_num_interval", "val_interval", "rm_dup_inter",
-    "alias_of_user_id", "alias_of_item_id", "seed", "reproducibility", "checkpoint_dir", "device",
-    "gpu_id", "use_gpu", "save_dataset", "dataset_save_path", "save_dataloaders",
-    "dataloaders_save_path", "show_progress", "log_wandb", "local_rank", "nproc", "world_size",
-    "worker", "preload_weight",
-    # keys that make RecBole torch.load a file of the user's choosing (a pickle can run code)
-    "use_pretrain", "mf_pretrain_path", "mlp_pretrain_path", "pretrain_path", "pre_model_path", "warm_up",
-})
+RESERVED_KEYS = frozenset(
+    {
+        "model",
+        "dataset",
+        "data_path",
+        "benchmark_filename",
+        "load_col",
+        "unload_col",
+        "unused_col",
+        "additional_feat_suffix",
+        "USER_ID_FIELD",
+        "ITEM_ID_FIELD",
+        "filter_inter_by_user_or_item",
+        "user_inter_num_interval",
+        "item_inter_num_interval",
+        "val_interval",
+        "rm_dup_inter",
+        "alias_of_user_id",
+        "alias_of_item_id",
+        "seed",
+        "reproducibility",
+        "checkpoint_dir",
+        "device",
+        "gpu_id",
+        "use_gpu",
+        "save_dataset",
+        "dataset_save_path",
+        "save_dataloaders",
+        "dataloaders_save_path",
+        "show_progress",
+        "log_wandb",
+        "local_rank",
+        "nproc",
+        "world_size",
+        "worker",
+        "preload_weight",
+        # keys that make RecBole torch.load a file of the user's choosing (a pickle can run code)
+        "use_pretrain",
+        "mf_pretrain_path",
+        "mlp_pretrain_path",
+        "pretrain_path",
+        "pre_model_path",
+        "warm_up",
+    }
+)
 
 _NUMPY_ALIASES = {
-    "bool": "bool_", "int": "int_", "float": "float64", "complex": "complex128",
-    "object": "object_", "str": "str_", "long": "int_", "unicode": "str_",
+    "bool": "bool_",
+    "int": "int_",
+    "float": "float64",
+    "complex": "complex128",
+    "object": "object_",
+    "str": "str_",
+    "long": "int_",
+    "unicode": "str_",
 }
 
 
@@ -111,8 +151,7 @@ def _require_recbole():
         import recbole  # noqa: F401
     except ImportError:
         raise FusebenchError(
-            "recbole is not installed; `pip install recbole==1.2.1` (numpy<2, scipy<1.13) "
-            "to use recbole:NAME models"
+            "recbole is not installed; `pip install recbole==1.2.1` (numpy<2, scipy<1.13) to use recbole:NAME models"
         ) from None
     return recbole
 
@@ -182,7 +221,8 @@ def _model_classes(module_name: str) -> dict[str, type]:
     from recbole.model.abstract_recommender import AbstractRecommender
 
     return {
-        n: c for n, c in vars(mod).items()
+        n: c
+        for n, c in vars(mod).items()
         if isinstance(c, type) and issubclass(c, AbstractRecommender) and c.__module__.startswith(module_name)
     }
 
@@ -211,9 +251,7 @@ def _resolve(name: str) -> tuple[str, type]:
                     f"recbole:{name}: {others[name.lower()]} is {kind} RecBole model; only general "
                     f"(collaborative-filtering) models are supported: {', '.join(sorted(general))}"
                 )
-    raise FusebenchError(
-        f"unknown RecBole model {name!r}; general models: {', '.join(sorted(general))}"
-    )
+    raise FusebenchError(f"unknown RecBole model {name!r}; general models: {', '.join(sorted(general))}")
 
 
 def _is_trainable(rb_cls: type) -> bool:
@@ -227,7 +265,7 @@ def _is_trainable(rb_cls: type) -> bool:
         src = inspect.getsource(rb_cls.calculate_loss)
     except (OSError, TypeError):
         return True
-    body = [ln.strip() for ln in src.splitlines()[1:] if ln.strip() and not ln.strip().startswith(("#", '"', "r\""))]
+    body = [ln.strip() for ln in src.splitlines()[1:] if ln.strip() and not ln.strip().startswith(("#", '"', 'r"'))]
     return not (len(body) == 1 and body[0].replace(" ", "") == "returntorch.nn.Parameter(torch.zeros(1))")
 
 
@@ -246,9 +284,11 @@ def _write_train_files(folder: Path, train: sp.csr_matrix) -> None:
     for part in ("valid", "test"):
         (folder / f"{DATASET_TOKEN}.{part}.inter").write_text(header, encoding="utf-8")
     (folder / f"{DATASET_TOKEN}.user").write_text(
-        "user_id:token\n" + "".join(f"{u}\n" for u in range(train.shape[0])), encoding="utf-8")
+        "user_id:token\n" + "".join(f"{u}\n" for u in range(train.shape[0])), encoding="utf-8"
+    )
     (folder / f"{DATASET_TOKEN}.item").write_text(
-        "item_id:token\n" + "".join(f"{i}\n" for i in range(train.shape[1])), encoding="utf-8")
+        "item_id:token\n" + "".join(f"{i}\n" for i in range(train.shape[1])), encoding="utf-8"
+    )
 
 
 def _parse_config(config: str, own: set[str]) -> dict[str, Any]:
@@ -265,8 +305,10 @@ def _parse_config(config: str, own: set[str]) -> dict[str, Any]:
         raise FusebenchError(f"config must be a JSON object of RecBole config keys, got {config!r}")
     bad = sorted(set(extra) & RESERVED_KEYS)
     if bad:
-        raise FusebenchError(f"config keys {bad} are set by the adapter or load files (data layout, seed, device, "
-                             "files, pretrained weights)")
+        raise FusebenchError(
+            f"config keys {bad} are set by the adapter or load files (data layout, seed, device, "
+            "files, pretrained weights)"
+        )
     dup = sorted(set(extra) & own)
     if dup:
         raise FusebenchError(f"config keys {dup} are model parameters: pass them as parameters instead")
@@ -360,9 +402,7 @@ class RecBoleRecommender(Recommender):
             train_sampler, _, _ = create_samplers(config, dataset, built)
         except ValueError as exc:  # e.g. a user interacted with every item: no negative to sample
             raise FusebenchError(f"{self.name}: RecBole cannot sample negatives here: {exc}") from None
-        self._train_data = get_dataloader(config, "train")(
-            config, built[0], train_sampler, shuffle=config["shuffle"]
-        )
+        self._train_data = get_dataloader(config, "train")(config, built[0], train_sampler, shuffle=config["shuffle"])
         # our dense id -> RecBole internal id (0 is RecBole's padding id)
         u_tok, i_tok = dataset.field2token_id["user_id"], dataset.field2token_id["item_id"]
         self.user_map_ = np.array([u_tok[str(u)] for u in range(data.n_users)], dtype=np.int64)
@@ -415,11 +455,13 @@ class RecBoleRecommender(Recommender):
         rows = []
         step = max(1, max_pairs // max(1, len(rb_items)))
         for lo in range(0, len(rb_users), step):
-            u = rb_users[lo:lo + step]
-            inter = Interaction({
-                "user_id": u.repeat_interleave(len(rb_items)),
-                "item_id": rb_items.repeat(len(u)),
-            }).to(self.device_)
+            u = rb_users[lo : lo + step]
+            inter = Interaction(
+                {
+                    "user_id": u.repeat_interleave(len(rb_items)),
+                    "item_id": rb_items.repeat(len(u)),
+                }
+            ).to(self.device_)
             rows.append(self.module_.predict(inter).view(len(u), len(rb_items)))
         return torch.cat(rows, dim=0)
 
@@ -449,8 +491,12 @@ class RecBoleRecommender(Recommender):
 class RecBoleIterative(RecBoleRecommender):
     iterative = True
     _recbole_keys = ("embedding_size", "learning_rate", "train_batch_size", "epochs")
-    _parameter_constraints = {"embedding_size": [POSITIVE_INT], "learning_rate": [POSITIVE],
-                              "train_batch_size": [POSITIVE_INT], "epochs": [POSITIVE_INT]}
+    _parameter_constraints = {
+        "embedding_size": [POSITIVE_INT],
+        "learning_rate": [POSITIVE],
+        "train_batch_size": [POSITIVE_INT],
+        "epochs": [POSITIVE_INT],
+    }
 
     def __init__(
         self,

@@ -65,7 +65,8 @@ def rp3beta_similarity(
         return sp.csr_matrix((n_items, n_items), dtype=np.float32)
     w = sp.csr_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(n_items, n_items), dtype=np.float32,
+        shape=(n_items, n_items),
+        dtype=np.float32,
     )
     if normalize:
         w = _row_l1(w)
@@ -111,10 +112,10 @@ class RP3beta(Recommender):
     implementation: github.com/MaurizioFD/RecSys2019_DeepLearning_Evaluation,
     `GraphBased/RP3betaRecommender.py`.
     """
+
     name = "rp3beta"
     family = "baseline/cf"
-    _parameter_constraints = {"alpha": [NON_NEGATIVE], "beta": [NON_NEGATIVE], "k": [POSITIVE_INT],
-                              "normalize": [bool]}
+    _parameter_constraints = {"alpha": [NON_NEGATIVE], "beta": [NON_NEGATIVE], "k": [POSITIVE_INT], "normalize": [bool]}
 
     def __init__(self, alpha: float = 1.0, beta: float = 0.6, k: int = 100, normalize: bool = True):
         self.alpha = alpha

@@ -65,13 +65,18 @@ class TextProfile(Recommender):
 
     Pazzani, Billsus. Content-Based Recommendation Systems. The Adaptive Web, LNCS 4321, 2007.
     """
+
     name = "text-profile"
     family = "baseline/content"
     # min_df a document count (TfidfVectorizer reads an int so); max_df a share of documents
     _parameter_constraints = {
-        "min_df": [POSITIVE_INT], "max_df": [Interval("real", 0, 1, closed="right")],
-        "max_features": [POSITIVE_INT], "ngram_max": [POSITIVE_INT], "sublinear_tf": [bool],
-        "stop_words": [bool], "popularity_damping": [NON_NEGATIVE],
+        "min_df": [POSITIVE_INT],
+        "max_df": [Interval("real", 0, 1, closed="right")],
+        "max_features": [POSITIVE_INT],
+        "ngram_max": [POSITIVE_INT],
+        "sublinear_tf": [bool],
+        "stop_words": [bool],
+        "popularity_damping": [NON_NEGATIVE],
     }
 
     @classmethod
@@ -118,9 +123,13 @@ class TextProfile(Recommender):
         if not any(t.strip() for t in texts):
             raise FusebenchError("text-profile needs item text, but every item's text is empty")
         vec = TfidfVectorizer(
-            min_df=int(self.min_df), max_df=float(self.max_df), max_features=int(self.max_features),
-            ngram_range=(1, int(self.ngram_max)), sublinear_tf=bool(self.sublinear_tf),
-            stop_words="english" if self.stop_words else None, dtype=np.float32,
+            min_df=int(self.min_df),
+            max_df=float(self.max_df),
+            max_features=int(self.max_features),
+            ngram_range=(1, int(self.ngram_max)),
+            sublinear_tf=bool(self.sublinear_tf),
+            stop_words="english" if self.stop_words else None,
+            dtype=np.float32,
         )
         try:
             self.tfidf_ = vec.fit_transform(texts).tocsr()

@@ -81,8 +81,11 @@ class TorchRecommender(Recommender):
     weight_decay: float = 0.0
     # the training parameters every torch model shares, and the embedding width most have
     _parameter_constraints = {
-        "epochs": [POSITIVE_INT], "batch_size": [POSITIVE_INT], "learning_rate": [POSITIVE],
-        "weight_decay": [NON_NEGATIVE], "embedding_size": [POSITIVE_INT],
+        "epochs": [POSITIVE_INT],
+        "batch_size": [POSITIVE_INT],
+        "learning_rate": [POSITIVE],
+        "weight_decay": [NON_NEGATIVE],
+        "embedding_size": [POSITIVE_INT],
     }
 
     def build(self, data: FitData) -> torch.nn.Module:
@@ -104,8 +107,11 @@ class TorchRecommender(Recommender):
         dim = getattr(self, "embedding_size", None)
         if isinstance(dim, int) and self.device_.type == "cpu":
             # user and item tables, their gradients and Adam's two moments: a floor, not the whole model
-            require(4 * 4 * dim * (data.n_users + data.n_items), f"{self.name} with embedding_size={dim:,}",
-                    "choose a smaller embedding_size")
+            require(
+                4 * 4 * dim * (data.n_users + data.n_items),
+                f"{self.name} with embedding_size={dim:,}",
+                "choose a smaller embedding_size",
+            )
         self.module_ = self.build(data).to(self.device_)
         self._optimizer = torch.optim.Adam(
             self.module_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay

@@ -49,6 +49,7 @@ class UserKNN(Recommender):
     implementation: github.com/MaurizioFD/RecSys2019_DeepLearning_Evaluation,
     `KNN/UserKNNCFRecommender.py`.
     """
+
     name = "userknn"
     family = "baseline/cf"
     _parameter_constraints = KNN_CONSTRAINTS

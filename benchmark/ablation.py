@@ -76,12 +76,15 @@ def ablate(
     per_variant: dict[str, list[tuple[dict, dict]]] = {}
     for v in variants(names):
         for split in splits:
-            out = run_one(store, dataset, split, model_name, {**params, "modalities": ",".join(v.modalities)},
-                          cfg, force=force)
+            out = run_one(
+                store, dataset, split, model_name, {**params, "modalities": ",".join(v.modalities)}, cfg, force=force
+            )
             rec = out.located()
             if rec.get("failed"):
-                raise FusebenchError(f"{model_name} ({v.label}) seed {split.seed} diverged ({rec['failed']}); its "
-                                     f"failure is recorded in {rec['_path']}")
+                raise FusebenchError(
+                    f"{model_name} ({v.label}) seed {split.seed} diverged ({rec['failed']}); its "
+                    f"failure is recorded in {rec['_path']}"
+                )
             if on_run is not None:
                 on_run(v.label, split.seed, None if out.status == "skipped" else out.record)
             per_variant.setdefault(v.label, []).append((rec, RecordStore.per_user(rec)))

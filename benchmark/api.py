@@ -47,8 +47,9 @@ def _model_spec(model: str | type[Recommender]) -> tuple[str, bool]:
     spec = f"{model.__module__}:{model.__qualname__}"
     check_identity(model, spec)
     path, sha = source_of(model)
-    register_external(model, {"spec": spec, "path": path, "sha256": sha, "session": True,
-                              "canonical": f"<session>:{spec}"})
+    register_external(
+        model, {"spec": spec, "path": path, "sha256": sha, "session": True, "canonical": f"<session>:{spec}"}
+    )
     return model.name, False
 
 
@@ -67,11 +68,22 @@ def _argv(options: dict[str, Any]) -> list[str]:
     return argv
 
 
-def run(datasets: Sequence[str] | None = None, models: Sequence[str | type[Recommender]] | None = None, *,
-        budget: int | str | None = _DEFAULT, seeds: int = 3, results: str | Path = "results",
-        params: dict[str, Any] | None = None, protocol: str | None = None, epochs: int | None = None,
-        jobs: int | str = "auto", device: str = "auto", data_dir: str | None = None, force: bool = False,
-        storage: str | None = None) -> pd.DataFrame:
+def run(
+    datasets: Sequence[str] | None = None,
+    models: Sequence[str | type[Recommender]] | None = None,
+    *,
+    budget: int | str | None = _DEFAULT,
+    seeds: int = 3,
+    results: str | Path = "results",
+    params: dict[str, Any] | None = None,
+    protocol: str | None = None,
+    epochs: int | None = None,
+    jobs: int | str = "auto",
+    device: str = "auto",
+    data_dir: str | None = None,
+    force: bool = False,
+    storage: str | None = None,
+) -> pd.DataFrame:
     """Run `models` (names, specs or Recommender classes; default: every registered model) on
     `datasets` (default: the CLI's), like `run --all`: tuned with `budget` (the CLI's default
     when not given; None: no tuning, the defaults or `params`), then `seeds` seed runs each.
@@ -90,8 +102,17 @@ def run(datasets: Sequence[str] | None = None, models: Sequence[str | type[Recom
         importable &= ok
     if not importable:
         jobs = 1  # a class defined in this session cannot be imported by a worker process
-    options = {"--seeds": seeds, "--results": str(results), "--protocol": protocol, "--epochs": epochs,
-               "--jobs": jobs, "--device": device, "--data-dir": data_dir, "--force": force, "--storage": storage}
+    options = {
+        "--seeds": seeds,
+        "--results": str(results),
+        "--protocol": protocol,
+        "--epochs": epochs,
+        "--jobs": jobs,
+        "--device": device,
+        "--data-dir": data_dir,
+        "--force": force,
+        "--storage": storage,
+    }
     if params:  # parameters go with one model on one dataset (`run --dataset D --model M --param ...`)
         if len(names) != 1 or not datasets or len(datasets) != 1:
             raise UsageError("params applies to one model on one dataset: pass models=[M], datasets=[D]")
@@ -100,8 +121,9 @@ def run(datasets: Sequence[str] | None = None, models: Sequence[str | type[Recom
         budget = None if budget is _DEFAULT else budget  # as on the CLI: a single run tunes when asked
     else:
         head = ["run", "--all"]
-        options.update({"--datasets": ",".join(datasets) if datasets else None,
-                        "--models": ",".join(names) if names else None})
+        options.update(
+            {"--datasets": ",".join(datasets) if datasets else None, "--models": ",".join(names) if names else None}
+        )
     if budget is None:
         options["--no-tune"] = not params
     elif budget is not _DEFAULT:
@@ -110,13 +132,23 @@ def run(datasets: Sequence[str] | None = None, models: Sequence[str | type[Recom
     rows = []
     for job, seed, out in outcomes:
         rec = out.record
-        rows.append({"dataset": job.name, "model": job.model, "seed": seed, "status": out.status,
-                     "family": rec["model"]["family"], **rec.get("test", {}),
-                     "train_seconds": rec.get("train_seconds"), "params": rec["model"]["params"],
-                     "record": out.path})
+        rows.append(
+            {
+                "dataset": job.name,
+                "model": job.model,
+                "seed": seed,
+                "status": out.status,
+                "family": rec["model"]["family"],
+                **rec.get("test", {}),
+                "train_seconds": rec.get("train_seconds"),
+                "params": rec["model"]["params"],
+                "record": out.path,
+            }
+        )
     if not rows:
-        return pd.DataFrame(columns=["dataset", "model", "seed", "status", "family", "train_seconds", "params",
-                                     "record"])
+        return pd.DataFrame(
+            columns=["dataset", "model", "seed", "status", "family", "train_seconds", "params", "record"]
+        )
     # workers finish in any order: the frame is sorted, the same for every --jobs
     return pd.DataFrame(rows).sort_values(["dataset", "model", "seed"], kind="stable", ignore_index=True)
 
@@ -152,10 +184,13 @@ def leaderboard(results: str | Path = "results") -> dict[str, pd.DataFrame]:
                 line[metric] = float(np.mean(values)) if values else float("nan")
                 line[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
             versus = table.stats.against_best(row.label, PRIMARY_METRIC)
-            line.update(reference=row.label == table.stats.best_baseline,
-                        delta_vs_reference=versus.test.diff if versus else float("nan"),
-                        p_holm=versus.p_wilcoxon_holm if versus else float("nan"),
-                        stopped_by_cap=row.capped, train_seconds=row.train_seconds())
+            line.update(
+                reference=row.label == table.stats.best_baseline,
+                delta_vs_reference=versus.test.diff if versus else float("nan"),
+                p_holm=versus.p_wilcoxon_holm if versus else float("nan"),
+                stopped_by_cap=row.capped,
+                train_seconds=row.train_seconds(),
+            )
             rows.append(line)
         out[table.title] = pd.DataFrame(rows).set_index("model")
     return out

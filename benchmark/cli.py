@@ -133,8 +133,9 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
         loaded = [ds for ds in loaded if ds.given_split is not None]
     from .pipeline import Plan
 
-    plan = Plan(seeds=seeds, budget=budget, storage=args.storage, results=args.results, pruner=args.pruner,
-                force=args.force)
+    plan = Plan(
+        seeds=seeds, budget=budget, storage=args.storage, results=args.results, pruner=args.pruner, force=args.force
+    )
     counts = {"done": 0, "skipped": 0, "trials": 0, "failed": 0}
     pairs = []
     for ds in loaded:
@@ -147,9 +148,22 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
             else:
                 raise UsageError(f"{m} {why} ({ds.name})")
     prints = {id(ds): ds.fingerprint() for ds in loaded}  # hashes every interaction: once per dataset
-    jobs = [Job(ds.meta["spec"], ds.name, prints[id(ds)], args.data_dir, args.rating_threshold,
-                split_protocol or datasets.default_protocol(ds), m, params, cfg, plan, model_source(m))
-            for ds, m in pairs]
+    jobs = [
+        Job(
+            ds.meta["spec"],
+            ds.name,
+            prints[id(ds)],
+            args.data_dir,
+            args.rating_threshold,
+            split_protocol or datasets.default_protocol(ds),
+            m,
+            params,
+            cfg,
+            plan,
+            model_source(m),
+        )
+        for ds, m in pairs
+    ]
     jobs = longest_first(jobs, lambda m: get_model_class(m).iterative)
     bar = tqdm(total=len(jobs) * len(seeds), desc="fusebench", unit="run", disable=None, dynamic_ncols=True)
 
@@ -158,10 +172,19 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
         if res.new_trials:
             best = "–" if res.best_valid is None else f"{res.best_valid:.4f}"
             full = res.full_length
-            chosen = "" if not full else (f"; to convergence the defaults reach {full['defaults']:.4f}, the best "
-                                          f"trial {full['best']:.4f}: {full['chosen']} kept")
-            tqdm.write(f"{job.name:16s} {job.model:12s} tuned: {res.trials} trials ({res.pruned} pruned), "
-                       f"valid {res.metric}={best} {res.best_params}{chosen}", file=sys.stderr)
+            chosen = (
+                ""
+                if not full
+                else (
+                    f"; to convergence the defaults reach {full['defaults']:.4f}, the best "
+                    f"trial {full['best']:.4f}: {full['chosen']} kept"
+                )
+            )
+            tqdm.write(
+                f"{job.name:16s} {job.model:12s} tuned: {res.trials} trials ({res.pruned} pruned), "
+                f"valid {res.metric}={best} {res.best_params}{chosen}",
+                file=sys.stderr,
+            )
 
     outcomes = []
 
@@ -175,8 +198,11 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
         rec = out.record
         if out.status == "failed":
             counts["failed"] += 1
-            tqdm.write(f"{job.name:16s} {job.model:12s} seed={seed} FAILED: {rec['failed']} (recorded; "
-                       "listed on the leaderboard)", file=sys.stderr)
+            tqdm.write(
+                f"{job.name:16s} {job.model:12s} seed={seed} FAILED: {rec['failed']} (recorded; "
+                "listed on the leaderboard)",
+                file=sys.stderr,
+            )
             return
         tqdm.write(
             f"{job.name:16s} {job.model:12s} seed={seed} recall@20={rec['test']['recall@20']:.4f} "
@@ -188,9 +214,13 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
         by_spec = {ds.meta["spec"]: ds for ds in loaded}
         for job in jobs:
             bar.set_postfix_str(f"{job.name} {job.model}" + (" tuning" if budget else ""))
-            execute(job, by_spec[job.dataset], on_tuned=lambda res, job=job: on_tuned(job, res),
-                    on_run=lambda seed, out, job=job: on_run(job, seed, out),
-                    progress=lambda msg, job=job: bar.set_postfix_str(f"{job.name} {job.model} {msg}"))
+            execute(
+                job,
+                by_spec[job.dataset],
+                on_tuned=lambda res, job=job: on_tuned(job, res),
+                on_run=lambda seed, out, job=job: on_run(job, seed, out),
+                progress=lambda msg, job=job: bar.set_postfix_str(f"{job.name} {job.model} {msg}"),
+            )
     else:
         bar.set_postfix_str(f"{min(workers, len(jobs))} parallel jobs")
 
@@ -208,8 +238,10 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
     path = write_leaderboard(args.results)
     tuned = f" ({counts['trials']} new tuning trials)" if budget else ""
     failed = f" ({counts['failed']} failed: diverged, see the leaderboard)" if counts["failed"] else ""
-    return outcomes, (f"{counts['done']} runs done{failed}, {counts['skipped']} already finished (skipped; --force "
-                      f"reruns them){tuned}; wrote {path}")
+    return outcomes, (
+        f"{counts['done']} runs done{failed}, {counts['skipped']} already finished (skipped; --force "
+        f"reruns them){tuned}; wrote {path}"
+    )
 
 
 def unmet_needs(model: str, params: dict[str, Any], ds) -> str | None:
@@ -230,8 +262,10 @@ def distinct_datasets(loaded: list) -> list:
         other = seen.setdefault(ds.name, ds)
         if other.meta["spec"] != ds.meta["spec"]:
             a, b = other.meta["spec"], ds.meta["spec"]
-            raise UsageError(f"datasets {a} and {b} are both named {ds.name!r}; name them apart: "
-                             f"--datasets {ds.name}_a={a},{ds.name}_b={b}")
+            raise UsageError(
+                f"datasets {a} and {b} are both named {ds.name!r}; name them apart: "
+                f"--datasets {ds.name}_a={a},{ds.name}_b={b}"
+            )
     return list(seen.values())
 
 
@@ -286,8 +320,11 @@ def cmd_tune(args) -> int:
     else:
         from .tuning import DEFAULT_BUDGET
 
-        budget = (Budget.parse(DEFAULT_BUDGET, epoch_cap=args.epoch_cap) if args.trials is None
-                  else Budget(trials=args.trials, epoch_cap=args.epoch_cap))
+        budget = (
+            Budget.parse(DEFAULT_BUDGET, epoch_cap=args.epoch_cap)
+            if args.trials is None
+            else Budget(trials=args.trials, epoch_cap=args.epoch_cap)
+        )
     split_protocol, cfg = run_config(args, str(resolve_device(args.device)))
     ds = datasets.load(args.dataset, data_dir=args.data_dir, rating_threshold=args.rating_threshold)
     if split_protocol == "given" and ds.given_split is None:
@@ -297,14 +334,28 @@ def cmd_tune(args) -> int:
     data = tuning_data(ds, split)
     del split  # tuning gets train and valid only
     bar = tqdm(desc=f"tune {ds.name} {args.model}", disable=None, dynamic_ncols=True, bar_format="{desc}: {postfix}")
-    res = tune(data, args.model, budget, cfg, storage=args.storage, results=args.results, study=args.study,
-               fixed_params=params, pruner=args.pruner, progress=bar.set_postfix_str)
+    res = tune(
+        data,
+        args.model,
+        budget,
+        cfg,
+        storage=args.storage,
+        results=args.results,
+        study=args.study,
+        fixed_params=params,
+        pruner=args.pruner,
+        progress=bar.set_postfix_str,
+    )
     bar.close()
     best = "–" if res.best_valid is None else f"{res.best_valid:.4f}"
-    print(f"study {res.study} ({res.storage}): {res.trials} finished trials ({res.complete} complete, "
-          f"{res.pruned} pruned; {res.new_trials} run now), budget {budget.describe()}")
-    print(f"best valid {res.metric} = {best}  params {json.dumps(res.best_params, sort_keys=True)}"
-          + (f"  ({res.note})" if res.note else ""))
+    print(
+        f"study {res.study} ({res.storage}): {res.trials} finished trials ({res.complete} complete, "
+        f"{res.pruned} pruned; {res.new_trials} run now), budget {budget.describe()}"
+    )
+    print(
+        f"best valid {res.metric} = {best}  params {json.dumps(res.best_params, sort_keys=True)}"
+        + (f"  ({res.note})" if res.note else "")
+    )
     return 0
 
 
@@ -382,11 +433,22 @@ def cmd_ablate(args) -> int:
 
     def on_run(label, seed, rec):
         if rec is not None:
-            print(f"{label:28s} seed={seed} recall@20={rec['test']['recall@20']:.4f} "
-                  f"train={rec['train_seconds']:.1f}s", file=sys.stderr)
+            print(
+                f"{label:28s} seed={seed} recall@20={rec['test']['recall@20']:.4f} train={rec['train_seconds']:.1f}s",
+                file=sys.stderr,
+            )
 
-    text = ablate(RecordStore(args.results), ds, splits, args.model, params, cfg,
-                  modalities=split_list(args.modalities), force=args.force, on_run=on_run)
+    text = ablate(
+        RecordStore(args.results),
+        ds,
+        splits,
+        args.model,
+        params,
+        cfg,
+        modalities=split_list(args.modalities),
+        force=args.force,
+        on_run=on_run,
+    )
     print(text)
     print(f"wrote {write_report(args.results, ds.name, args.model, text)}")
     return 0
@@ -421,40 +483,60 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="train and evaluate models, write run records and the leaderboard")
     r.add_argument("--all", action="store_true", help="every registered model on every default dataset")
     r.add_argument("--dataset", help="one dataset (see `datasets list`)")
-    r.add_argument("--model", help="one model: a name (see `models list`) or your own class, "
-                   "path/to/file.py:Class or package.module:Class")
+    r.add_argument(
+        "--model",
+        help="one model: a name (see `models list`) or your own class, path/to/file.py:Class or package.module:Class",
+    )
     r.add_argument("--datasets", help="with --all: comma-separated datasets instead of the defaults")
-    r.add_argument("--models", help="with --all: comma-separated models (names or FILE.py:Class specs) instead of "
-                   "all")
+    r.add_argument("--models", help="with --all: comma-separated models (names or FILE.py:Class specs) instead of all")
     r.add_argument("--seed", type=int, help="one seed (split and model initialisation)")
     r.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
     r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="model hyper-parameter")
-    r.add_argument("--protocol", help="split protocol (default: the source's split if it has one, else random 8:1:1); "
-                   "mmrec = MMRec's protocol (given split, stopping_step 20, only train items masked at test)")
-    r.add_argument("--modalities",
-                   help="feature sets a fusion/content model uses, e.g. text,audio/vggish (default all)")
+    r.add_argument(
+        "--protocol",
+        help="split protocol (default: the source's split if it has one, else random 8:1:1); "
+        "mmrec = MMRec's protocol (given split, stopping_step 20, only train items masked at test)",
+    )
+    r.add_argument(
+        "--modalities", help="feature sets a fusion/content model uses, e.g. text,audio/vggish (default all)"
+    )
     r.add_argument("--rating-threshold", type=float, help="ratings >= this are positives (default: all)")
     r.add_argument("--metric", default=PRIMARY_METRIC, help="validation metric for early stopping")
-    r.add_argument("--patience", type=int,
-                   help="validations without improvement before stopping (default 10; 21 under mmrec, "
-                   "as MMRec's stopping_step 20 stops at the 21st)")
+    r.add_argument(
+        "--patience",
+        type=int,
+        help="validations without improvement before stopping (default 10; 21 under mmrec, "
+        "as MMRec's stopping_step 20 stops at the 21st)",
+    )
     r.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
-    r.add_argument("--epochs", type=int, help="maximum epochs of every iterative model whose epochs are not set by "
-                   "--param (default: the protocol's 1000, never a model's own default; patience stops training)")
+    r.add_argument(
+        "--epochs",
+        type=int,
+        help="maximum epochs of every iterative model whose epochs are not set by "
+        "--param (default: the protocol's 1000, never a model's own default; patience stops training)",
+    )
     _run_io_args(r)
-    r.add_argument("--jobs", default="auto", help="(dataset, model) jobs run side by side in worker processes, "
-                   "sharing the cores (default auto: one per CPU core, at most 4; 1 on a GPU)")
+    r.add_argument(
+        "--jobs",
+        default="auto",
+        help="(dataset, model) jobs run side by side in worker processes, "
+        "sharing the cores (default auto: one per CPU core, at most 4; 1 on a GPU)",
+    )
     _tuning_args(r)
-    r.add_argument("--budget", help="tuning budget per dataset and model: N trials or Ns seconds "
-                   "(--all default: see README; a single run tunes only when given)")
+    r.add_argument(
+        "--budget",
+        help="tuning budget per dataset and model: N trials or Ns seconds "
+        "(--all default: see README; a single run tunes only when given)",
+    )
     r.add_argument("--no-tune", action="store_true", help="no tuning: the models' defaults (or --param)")
     r.set_defaults(func=cmd_run)
 
     t = sub.add_parser("tune", help="tune one model on one dataset (validation only), e.g. as one of several workers")
     t.add_argument("--dataset", required=True)
     t.add_argument("--model", required=True)
-    t.add_argument("--trials", type=int,
-                   help="number of finished trials the study should hold (default: the run --all budget)")
+    t.add_argument(
+        "--trials", type=int, help="number of finished trials the study should hold (default: the run --all budget)"
+    )
     t.add_argument("--timeout", type=float, help="instead of --trials: seconds of trial time")
     t.add_argument("--study", help="study name (default: derived from dataset, model and protocol)")
     t.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="hold a hyper-parameter fixed")
@@ -464,8 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--metric", default=PRIMARY_METRIC, help="the validation metric to maximise")
     t.add_argument("--patience", type=int)
     t.add_argument("--eval-every", type=int, default=1)
-    t.add_argument("--epochs", type=int,
-                   help="as for run: maximum epochs of iterative models (trials also obey --epoch-cap)")
+    t.add_argument(
+        "--epochs", type=int, help="as for run: maximum epochs of iterative models (trials also obey --epoch-cap)"
+    )
     t.add_argument("--device", default="auto")
     t.add_argument("--data-dir")
     t.add_argument("--results", default="results", help="results folder (the default SQLite storage lives there)")
@@ -476,8 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--results", default="results")
     lb.set_defaults(func=cmd_leaderboard)
 
-    dr = sub.add_parser("doctor", help="list damaged or orphaned records, studies and locks; --fix moves them "
-                                       "to results/quarantine/")
+    dr = sub.add_parser(
+        "doctor", help="list damaged or orphaned records, studies and locks; --fix moves them to results/quarantine/"
+    )
     dr.add_argument("--results", default="results")
     dr.add_argument("--fix", action="store_true", help="move what is damaged to quarantine/ with its reason")
     dr.set_defaults(func=_cmd_doctor)
@@ -489,8 +573,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--format", choices=["recbole", "mmrec"], default="recbole", help="export format")
     d.add_argument("--data-dir")
     d.add_argument("--rating-threshold", type=float)
-    d.add_argument("--split", action="store_true", help="export: write one split's train/valid/test files (and the "
-                   "test qrels, recbole format) so another framework trains on exactly fusebench's training set")
+    d.add_argument(
+        "--split",
+        action="store_true",
+        help="export: write one split's train/valid/test files (and the "
+        "test qrels, recbole format) so another framework trains on exactly fusebench's training set",
+    )
     d.add_argument("--protocol", help="with --split: split protocol (default: the source's split, else random 8:1:1)")
     d.add_argument("--seed", type=int, help="with --split: split seed (default 0)")
     d.set_defaults(func=cmd_datasets)
@@ -525,23 +613,38 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--no-cache", action="store_true", help="recompute even if the encoder cache has it")
     fe.set_defaults(func=cmd_features)
 
-    pf = sub.add_parser("perf", help="speed scripts (metrics: metric core vs RecBole, ranx, numpy; "
-                        "train: seconds per epoch and validation per model, vs RecBole's BPR and LightGCN)")
+    pf = sub.add_parser(
+        "perf",
+        help="speed scripts (metrics: metric core vs RecBole, ranx, numpy; "
+        "train: seconds per epoch and validation per model, vs RecBole's BPR and LightGCN)",
+    )
     pf.add_argument("what", choices=["metrics", "train"])
     pf.set_defaults(func=None)
 
-    rp = sub.add_parser("reproduce", help="run a published table under its paper's protocol; write "
-                        "results/reproductions/NAME.md (published vs ours, verdict per cell)")
+    rp = sub.add_parser(
+        "reproduce",
+        help="run a published table under its paper's protocol; write "
+        "results/reproductions/NAME.md (published vs ours, verdict per cell)",
+    )
     rp.add_argument("name", nargs="?", help="table name (see --list) or a path to a table .toml")
     rp.add_argument("--list", action="store_true", help="the tables that can be reproduced and which data is missing")
     rp.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     rp.add_argument("--models", help="comma-separated subset of the table's models")
     rp.add_argument("--datasets", help="comma-separated subset of the table's datasets")
-    rp.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                    help="override a hyper-parameter of every model that has it (the report says so)")
+    rp.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a hyper-parameter of every model that has it (the report says so)",
+    )
     _run_io_args(rp)
-    rp.add_argument("--grid", action="store_true", help="run each model's stated hyper-parameter grid (seed 0) and "
-                    "keep the best on validation, instead of the table's fixed configuration")
+    rp.add_argument(
+        "--grid",
+        action="store_true",
+        help="run each model's stated hyper-parameter grid (seed 0) and "
+        "keep the best on validation, instead of the table's fixed configuration",
+    )
     rp.set_defaults(func=cmd_reproduce)
 
     from .score import add_parser as add_score_parser
@@ -561,11 +664,18 @@ def _run_io_args(p: argparse.ArgumentParser) -> None:
 def _tuning_args(p: argparse.ArgumentParser) -> None:
     from .tuning import DEFAULT_EPOCH_CAP
 
-    p.add_argument("--storage", help="Optuna storage URL (default: SQLite results/tuning.db); "
-                   "postgresql://user:pw@host/db lets workers on several machines share a study")
+    p.add_argument(
+        "--storage",
+        help="Optuna storage URL (default: SQLite results/tuning.db); "
+        "postgresql://user:pw@host/db lets workers on several machines share a study",
+    )
     p.add_argument("--pruner", default="median", help="median (default), hyperband or none")
-    p.add_argument("--epoch-cap", type=int, default=DEFAULT_EPOCH_CAP,
-                   help=f"epochs per tuning trial of iterative models (default {DEFAULT_EPOCH_CAP})")
+    p.add_argument(
+        "--epoch-cap",
+        type=int,
+        default=DEFAULT_EPOCH_CAP,
+        help=f"epochs per tuning trial of iterative models (default {DEFAULT_EPOCH_CAP})",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -593,8 +703,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:  # the environment's fault (full disk, read-only folder, a file in a folder's place)
         target = e.filename2 or e.filename  # a failed rename names its temporary file first
         where = f"{target}: " if target else ""
-        print(f"error: {where}{e.strerror or e} (nothing half-written is kept; fix it and run the same "
-              "command again)", file=sys.stderr)
+        print(
+            f"error: {where}{e.strerror or e} (nothing half-written is kept; fix it and run the same command again)",
+            file=sys.stderr,
+        )
         return ENVIRONMENT_FAULT
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; run the same command again to resume", file=sys.stderr)

@@ -77,8 +77,9 @@ def _per_user_readable(npz: Path) -> str | None:
 def examine(results: str | Path) -> list[Finding]:
     root = Path(results)
     if not root.is_dir():
-        raise FusebenchError(f"{root}: no results folder there" if not root.exists() else
-                             f"{root}: is a file, not a results folder")
+        raise FusebenchError(
+            f"{root}: no results folder there" if not root.exists() else f"{root}: is a file, not a results folder"
+        )
     found: list[Finding] = []
     store = RecordStore(root)
     if store.runs.exists() and not store.runs.is_dir():
@@ -95,8 +96,9 @@ def examine(results: str | Path) -> list[Finding]:
         now = time.time()
         for npz in sorted(store.runs.rglob("*.npz")):
             if not npz.name.startswith(".") and not npz.with_suffix(".json").exists():
-                found.append(Finding(npz, "per-user results", "no record beside it (its run stopped between "
-                                                              "the two writes)"))
+                found.append(
+                    Finding(npz, "per-user results", "no record beside it (its run stopped between the two writes)")
+                )
         for tmp in sorted(store.runs.rglob(".*.part")):
             if now - tmp.stat().st_mtime > STALE_TEMP_S:
                 found.append(Finding(tmp, "temporary file", "left by a write that was killed"))
@@ -145,7 +147,10 @@ def cmd_doctor(args) -> int:
                 line += f"; could not move it ({exc.strerror or exc})"
                 args.fix = False  # report it as left in place
         print(line)
-    fixed = "moved to " + os.path.join(str(root), QUARANTINE) if args.fix else \
-        "left in place (--fix moves them to quarantine/)"
+    fixed = (
+        "moved to " + os.path.join(str(root), QUARANTINE)
+        if args.fix
+        else "left in place (--fix moves them to quarantine/)"
+    )
     print(f"{len(found)} problem(s); {fixed}")
     return 0 if args.fix else 1

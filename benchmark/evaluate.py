@@ -115,9 +115,7 @@ def evaluate(
     metrics = list(metrics)
     unknown = [m for m in metrics if m not in M.RANK_METRICS]
     if unknown:
-        raise FusebenchError(
-            f"unknown metric(s) {', '.join(map(repr, unknown))}; known: {', '.join(M.RANK_METRICS)}"
-        )
+        raise FusebenchError(f"unknown metric(s) {', '.join(map(repr, unknown))}; known: {', '.join(M.RANK_METRICS)}")
     if isinstance(ks, (int, np.integer)):
         ks = [ks]
     ks = [int(k) for k in ks]
@@ -148,9 +146,7 @@ def evaluate(
             raise FusebenchError(f"users must lie in [0, {n_users})")
         eval_users = users[has_truth[users]]
 
-    per_user = {
-        f"{m}@{k}": np.full(n_users, np.nan, dtype=np.float64) for m in metrics for k in ks
-    }
+    per_user = {f"{m}@{k}": np.full(n_users, np.nan, dtype=np.float64) for m in metrics for k in ks}
     if info is not None:
         per_user.update({f"novelty@{k}": np.full(n_users, np.nan) for k in ks})
     counts = np.zeros((len(ks), n_items), dtype=np.int64)
@@ -196,8 +192,11 @@ def _check_scores(scores, n_rows: int, n_items: int) -> np.ndarray:
             f"expected ({n_rows}, {n_items}) = (len(users), n_items)"
         )
     if scores.dtype not in (np.float32, np.float64):
-        if not (np.issubdtype(scores.dtype, np.integer) or np.issubdtype(scores.dtype, np.floating)
-                or scores.dtype == np.bool_):
+        if not (
+            np.issubdtype(scores.dtype, np.integer)
+            or np.issubdtype(scores.dtype, np.floating)
+            or scores.dtype == np.bool_
+        ):
             raise FusebenchError(f"score_fn returned non-numeric dtype {scores.dtype}")
         scores = scores.astype(np.float32)
     return scores

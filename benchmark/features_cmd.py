@@ -23,8 +23,9 @@ def _list() -> int:
     for name in encoder_names():
         cls = get_encoder_class(name)
         reason = cls.unavailable_reason()
-        rows.append((name, str(cls.dim), "ready" if reason is None else "unavailable", cls.needs,
-                     cls.description, reason))
+        rows.append(
+            (name, str(cls.dim), "ready" if reason is None else "unavailable", cls.needs, cls.description, reason)
+        )
     w = [max(len(r[i]) for r in rows) for i in range(3)]
     print(f"{'encoder':<{w[0]}}  {'dim':>{w[1]}}  {'status':<{w[2]}}  needs / what it computes")
     for name, dim, status, needs, desc, reason in rows:
@@ -35,9 +36,17 @@ def _list() -> int:
     return 0
 
 
-def extract(dataset: str, encoder: str, modality: str | None = None, content: str | None = None,
-            data_dir: str | None = None, batch_size: int | None = None, device: str = "auto",
-            use_cache: bool = True, progress: bool = True) -> dict:
+def extract(
+    dataset: str,
+    encoder: str,
+    modality: str | None = None,
+    content: str | None = None,
+    data_dir: str | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    use_cache: bool = True,
+    progress: bool = True,
+) -> dict:
     """Encode ``dataset``'s content with ``encoder`` and store it; returns a summary dict."""
     import datasets
     from datasets.catalogue import catalogue_content_dir, content_paths
@@ -68,7 +77,7 @@ def extract(dataset: str, encoder: str, modality: str | None = None, content: st
         if content:
             cdir = content
         elif name.startswith(CATALOGUE_PREFIX):
-            cdir = catalogue_content_dir(name[len(CATALOGUE_PREFIX):], enc.modality)
+            cdir = catalogue_content_dir(name[len(CATALOGUE_PREFIX) :], enc.modality)
         else:
             raise FusebenchError(
                 f"dataset {ds.name!r} has no {enc.modality} files of its own; pass --content DIR "
@@ -81,10 +90,17 @@ def extract(dataset: str, encoder: str, modality: str | None = None, content: st
     path = write_feature(folder, ds, mod, res.features, res.mask, prov, res.problems)
     clear_cache()
     return {
-        "dataset": ds.name, "modality": mod, "encoder": enc.name, "version": enc.version,
-        "items": int(ds.n_items), "dim": int(res.features.shape[1]), "missing": res.n_missing,
+        "dataset": ds.name,
+        "modality": mod,
+        "encoder": enc.name,
+        "version": enc.version,
+        "items": int(ds.n_items),
+        "dim": int(res.features.shape[1]),
+        "missing": res.n_missing,
         "problems": {str(ds.item_ids[i]): why for i, why in sorted(res.problems.items())},
-        "cached": res.cached, "seconds": res.seconds, "path": str(path),
+        "cached": res.cached,
+        "seconds": res.seconds,
+        "path": str(path),
         "device": res.extra.get("device", ""),
     }
 
@@ -94,9 +110,16 @@ def cmd_features(args) -> int:
         return _list()
     if not args.dataset or not args.encoder:
         raise FusebenchError("features extract needs --dataset NAME and --encoder ENC (see `features list`)")
-    out = extract(args.dataset, args.encoder, modality=args.modality, content=args.content,
-                  data_dir=args.data_dir, batch_size=args.batch_size, device=args.device,
-                  use_cache=not args.no_cache)
+    out = extract(
+        args.dataset,
+        args.encoder,
+        modality=args.modality,
+        content=args.content,
+        data_dir=args.data_dir,
+        batch_size=args.batch_size,
+        device=args.device,
+        use_cache=not args.no_cache,
+    )
     how = "served from the encoder cache" if out["cached"] else f"encoded on {out['device'] or 'cpu'}"
     print(
         f"{out['dataset']}: {out['modality']} <- {out['encoder']}@{out['version']}: {out['items']} items x "

@@ -59,8 +59,13 @@ COLD_START = "cold-start-items"
 UP, DOWN, REF = "▲", "▼", "[ref]"
 CAPPED = "†"  # a row with a seed whose training ended at the epoch bound, not by patience
 DEFAULT_SEEDS = 3  # run's --seeds default
-DEFAULT_SETTINGS = {"metric": PRIMARY_METRIC, "patience": 10, "eval_every": 1, "protocol": "fusebench",
-                    "mask_valid_at_test": True}
+DEFAULT_SETTINGS = {
+    "metric": PRIMARY_METRIC,
+    "patience": 10,
+    "eval_every": 1,
+    "protocol": "fusebench",
+    "mask_valid_at_test": True,
+}
 
 CONVENTIONS = """\
 Metric conventions (RecBole/MMRec): binary relevance; full ranking over all items (no sampled
@@ -103,6 +108,7 @@ near zero; content, hybrid and fusion models score new items from their features
 
 
 # --- record fields (tolerant of old records) -----------------------------------------------
+
 
 def _settings(rec: dict[str, Any]) -> dict[str, Any]:
     tr = rec.get("training") or {}
@@ -166,9 +172,13 @@ def _label(rec: dict[str, Any]) -> str:
     """Model name, plus the parameters that differ from its defaults (untuned rows)."""
     m = rec["model"]
     tr = rec.get("training") or {}
-    diff = {k: v for k, v in (m.get("params") or {}).items() if (m.get("defaults") or {}).get(k) != v
-            # the protocol's epoch bound is a setting of the table, not of the model
-            and not (k == tr.get("epochs_param") and v == tr.get("max_epochs"))}
+    diff = {
+        k: v
+        for k, v in (m.get("params") or {}).items()
+        if (m.get("defaults") or {}).get(k) != v
+        # the protocol's epoch bound is a setting of the table, not of the model
+        and not (k == tr.get("epochs_param") and v == tr.get("max_epochs"))
+    }
     if not diff:
         return m["name"]
     return f"{m['name']} ({', '.join(f'{k}={_short(v)}' for k, v in sorted(diff.items()))})"
@@ -201,6 +211,7 @@ def _model_arg(rec: dict[str, Any]) -> str:
 
 
 # --- formatting ----------------------------------------------------------------------------
+
 
 def _fmt(values: list[float]) -> str:
     values = [v for v in values if v is not None and np.isfinite(v)]
@@ -245,6 +256,7 @@ def _fmt_ci(ci: tuple[float, float] | None) -> str:
 
 
 # --- tables --------------------------------------------------------------------------------
+
 
 @dataclass
 class Row:
@@ -295,8 +307,14 @@ class Table:
 def _group_key(rec: dict[str, Any]) -> tuple:
     ds = rec["dataset"]
     s = _settings(rec)
-    return (ds["name"], _protocol(rec), _split_params(rec), ds.get("rating_threshold"),
-            ds.get("fingerprint"), json.dumps(s, sort_keys=True))
+    return (
+        ds["name"],
+        _protocol(rec),
+        _split_params(rec),
+        ds.get("rating_threshold"),
+        ds.get("fingerprint"),
+        json.dumps(s, sort_keys=True),
+    )
 
 
 def _select_rows(records: list[dict[str, Any]]) -> tuple[list[Row], dict[str, int]]:
@@ -320,8 +338,9 @@ def _select_rows(records: list[dict[str, Any]]) -> tuple[list[Row], dict[str, in
             tuning = next((t for t in map(_tuning, recs) if t), None)
             label = name if tuning else _label(recs[0])  # tuned parameters are listed under the table
             cands.append(Row(name, label, recs[0]["model"].get("family", "?"), recs, tuning))
-        cands.sort(key=lambda r: (r.tuning is not None, max(map(_created, r.records)), len(r.records), r.label),
-                   reverse=True)
+        cands.sort(
+            key=lambda r: (r.tuning is not None, max(map(_created, r.records)), len(r.records), r.label), reverse=True
+        )
         rows.append(cands[0])
         if len(cands) > 1:
             dropped[name] = len(cands) - 1
@@ -438,8 +457,11 @@ def _markdown_table(table: Table) -> str:
         if row.capped:
             label += f" {CAPPED}"
         first = row.records[0]
-        out = [label, FAMILY_NAMES.get(row.family, row.family),
-               ", ".join(first["model"].get("modalities") or []) or "–"]
+        out = [
+            label,
+            FAMILY_NAMES.get(row.family, row.family),
+            ", ".join(first["model"].get("modalities") or []) or "–",
+        ]
         for key, _ in COLUMNS:
             out.append(_fmt(row.values(key)))
         out += [
@@ -462,8 +484,17 @@ def _markdown_table(table: Table) -> str:
             if c is not None and c.direction:
                 cell += f" {UP if c.direction > 0 else DOWN}"
             rows[i][3 + j] = cell
-    headers = ["Model", "Family", "Modalities", *(h for _, h in COLUMNS), "Seeds", "Train s", "Eval s", "Params",
-               "Tuning"]
+    headers = [
+        "Model",
+        "Family",
+        "Modalities",
+        *(h for _, h in COLUMNS),
+        "Seeds",
+        "Train s",
+        "Eval s",
+        "Params",
+        "Tuning",
+    ]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
@@ -473,8 +504,11 @@ def _describe(table: Table) -> str:
     s = table.settings
     threshold = ds.get("rating_threshold")
     implicit = "every rating is a positive" if threshold is None else f"ratings >= {threshold} are positives"
-    masking = ("train and valid items masked at test" if s["mask_valid_at_test"]
-               else "only train items masked at test (valid items stay rankable, as in MMRec)")
+    masking = (
+        "train and valid items masked at test"
+        if s["mask_valid_at_test"]
+        else "only train items masked at test (valid items stay rankable, as in MMRec)"
+    )
     seeds = sorted({sd for r in table.rows for sd in r.seeds})
     budgets = sorted({_budget(r.tuning) for r in table.rows if r.family != EXTERNAL}) or ["–"]
     facts = []
@@ -509,16 +543,23 @@ def _notes(table: Table) -> list[str]:
     if capped:
         parts = []
         for r in capped:
-            bounds = sorted({int((rec.get("training") or {}).get("epochs_run") or 0)
-                             for rec in r.records if stopped_at_bound(rec)})
-            parts.append(f"`{r.label}` ({sum(map(stopped_at_bound, r.records))} of {len(r.records)} seeds, "
-                         f"at {', '.join(map(str, bounds))} epochs)")
-        notes.append(f"{CAPPED} Not converged: training of at least one seed ended at its epoch bound while "
-                     "validation was still improving within the patience window, not by the stopping rule: "
-                     + "; ".join(parts) + ".")
+            bounds = sorted(
+                {int((rec.get("training") or {}).get("epochs_run") or 0) for rec in r.records if stopped_at_bound(rec)}
+            )
+            parts.append(
+                f"`{r.label}` ({sum(map(stopped_at_bound, r.records))} of {len(r.records)} seeds, "
+                f"at {', '.join(map(str, bounds))} epochs)"
+            )
+        notes.append(
+            f"{CAPPED} Not converged: training of at least one seed ended at its epoch bound while "
+            "validation was still improving within the patience window, not by the stopping rule: "
+            + "; ".join(parts)
+            + "."
+        )
     elif any(r.records[0].get("training", {}).get("epochs_run") is not None for r in table.rows):
-        notes.append("Every iterative run in this table stopped by patience (none at its epoch bound, "
-                     f"no {CAPPED} rows).")
+        notes.append(
+            f"Every iterative run in this table stopped by patience (none at its epoch bound, no {CAPPED} rows)."
+        )
     own = [(r, [_code(rec) for rec in r.records]) for r in table.rows if r.family != EXTERNAL]
     own = [(r, srcs) for r, srcs in own if any(srcs)]
     if own:
@@ -535,19 +576,27 @@ def _notes(table: Table) -> list[str]:
             for rec in r.records:
                 src = _code(rec) or {}
                 absent = (rec.get("scoring") or {}).get("test_users_absent")
-                files.append(f"seed {_seed(rec)} `{Path(str(src.get('path', '?'))).name}` (sha256 "
-                             f"`{str(src.get('sha256', '?'))[:12]}`"
-                             + (f", {absent} test users absent from it" if absent else "") + ")")
+                files.append(
+                    f"seed {_seed(rec)} `{Path(str(src.get('path', '?'))).name}` (sha256 "
+                    f"`{str(src.get('sha256', '?'))[:12]}`"
+                    + (f", {absent} test users absent from it" if absent else "")
+                    + ")"
+                )
             parts.append(f"`{r.label}`: " + ", ".join(files))
         masked = "train and valid" if table.settings["mask_valid_at_test"] else "train"
-        notes.append("Family external: recommendations made by another system and scored from its run file by "
-                     "`python -m benchmark score --dataset` on the same split: its lists ordered by score (ties by "
-                     f"item index), items among the user's {masked} interactions dropped before the cut (the "
-                     "same masking as every model), a test user absent from the file scored 0; no tuning, training "
-                     "time or parameter count is known. " + "; ".join(parts) + ".")
+        notes.append(
+            "Family external: recommendations made by another system and scored from its run file by "
+            "`python -m benchmark score --dataset` on the same split: its lists ordered by score (ties by "
+            f"item index), items among the user's {masked} interactions dropped before the cut (the "
+            "same masking as every model), a test user absent from the file scored 0; no tuning, training "
+            "time or parameter count is known. " + "; ".join(parts) + "."
+        )
     if table.dropped:
-        notes.append("Other hyper-parameter sets run but not shown: "
-                     + ", ".join(f"{m} ({n})" for m, n in sorted(table.dropped.items())) + ".")
+        notes.append(
+            "Other hyper-parameter sets run but not shown: "
+            + ", ".join(f"{m} ({n})" for m, n in sorted(table.dropped.items()))
+            + "."
+        )
     tuned = [(r.label, r.tuning) for r in table.rows if r.tuning]
     if tuned:
         parts = []
@@ -558,8 +607,10 @@ def _notes(table: Table) -> list[str]:
             full = t.get("full_length")
             if full:  # the best trial at the epoch cap and the defaults, both trained to convergence
                 kept = "the defaults" if full.get("chosen") == "defaults" else "the best trial"
-                study += (f", {kept} kept: validation {full['defaults']:.4f} (defaults) vs. "
-                          f"{full['best']:.4f} (best trial) at convergence")
+                study += (
+                    f", {kept} kept: validation {full['defaults']:.4f} (defaults) vs. "
+                    f"{full['best']:.4f} (best trial) at convergence"
+                )
             parts.append(f"`{label}`: {params}{study}")
         notes.append("Selected hyper-parameters: " + "; ".join(parts) + ".")
     return notes
@@ -583,13 +634,17 @@ def _significance(table: Table) -> str:
             if c is None:
                 out += ["–", "–", "–"]
             else:
-                out += [f"{c.test.diff:+.4f}" if np.isfinite(c.test.diff) else "–",
-                        _fmt_p(c.p_wilcoxon_holm), _fmt_p(c.p_t_holm)]
+                out += [
+                    f"{c.test.diff:+.4f}" if np.isfinite(c.test.diff) else "–",
+                    _fmt_p(c.p_wilcoxon_holm),
+                    _fmt_p(c.p_t_holm),
+                ]
         rows.append(out)
     parts = [
         f"Against the reference `{st.best_baseline}`: Δ = mean per-user difference (model − reference) on "
-        "seed-averaged values; Users = test users in the bootstrap." if st.best_baseline else
-        "95% bootstrap intervals of the mean over users (seed-averaged per-user values).",
+        "seed-averaged values; Users = test users in the bootstrap."
+        if st.best_baseline
+        else "95% bootstrap intervals of the mean over users (seed-averaged per-user values).",
         "",
         tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True),
     ]
@@ -603,9 +658,15 @@ def _significance(table: Table) -> str:
             out = [f"{st.best_fusion} vs {ref}"]
             for m in shown:
                 c = cs.get(m)
-                out += (["–"] * 3 if c is None else
-                        [f"{c.test.diff:+.4f}" if np.isfinite(c.test.diff) else "–",
-                         _fmt_p(c.p_wilcoxon_holm), _fmt_p(c.p_t_holm)])
+                out += (
+                    ["–"] * 3
+                    if c is None
+                    else [
+                        f"{c.test.diff:+.4f}" if np.isfinite(c.test.diff) else "–",
+                        _fmt_p(c.p_wilcoxon_holm),
+                        _fmt_p(c.p_t_holm),
+                    ]
+                )
             rows.append(out)
         h = ["Best fusion vs baseline"]
         for m in shown:
@@ -629,13 +690,20 @@ def rank_summary(tables: list[Table]) -> str:
     if not ranks:
         return "_No table with Recall@20 values._"
     order = sorted(ranks, key=lambda m: (np.mean(ranks[m]), -len(ranks[m]), m))
-    rows = [[i + 1, m, FAMILY_NAMES.get(family[m], family[m]), f"{np.mean(ranks[m]):.2f}", len(ranks[m])]
-            for i, m in enumerate(order)]
-    return tabulate(rows, headers=["#", "Model", "Family", "Mean rank (Recall@20)", "Tables ranked on"],
-                    tablefmt="github", disable_numparse=True)
+    rows = [
+        [i + 1, m, FAMILY_NAMES.get(family[m], family[m]), f"{np.mean(ranks[m]):.2f}", len(ranks[m])]
+        for i, m in enumerate(order)
+    ]
+    return tabulate(
+        rows,
+        headers=["#", "Model", "Family", "Mean rank (Recall@20)", "Tables ranked on"],
+        tablefmt="github",
+        disable_numparse=True,
+    )
 
 
 # --- the command that reproduces the records ------------------------------------------------
+
 
 def _defaults_of_cli() -> tuple[set[str], set[str]]:
     try:
@@ -720,15 +788,18 @@ def reproduce_commands(tables: list[Table]) -> list[str]:
             if r.family == EXTERNAL:  # recommendations made elsewhere: scored again from their run files
                 for rec in r.records:
                     run = shlex.quote(str((_code(rec) or {}).get("path") or "RUN"))
-                    singles.append(f"python -m benchmark score --dataset {_load_spec(t)}{data_opts} --seed "
-                                   f"{_seed(rec)} --run {run} --name {r.model}")
+                    singles.append(
+                        f"python -m benchmark score --dataset {_load_spec(t)}{data_opts} --seed "
+                        f"{_seed(rec)} --run {run} --name {r.model}"
+                    )
                 continue
             model = _model_arg(r.records[0])
             if r.tuning is None and r.label != r.model:  # hand-set parameters: a command of its own
                 m = r.records[0]["model"]
                 diff = {k: v for k, v in m["params"].items() if (m.get("defaults") or {}).get(k) != v}
-                params = "".join(f" --param {k}={v if isinstance(v, str) else json.dumps(v)}"
-                                 for k, v in sorted(diff.items()))
+                params = "".join(
+                    f" --param {k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in sorted(diff.items())
+                )
                 singles.append(f"python -m benchmark run --dataset {_load_spec(t)} --model {model}{params}{opts}")
                 continue
             if r.tuning is None and not _tunable(r.records[0], all_models):
@@ -759,6 +830,7 @@ def reproduce_commands(tables: list[Table]) -> list[str]:
 
 # --- the page ------------------------------------------------------------------------------
 
+
 def _slug(table: Table) -> str:
     base = f"{table.dataset}__{table.protocol}"
     if table.settings["protocol"] != "fusebench":
@@ -773,8 +845,9 @@ def write_plots(tables: list[Table], results_dir: str | Path) -> bool:
     if not plots.available():
         return False
     for t in tables:
-        pts = [plots.Point(r.label, r.family, r.train_seconds(), r.means.get(PRIMARY_METRIC, float("nan")))
-               for r in t.rows]
+        pts = [
+            plots.Point(r.label, r.family, r.train_seconds(), r.means.get(PRIMARY_METRIC, float("nan"))) for r in t.rows
+        ]
         if not any(map(plots.drawable, pts)):
             continue  # e.g. old records without training times
         rel = f"plots/{_slug(t)}.png"
@@ -790,8 +863,14 @@ def _section(t: Table, level: str = "##") -> list[str]:
         parts += ["", f"![{t.title}: test Recall@20 against training time]({t.plot})"]
     sig = _significance(t)
     if sig:
-        parts += ["", "<details><summary>Significance tests and 95% bootstrap intervals</summary>", "", sig, "",
-                  "</details>"]
+        parts += [
+            "",
+            "<details><summary>Significance tests and 95% bootstrap intervals</summary>",
+            "",
+            sig,
+            "",
+            "</details>",
+        ]
     return parts
 
 
@@ -802,27 +881,40 @@ def _revisions(revs: list[str]) -> str:
 def _failed_section(failed: list[dict[str, Any]], root: Path | None) -> list[str]:
     """The seed runs that diverged: results too (a model that fails on some seeds is less
     usable than its row says), listed rather than averaged in."""
-    lines = ["", "## Failed runs", "",
-             "Seed runs whose training diverged (non-finite loss). They are left out of the tables above; "
-             "`--force` runs them again.", "",
-             "| dataset | model | parameters | seed | reason | record |", "|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "## Failed runs",
+        "",
+        "Seed runs whose training diverged (non-finite loss). They are left out of the tables above; "
+        "`--force` runs them again.",
+        "",
+        "| dataset | model | parameters | seed | reason | record |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in sorted(failed, key=lambda r: (r["dataset"]["name"], r["model"]["name"], r["seed"])):
         path = Path(r["_path"])
         shown = path.relative_to(root) if root is not None and path.is_relative_to(root) else path
         params = ", ".join(f"{k}={_short(v)}" for k, v in sorted((r["model"].get("params") or {}).items()))
-        lines.append(f"| {r['dataset']['name']} | {r['model']['name']} | {params} | {r['seed']} | "
-                     f"{r['failed']} | `{shown}` |")
+        lines.append(
+            f"| {r['dataset']['name']} | {r['model']['name']} | {params} | {r['seed']} | {r['failed']} | `{shown}` |"
+        )
     return lines
 
 
-def render(records: list[dict[str, Any]], tables: list[Table] | None = None, plotted: bool = True,
-           failed: list[dict[str, Any]] | None = None, root: Path | None = None) -> str:
+def render(
+    records: list[dict[str, Any]],
+    tables: list[Table] | None = None,
+    plotted: bool = True,
+    failed: list[dict[str, Any]] | None = None,
+    root: Path | None = None,
+) -> str:
     tables = build_tables(records) if tables is None else tables
     revs = sorted({(r.get("provenance") or {}).get("git_revision") or "unknown" for r in records})
     devices = sorted({(r.get("provenance") or {}).get("device") or "?" for r in records})
     dates = sorted(d[:10] for d in map(_created, records) if d)
-    when = (f"runs dated {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "")
-            + " UTC; ") if dates else ""
+    when = (
+        (f"runs dated {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "") + " UTC; ") if dates else ""
+    )
     parts = [
         "# fusebench leaderboard",
         "",
@@ -842,15 +934,28 @@ def render(records: list[dict[str, Any]], tables: list[Table] | None = None, plo
     main = [t for t in tables if not t.cold_start]
     cold = [t for t in tables if t.cold_start]
     if main:
-        parts += ["", "## Summary: mean rank across tables", "",
-                  "Rank 1 = highest mean test Recall@20 in a table (ties share the average rank); a model "
-                  "ranked on fewer tables is not directly comparable with one ranked on all.", "",
-                  rank_summary(main)]
+        parts += [
+            "",
+            "## Summary: mean rank across tables",
+            "",
+            "Rank 1 = highest mean test Recall@20 in a table (ties share the average rank); a model "
+            "ranked on fewer tables is not directly comparable with one ranked on all.",
+            "",
+            rank_summary(main),
+        ]
     for t in main:
         parts += _section(t)
     if cold:
-        parts += ["", "## Cold-start items", "", COLD_START_NOTE, "", "### Mean rank across cold-start tables", "",
-                  rank_summary(cold)]
+        parts += [
+            "",
+            "## Cold-start items",
+            "",
+            COLD_START_NOTE,
+            "",
+            "### Mean rank across cold-start tables",
+            "",
+            rank_summary(cold),
+        ]
         for t in cold:
             parts += _section(t, "###")
     if failed:

@@ -164,9 +164,7 @@ def _as_csr(x: sp.spmatrix | sp.sparray, name: str) -> sp.csr_matrix:
     return csr
 
 
-def topk_items(
-    scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None
-) -> np.ndarray:
+def topk_items(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> np.ndarray:
     """Indices of the ``k`` highest scores of each row, best first.
 
     Args:
@@ -199,9 +197,7 @@ def topk_items(
         if not sp.issparse(exclude):
             raise TypeError("exclude must be a scipy.sparse CSR matrix or None")
         if exclude.shape != (n, m):
-            raise ValueError(
-                f"exclude has shape {exclude.shape}, expected {(n, m)} (one row per score row)"
-            )
+            raise ValueError(f"exclude has shape {exclude.shape}, expected {(n, m)} (one row per score row)")
         exclude = exclude.tocsr() if exclude.format != "csr" else exclude
         ex_indptr, ex_indices, has_ex = exclude.indptr, exclude.indices, True
     else:
@@ -238,9 +234,7 @@ def _rank_kernel(topk, indptr, indices, n_items, ks, slots, out, bad, n_chunks):
         acc += disc[j]
         inv_idcg[j] = 1.0 / acc
         inv_rank[j] = 1.0 / (j + 1.0)
-    s_rec, s_pre, s_hit, s_ndcg, s_mrr, s_map = (
-        slots[0], slots[1], slots[2], slots[3], slots[4], slots[5]
-    )
+    s_rec, s_pre, s_hit, s_ndcg, s_mrr, s_map = (slots[0], slots[1], slots[2], slots[3], slots[4], slots[5])
     n_slots = out.shape[0]
     lim = np.uint64(n_items + 1)
     chunk = (n + n_chunks - 1) // n_chunks
@@ -325,9 +319,7 @@ def _check_ks(ks: Sequence[int] | int, kmax: int) -> list[int]:
         if k < 1:
             raise ValueError(f"every cutoff must be >= 1, got {k}")
         if k > kmax:
-            raise ValueError(
-                f"cutoff {k} exceeds the top-K list length {kmax}; compute top-{k} or more first"
-            )
+            raise ValueError(f"cutoff {k} exceeds the top-K list length {kmax}; compute top-{k} or more first")
     return ks
 
 
@@ -355,10 +347,7 @@ def rank_metrics(
     metrics = list(metrics)
     unknown = [m for m in metrics if m not in RANK_METRICS]
     if unknown:
-        raise FusebenchError(
-            f"unknown metric(s) {', '.join(map(repr, unknown))}; "
-            f"known: {', '.join(RANK_METRICS)}"
-        )
+        raise FusebenchError(f"unknown metric(s) {', '.join(map(repr, unknown))}; known: {', '.join(RANK_METRICS)}")
     topk = _check_topk(topk)
     ks = _check_ks(ks, topk.shape[1])
     truth = _as_csr(truth, "truth")
@@ -373,13 +362,10 @@ def rank_metrics(
     out = np.empty((len(wanted), len(uks), n), dtype=np.float64)
     bad = np.zeros(n, dtype=np.bool_)
     if n and wanted:
-        _rank_kernel(
-            topk, truth.indptr, truth.indices, truth.shape[1], uks, slots, out, bad, _n_chunks(n)
-        )
+        _rank_kernel(topk, truth.indptr, truth.indices, truth.shape[1], uks, slots, out, bad, _n_chunks(n))
         if bad.any():
             raise ValueError(
-                f"topk holds item ids outside [-1, {truth.shape[1]}) "
-                f"(first bad row: {int(np.argmax(bad))})"
+                f"topk holds item ids outside [-1, {truth.shape[1]}) (first bad row: {int(np.argmax(bad))})"
             )
     res: dict[str, np.ndarray] = {}
     for m in metrics:
@@ -491,16 +477,12 @@ def _self_information(item_popularity: np.ndarray, n_users: int, n_items: int) -
     if not np.all(np.isfinite(pop)) or (pop < 0).any():
         raise ValueError("item_popularity must hold finite non-negative counts")
     if (pop > n_users).any():
-        raise ValueError(
-            "item_popularity counts exceed n_users; it must count distinct training users per item"
-        )
+        raise ValueError("item_popularity counts exceed n_users; it must count distinct training users per item")
     p = np.where(pop > 0, pop, 1.0) / n_users
     return -np.log2(p)
 
 
-def novelty(
-    topk: np.ndarray, ks: Sequence[int], item_popularity: np.ndarray, n_users: int
-) -> dict[str, np.ndarray]:
+def novelty(topk: np.ndarray, ks: Sequence[int], item_popularity: np.ndarray, n_users: int) -> dict[str, np.ndarray]:
     """Per-user ``novelty@k``: mean of ``-log2 p(i)`` over the (non-padding) items in the top-k.
 
     ``p(i) = item_popularity[i] / n_users``, where ``item_popularity`` counts the training users
@@ -543,12 +525,8 @@ def list_metrics(
         res[f"gini@{k}"] = gini
     if item_popularity is not None:
         if np.shape(item_popularity) != (int(n_items),):
-            raise ValueError(
-                f"item_popularity must have shape ({n_items},), got {np.shape(item_popularity)}"
-            )
-        res.update(
-            novelty(topk, ks, item_popularity, topk.shape[0] if n_users is None else n_users)
-        )
+            raise ValueError(f"item_popularity must have shape ({n_items},), got {np.shape(item_popularity)}")
+        res.update(novelty(topk, ks, item_popularity, topk.shape[0] if n_users is None else n_users))
     return res
 
 

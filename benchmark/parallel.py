@@ -101,8 +101,18 @@ def execute(job: Job, dataset=None, *, on_tuned=None, on_run=None, progress=None
             splits[seed] = datasets.split(ds, protocol=job.protocol, seed=seed)
         return splits[seed]
 
-    return run_model(RecordStore(job.plan.results), ds, job.model, job.params, job.cfg, job.plan, get_split,
-                     on_tuned=on_tuned, on_run=on_run, progress=progress)
+    return run_model(
+        RecordStore(job.plan.results),
+        ds,
+        job.model,
+        job.params,
+        job.cfg,
+        job.plan,
+        get_split,
+        on_tuned=on_tuned,
+        on_run=on_run,
+        progress=progress,
+    )
 
 
 def _load(job: Job):
@@ -111,8 +121,10 @@ def _load(job: Job):
 
     ds = datasets.load(job.dataset, data_dir=job.data_dir, rating_threshold=job.rating_threshold)
     if ds.fingerprint() != job.fingerprint:
-        raise FusebenchError(f"dataset {job.dataset}: its files changed while the run was going "
-                             "(a worker loaded other content than the run started with); run again")
+        raise FusebenchError(
+            f"dataset {job.dataset}: its files changed while the run was going "
+            "(a worker loaded other content than the run started with); run again"
+        )
     return ds
 
 
@@ -171,4 +183,3 @@ def run_parallel(jobs: list[Job], workers: int, on_done: Callable[[int, Any], No
         raise
     finally:
         pool.join()
-

@@ -59,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from .runner import run_one
 
     ds = datasets.load(args.dataset)
-    cfg = Protocol(metric=args.metric, patience=args.patience, device=args.device, ks=(20,),
-                    metrics=("recall", "ndcg"))
+    cfg = Protocol(metric=args.metric, patience=args.patience, device=args.device, ks=(20,), metrics=("recall", "ndcg"))
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in names if m not in PAIRS]
     if unknown:
@@ -71,9 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.learning_rate is not None:
         common["learning_rate"] = args.learning_rate
 
-    print(f"parity on {ds.name} ({ds.n_users} users, {ds.n_items} items, {ds.n_interactions} interactions), "
-          f"random 8:1:1 split, seeds 0..{args.seeds - 1}, early stopping on valid {args.metric} "
-          f"(patience {args.patience}), common overrides {common or 'none'}")
+    print(
+        f"parity on {ds.name} ({ds.n_users} users, {ds.n_items} items, {ds.n_interactions} interactions), "
+        f"random 8:1:1 split, seeds 0..{args.seeds - 1}, early stopping on valid {args.metric} "
+        f"(patience {args.patience}), common overrides {common or 'none'}"
+    )
     rows = []
     with tempfile.TemporaryDirectory(prefix="fusebench-parity-") as tmp:
         store = RecordStore(tmp)
@@ -97,8 +98,11 @@ def main(argv: list[str] | None = None) -> int:
                     n_ep = tr.get("epochs_run") or 1
                     epoch_s.append(r["train_seconds"] / n_ep)
                     epochs.append(f"{n_ep}(best {tr.get('best_epoch')})")
-                    print(f"  {model} seed {seed}: recall@20 {rec[-1]:.4f} ndcg@20 {ndcg[-1]:.4f} "
-                          f"epochs {epochs[-1]} {epoch_s[-1]:.2f}s/epoch", flush=True)
+                    print(
+                        f"  {model} seed {seed}: recall@20 {rec[-1]:.4f} ndcg@20 {ndcg[-1]:.4f} "
+                        f"epochs {epochs[-1]} {epoch_s[-1]:.2f}s/epoch",
+                        flush=True,
+                    )
                 rows.append((model, _fmt(rec), _fmt(ndcg), float(np.mean(epoch_s)), ", ".join(epochs)))
     print()
     head = ("model", "test recall@20", "test ndcg@20", "s/epoch", "epochs trained (best epoch) per seed")

@@ -95,9 +95,7 @@ def synthetic(
     topk, sizes, rel = _synth_kernel(n_users, n_items, k, seed, overlap, max_rel)
     indptr = np.zeros(n_users + 1, dtype=np.int32)
     np.cumsum(sizes, out=indptr[1:])
-    truth = sp.csr_matrix(
-        (np.ones(len(rel), dtype=np.float32), rel, indptr), shape=(n_users, n_items)
-    )
+    truth = sp.csr_matrix((np.ones(len(rel), dtype=np.float32), rel, indptr), shape=(n_users, n_items))
     truth.sort_indices()
     return topk, truth
 
@@ -180,9 +178,7 @@ def recbole_means(rec_topk, ks: Sequence[int]) -> dict[str, float]:
     return out
 
 
-def recbole_per_user(
-    hit: np.ndarray, pos_len: np.ndarray, ks: Sequence[int]
-) -> dict[str, np.ndarray]:
+def recbole_per_user(hit: np.ndarray, pos_len: np.ndarray, ks: Sequence[int]) -> dict[str, np.ndarray]:
     """Per-user values from RecBole's ``metric_info`` (columns k-1) for a boolean hit matrix."""
     config = {"topk": list(ks), "metric_decimal_place": 20}
     out = {}
@@ -234,9 +230,7 @@ def numpy_rank_metrics(
                 out[f"recall@{k}"][lo:hi] = np.where(none, np.nan, h / n_rel)
                 out[f"precision@{k}"][lo:hi] = np.where(none, np.nan, h / k)
                 out[f"hit@{k}"][lo:hi] = np.where(none, np.nan, h > 0)
-                out[f"ndcg@{k}"][lo:hi] = np.where(
-                    none, np.nan, dcg[:, k - 1] / idcg[np.maximum(m, 1) - 1]
-                )
+                out[f"ndcg@{k}"][lo:hi] = np.where(none, np.nan, dcg[:, k - 1] / idcg[np.maximum(m, 1) - 1])
                 first_k = np.where(hits[:, :k].any(axis=1), first, 0.0)
                 out[f"mrr@{k}"][lo:hi] = np.where(none, np.nan, first_k)
                 out[f"map@{k}"][lo:hi] = np.where(none, np.nan, ap[:, k - 1] / m)
@@ -286,7 +280,12 @@ def _warmup_subprocess(cache_dir: str | None) -> float | None:
     try:
         r = subprocess.run(
             [sys.executable, "-c", _WARMUP_SNIPPET],
-            env=env, cwd=root, capture_output=True, text=True, timeout=600, check=True,
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
         )
         return float(r.stdout.strip().splitlines()[-1])
     except Exception:  # pragma: no cover - reporting only
@@ -316,8 +315,7 @@ def main_metrics(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--no-compile-timing", action="store_true",
-                   help="skip the fresh-process compile measurements")
+    p.add_argument("--no-compile-timing", action="store_true", help="skip the fresh-process compile measurements")
     args = p.parse_args(argv)
     if args.users < 1 or args.items < 1 or args.k < 1 or args.k > args.items:
         p.error("need users >= 1, items >= 1 and 1 <= k <= items")
@@ -326,9 +324,11 @@ def main_metrics(argv: list[str] | None = None) -> int:
         ks = ks + (args.k,)
     import numba
 
-    print(f"fusebench metric core perf: {args.users:,} users x {args.items:,} items, "
-          f"top-{args.k}, metrics {','.join(M.RANK_METRICS)} at {ks}, best of {args.repeat}, "
-          f"numba threads {numba.get_num_threads()}")
+    print(
+        f"fusebench metric core perf: {args.users:,} users x {args.items:,} items, "
+        f"top-{args.k}, metrics {','.join(M.RANK_METRICS)} at {ks}, best of {args.repeat}, "
+        f"numba threads {numba.get_num_threads()}"
+    )
 
     # compile time: fresh processes (honest: empty cache = real compile; then a warm cache)
     if not args.no_compile_timing:
@@ -336,8 +336,10 @@ def main_metrics(argv: list[str] | None = None) -> int:
             cold = _warmup_subprocess(d)
             warm = _warmup_subprocess(d)
         fmt = lambda x: "n/a" if x is None else f"{x:.2f} s"  # noqa: E731
-        print(f"numba warmup() in a fresh process: {fmt(cold)} with an empty cache (compile), "
-              f"{fmt(warm)} with a warm cache (load)")
+        print(
+            f"numba warmup() in a fresh process: {fmt(cold)} with an empty cache (compile), "
+            f"{fmt(warm)} with a warm cache (load)"
+        )
     t0 = time.perf_counter()
     M.warmup()
     _read_once(np.zeros((2, 2), dtype=np.int64))
@@ -345,8 +347,10 @@ def main_metrics(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     topk, truth = synthetic(args.users, args.items, args.k, args.seed)
-    print(f"synthetic input: {time.perf_counter() - t0:.2f} s; {truth.nnz:,} relevant pairs "
-          f"(mean {truth.nnz / args.users:.1f} per user), topk {topk.nbytes / 2**20:.0f} MiB")
+    print(
+        f"synthetic input: {time.perf_counter() - t0:.2f} s; {truth.nnz:,} relevant pairs "
+        f"(mean {truth.nnz / args.users:.1f} per user), topk {topk.nbytes / 2**20:.0f} MiB"
+    )
 
     rows: list[tuple[str, float | None, str]] = []
     t_ours, ours = _best(lambda: M.rank_metrics(topk, truth, M.RANK_METRICS, ks), args.repeat)
@@ -373,6 +377,7 @@ def main_metrics(argv: list[str] | None = None) -> int:
     except Exception as e:  # pragma: no cover - depends on the environment
         rows.append(("RecBole metric classes", None, f"skipped: recbole not importable ({e})"))
     else:
+
         def run_recbole():
             rec = recbole_topk_tensor(topk, truth)
             return rec, recbole_means(rec, ks)
@@ -386,10 +391,15 @@ def main_metrics(argv: list[str] | None = None) -> int:
         pos_len = rec[:, -1].numpy()
         d_user = _max_diff(ours, recbole_per_user(hit, pos_len, ks), ours.keys())
         rb_ok = d_mean <= 1e-9 and d_user <= 1e-9
-        rows.append(("RecBole: rec.topk build + metric classes", t_rb,
-                     f"(build {t_build:.3f} s + classes {t_cls:.3f} s) means |diff| "
-                     f"{d_mean:.1e}, per-user |diff| {d_user:.1e} -> "
-                     f"{'equal' if rb_ok else 'DIFFERENT'} to 1e-9"))
+        rows.append(
+            (
+                "RecBole: rec.topk build + metric classes",
+                t_rb,
+                f"(build {t_build:.3f} s + classes {t_cls:.3f} s) means |diff| "
+                f"{d_mean:.1e}, per-user |diff| {d_user:.1e} -> "
+                f"{'equal' if rb_ok else 'DIFFERENT'} to 1e-9",
+            )
+        )
 
     # (c) ranx
     t_rx = None
@@ -398,31 +408,39 @@ def main_metrics(argv: list[str] | None = None) -> int:
     except Exception as e:  # pragma: no cover - depends on the environment
         rows.append(("ranx", None, f"skipped: ranx not importable ({e})"))
     else:
-        names = {"recall": "recall", "precision": "precision", "hit": "hit_rate",
-                 "ndcg": "ndcg", "mrr": "mrr", "map": "map"}
+        names = {
+            "recall": "recall",
+            "precision": "precision",
+            "hit": "hit_rate",
+            "ndcg": "ndcg",
+            "mrr": "mrr",
+            "map": "map",
+        }
         rx_metrics = [f"{names[m]}@{k}" for m in M.RANK_METRICS for k in ks]
 
         def run_ranx():
             q_ids = [str(u) for u in range(args.users)]
             tr_idx = np.split(truth.indices.astype(str), truth.indptr[1:-1])
             qrels = ranx.Qrels()
-            qrels.add_multi(q_ids, [list(x) for x in tr_idx],
-                            [[1] * len(x) for x in tr_idx])
+            qrels.add_multi(q_ids, [list(x) for x in tr_idx], [[1] * len(x) for x in tr_idx])
             scores = list(np.arange(args.k, 0, -1, dtype=np.float64))
             run = ranx.Run()
-            run.add_multi(q_ids, [list(x) for x in topk.astype(str)],
-                          [scores] * args.users)
+            run.add_multi(q_ids, [list(x) for x in topk.astype(str)], [scores] * args.users)
             return ranx.evaluate(qrels, run, rx_metrics, return_mean=True, make_comparable=False)
 
         t_rx, rx = _best(run_ranx, args.repeat)
         ours_means = {key: float(np.nanmean(v)) for key, v in ours.items()}
-        diffs = {m: max(abs(rx[f"{names[m]}@{k}"] - ours_means[f"{m}@{k}"]) for k in ks)
-                 for m in M.RANK_METRICS}
+        diffs = {m: max(abs(rx[f"{names[m]}@{k}"] - ours_means[f"{m}@{k}"]) for k in ks) for m in M.RANK_METRICS}
         same = [m for m, d in diffs.items() if d <= 1e-9]
         other = [f"{m} ({diffs[m]:.1e})" for m, d in diffs.items() if d > 1e-9]
-        rows.append(("ranx: Qrels/Run from arrays + evaluate", t_rx,
-                     f"means equal for {','.join(same) or '-'}; differ: "
-                     f"{', '.join(other) or '-'} (map divides by |R| in ranx)"))
+        rows.append(
+            (
+                "ranx: Qrels/Run from arrays + evaluate",
+                t_rx,
+                f"means equal for {','.join(same) or '-'}; differ: "
+                f"{', '.join(other) or '-'} (map divides by |R| in ranx)",
+            )
+        )
 
     print(flush=True)
     width = max(len(r[0]) for r in rows)
@@ -438,13 +456,17 @@ def main_metrics(argv: list[str] | None = None) -> int:
         else:
             print(f"{label:<22} {ratio:8.1f}x  goal {target:<7} {'MET' if ok else 'NOT MET'}")
 
-    goal("RecBole / ours", None if t_rb is None else t_rb / t_ours, ">= 20x",
-         None if t_rb is None else t_rb / t_ours >= 20)
+    goal(
+        "RecBole / ours",
+        None if t_rb is None else t_rb / t_ours,
+        ">= 20x",
+        None if t_rb is None else t_rb / t_ours >= 20,
+    )
     if t_rb is not None:
-        print(f"{'RecBole classes / ours':<22} {t_cls / t_ours:8.1f}x  (metric classes alone, "
-              f"without building rec.topk)")
-    goal("ranx / ours", None if t_rx is None else t_rx / t_ours, ">= 5x",
-         None if t_rx is None else t_rx / t_ours >= 5)
+        print(
+            f"{'RecBole classes / ours':<22} {t_cls / t_ours:8.1f}x  (metric classes alone, without building rec.topk)"
+        )
+    goal("ranx / ours", None if t_rx is None else t_rx / t_ours, ">= 5x", None if t_rx is None else t_rx / t_ours >= 5)
     goal("numpy / ours", t_np / t_ours, "> 1x", t_np / t_ours > 1)
     goal("ours / floor", t_ours / t_floor, "<= 3x", t_ours / t_floor <= 3)
     if rb_ok is not None:

@@ -41,18 +41,32 @@ def time_model(name: str, params: dict, data: FitData, valid, epochs: int) -> di
         per_epoch.append(time.perf_counter() - t0)
     res = evaluate(model.score, valid, data.train, metrics=("recall",), ks=(20,))
     rest = per_epoch[1:] or per_epoch
-    return {"init": init_s, "first": per_epoch[0], "epoch": statistics.median(rest), "min": min(rest),
-            "max": max(rest), "valid": res.seconds, "recall@20": res.summary["recall@20"]}
+    return {
+        "init": init_s,
+        "first": per_epoch[0],
+        "epoch": statistics.median(rest),
+        "min": min(rest),
+        "max": max(rest),
+        "valid": res.seconds,
+        "recall@20": res.summary["recall@20"],
+    }
 
 
 def main_train(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmark perf train",
-                                description="seconds per training epoch and per validation pass, per model")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark perf train",
+        description="seconds per training epoch and per validation pass, per model",
+    )
     p.add_argument("--dataset", default="ml-100k")
     p.add_argument("--models", help="comma-separated iterative models (default: every registered one)")
     p.add_argument("--epochs", type=int, default=4, help="epochs timed per model (default 4; the first apart)")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="hyper-parameter for every model that has it (e.g. batch_size=4096)")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="hyper-parameter for every model that has it (e.g. batch_size=4096)",
+    )
     p.add_argument("--no-reference", action="store_true", help="skip RecBole's BPR and LightGCN")
     p.add_argument("--data-dir")
     args = p.parse_args(argv)
@@ -62,8 +76,11 @@ def main_train(argv: list[str] | None = None) -> int:
 
     import fusion_models  # noqa: F401  (registers the fusion models)
 
-    names = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else [
-        m for m in model_names() if get_model_class(m).iterative]
+    names = (
+        [m.strip() for m in args.models.split(",") if m.strip()]
+        if args.models
+        else [m for m in model_names() if get_model_class(m).iterative]
+    )
     for m in names:
         if not get_model_class(m).iterative:
             raise FusebenchError(f"{m} is not an iterative model (perf train times epochs)")
@@ -85,9 +102,11 @@ def main_train(argv: list[str] | None = None) -> int:
     protocol = datasets.default_protocol(ds)
     split = datasets.split(ds, protocol=protocol, seed=0)
     data = FitData.from_split(ds, split)
-    print(f"perf train: {ds.name} ({ds.n_users:,} users x {ds.n_items:,} items, {split.train.nnz:,} training "
-          f"interactions, {protocol} split seed 0), torch {torch.__version__} with {torch.get_num_threads()} "
-          f"threads, {args.epochs} epochs per model (median of epochs 2..{args.epochs})")
+    print(
+        f"perf train: {ds.name} ({ds.n_users:,} users x {ds.n_items:,} items, {split.train.nnz:,} training "
+        f"interactions, {protocol} split seed 0), torch {torch.__version__} with {torch.get_num_threads()} "
+        f"threads, {args.epochs} epochs per model (median of epochs 2..{args.epochs})"
+    )
     results = {}
     todo = list(names)
     if not args.no_reference:
@@ -96,8 +115,11 @@ def main_train(argv: list[str] | None = None) -> int:
         cls = get_model_class(name)
         params = {k: v for k, v in overrides.items() if k in cls.param_names()}
         r = results[name] = time_model(name, params, data, split.valid, args.epochs)
-        print(f"  {name:22s} init {r['init']:7.2f} s  epoch 1 {r['first']:7.3f} s  epoch {r['epoch']:7.3f} s "
-              f"({r['min']:.3f}-{r['max']:.3f})  validation {r['valid']:6.3f} s", flush=True)
+        print(
+            f"  {name:22s} init {r['init']:7.2f} s  epoch 1 {r['first']:7.3f} s  epoch {r['epoch']:7.3f} s "
+            f"({r['min']:.3f}-{r['max']:.3f})  validation {r['valid']:6.3f} s",
+            flush=True,
+        )
     bpr = results.get("bpr", {}).get("epoch")
     print()
     print("| model | s / epoch | s / validation | x BPR's epoch | reference | x reference's epoch |")

@@ -24,9 +24,13 @@ from .tuning import TUNING_SPLIT_SEED, Budget, TuningData, TuningResult, tune
 
 def tuning_data(dataset: MultimodalDataset, split: Split) -> TuningData:
     """The tuner's view of a split: train and valid (and item content); the test matrix stays here."""
-    return TuningData(dataset=dataset.name, fingerprint=dataset.fingerprint(),
-                      split={"protocol": split.protocol, "params": dict(split.params), "seed": split.seed},
-                      fit=FitData.from_split(dataset, split), valid=split.valid)
+    return TuningData(
+        dataset=dataset.name,
+        fingerprint=dataset.fingerprint(),
+        split={"protocol": split.protocol, "params": dict(split.params), "seed": split.seed},
+        fit=FitData.from_split(dataset, split),
+        valid=split.valid,
+    )
 
 
 @dataclass
@@ -58,9 +62,17 @@ def run_model(
     run the chosen configuration once per seed. Returns the tuning result and the outcomes."""
     result, tuning, final = None, None, dict(params)
     if plan.budget is not None:
-        result = tune(tuning_data(dataset, get_split(TUNING_SPLIT_SEED)), model, plan.budget, cfg,
-                      storage=plan.storage, results=plan.results, fixed_params=params, pruner=plan.pruner,
-                      progress=progress)
+        result = tune(
+            tuning_data(dataset, get_split(TUNING_SPLIT_SEED)),
+            model,
+            plan.budget,
+            cfg,
+            storage=plan.storage,
+            results=plan.results,
+            fixed_params=params,
+            pruner=plan.pruner,
+            progress=progress,
+        )
         if on_tuned is not None:
             on_tuned(result)
         if result.trials > 0:  # nothing tunable: a plain run, shared with --no-tune
@@ -70,10 +82,14 @@ def run_model(
     for seed in plan.seeds:
         # the full-length check already trained the chosen configuration on the tuning split:
         # the seed run on that split takes it (the same training, so the same record)
-        trained = result.trained if result is not None and result.trained is not None \
-            and result.trained.split_seed == seed else None
-        out = run_one(store, dataset, get_split(seed), model, final, cfg, force=plan.force, tuning=tuning,
-                      trained=trained)
+        trained = (
+            result.trained
+            if result is not None and result.trained is not None and result.trained.split_seed == seed
+            else None
+        )
+        out = run_one(
+            store, dataset, get_split(seed), model, final, cfg, force=plan.force, tuning=tuning, trained=trained
+        )
         outcomes.append(out)
         if on_run is not None:
             on_run(seed, out)

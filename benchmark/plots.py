@@ -41,8 +41,9 @@ def drawable(p: Point) -> bool:
     return bool(np.isfinite(p.accuracy) and np.isfinite(p.train_seconds))
 
 
-def accuracy_vs_time(points: list[Point], path: str | Path, title: str,
-                     ylabel: str = "test Recall@20 (mean over seeds)") -> Path:
+def accuracy_vs_time(
+    points: list[Point], path: str | Path, title: str, ylabel: str = "test Recall@20 (mean over seeds)"
+) -> Path:
     """Scatter of accuracy against training time (log x), coloured by family, labelled by model."""
     import matplotlib
 
@@ -65,10 +66,13 @@ def accuracy_vs_time(points: list[Point], path: str | Path, title: str,
     if pts:
         xs = [max(p.train_seconds, MIN_SECONDS) for p in pts]
         ax.set_xlim(min(xs) / 3, max(xs) * 10)  # room for the labels on the right
-    families = sorted({p.family for p in pts},
-                      key=lambda f: list(FAMILY_COLOURS).index(f) if f in FAMILY_COLOURS else 99)
-    handles = [Line2D([], [], marker="o", linestyle="", color=FAMILY_COLOURS.get(f, "#7f7f7f"),
-                      label=FAMILY_NAMES.get(f, f)) for f in families]
+    families = sorted(
+        {p.family for p in pts}, key=lambda f: list(FAMILY_COLOURS).index(f) if f in FAMILY_COLOURS else 99
+    )
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=FAMILY_COLOURS.get(f, "#7f7f7f"), label=FAMILY_NAMES.get(f, f))
+        for f in families
+    ]
     if handles:
         ax.legend(handles=handles, fontsize=8, loc="best")
     fig.tight_layout()

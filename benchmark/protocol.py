@@ -46,8 +46,16 @@ class Protocol:
 
         MMRec's early_stopping counts evaluations without improvement and stops once the count
         exceeds stopping_step, i.e. at the 21st; our `patience` stops at the patience-th, so 21."""
-        return cls(**{"metric": PRIMARY_METRIC, "patience": 21, "mask_valid_at_test": False,
-                      "epochs": MAX_EPOCHS, "name": "mmrec", **overrides})
+        return cls(
+            **{
+                "metric": PRIMARY_METRIC,
+                "patience": 21,
+                "mask_valid_at_test": False,
+                "epochs": MAX_EPOCHS,
+                "name": "mmrec",
+                **overrides,
+            }
+        )
 
     def identity(self) -> dict[str, Any]:
         """The settings that change results (and so belong in a record's key)."""

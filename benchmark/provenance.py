@@ -42,7 +42,11 @@ def git_revision() -> str | None:
         dirty = subprocess.run(
             # results/ holds what runs write (the leaderboard, plots): not code
             ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
-            cwd=root, capture_output=True, text=True, timeout=10, check=True,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -66,8 +70,17 @@ def device_description(device: str) -> str:
 # CPU features that decide which BLAS / MKL / oneDNN kernels run, and so the last bits of a float
 NUMERIC_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512vl", "avx512_bf16", "avx512_vnni", "amx_tile")
 # settings that pin or change those kernels and the thread counts
-NUMERIC_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_CBWR",
-               "OPENBLAS_CORETYPE", "MKL_ENABLE_INSTRUCTIONS", "NUMBA_THREADING_LAYER", "CUBLAS_WORKSPACE_CONFIG")
+NUMERIC_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+    "MKL_CBWR",
+    "OPENBLAS_CORETYPE",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "NUMBA_THREADING_LAYER",
+    "CUBLAS_WORKSPACE_CONFIG",
+)
 
 
 def _cpuinfo() -> tuple[str | None, list[str]]:
@@ -96,20 +109,32 @@ def numerics() -> dict:
         from threadpoolctl import threadpool_info
 
         for info in threadpool_info():
-            pools.append({k: info.get(k) for k in ("internal_api", "version", "architecture", "threading_layer",
-                                                    "num_threads") if info.get(k) is not None})
+            pools.append(
+                {
+                    k: info.get(k)
+                    for k in ("internal_api", "version", "architecture", "threading_layer", "num_threads")
+                    if info.get(k) is not None
+                }
+            )
     except Exception:  # noqa: BLE001 - threadpoolctl missing or a library it cannot query
         pass
-    out: dict = {"cpu": model, "cpu_flags": flags, "thread_pools": pools,
-                 "env": {k: os.environ[k] for k in NUMERIC_ENV if k in os.environ}}
+    out: dict = {
+        "cpu": model,
+        "cpu_flags": flags,
+        "thread_pools": pools,
+        "env": {k: os.environ[k] for k in NUMERIC_ENV if k in os.environ},
+    }
     import sys
 
     if "torch" in sys.modules:
         import torch
 
-        out["torch"] = {"threads": torch.get_num_threads(), "mkl": torch.backends.mkl.is_available(),
-                        "mkldnn": torch.backends.mkldnn.is_available(),
-                        "deterministic": torch.are_deterministic_algorithms_enabled()}
+        out["torch"] = {
+            "threads": torch.get_num_threads(),
+            "mkl": torch.backends.mkl.is_available(),
+            "mkldnn": torch.backends.mkldnn.is_available(),
+            "deterministic": torch.are_deterministic_algorithms_enabled(),
+        }
     return out
 
 

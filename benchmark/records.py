@@ -74,16 +74,17 @@ def read_record(path: str | Path) -> dict[str, Any]:
 
 
 def warn_damaged(err: DamagedRecord, action: str) -> None:
-    print(f"warning: damaged record {err.path} ({err.reason}); {action} "
-          "(python -m benchmark doctor --fix moves it to quarantine/)", file=sys.stderr)
+    print(
+        f"warning: damaged record {err.path} ({err.reason}); {action} "
+        "(python -m benchmark doctor --fix moves it to quarantine/)",
+        file=sys.stderr,
+    )
 
 
 def record_key(identity: dict[str, Any]) -> str:
     """Stable hash of everything that defines a run (not of its outcome)."""
     blob = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-
 
 
 class RecordStore:
@@ -98,8 +99,13 @@ class RecordStore:
     def check_layout(self) -> None:
         """Before a run writes anything: every path it will write is usable (EnvironmentFault
         naming the one that is not; run `doctor` for the whole list)."""
-        for path, folder in ((self.root, True), (self.runs, True), (self.root / ".tuning-locks", True),
-                             (self.root / "LEADERBOARD.md", False), (self.root / "tuning.db", False)):
+        for path, folder in (
+            (self.root, True),
+            (self.runs, True),
+            (self.root / ".tuning-locks", True),
+            (self.root / "LEADERBOARD.md", False),
+            (self.root / "tuning.db", False),
+        ):
             if folder and path.exists() and not path.is_dir():
                 raise EnvironmentFault(f"{path}: a file where a folder belongs (move it away)")
             if not folder and path.is_dir():

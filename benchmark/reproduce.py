@@ -111,8 +111,9 @@ def load_paper(name: str) -> Paper:
     if not (name.endswith(".toml") and path.is_file()):
         path = PAPERS_DIR / f"{name}.toml"
         if not path.is_file():
-            raise FusebenchError(f"unknown table {name!r}; available: {', '.join(paper_names())} "
-                                 "(or a path to a .toml)")
+            raise FusebenchError(
+                f"unknown table {name!r}; available: {', '.join(paper_names())} (or a path to a .toml)"
+            )
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
@@ -190,11 +191,16 @@ def compact(ds: datasets.MultimodalDataset) -> datasets.MultimodalDataset:
     umap[users] = np.arange(len(users))
     imap = np.full(ds.n_items, -1, dtype=np.int64)
     imap[items] = np.arange(len(items))
-    new = df.assign(user=umap[df["user"].to_numpy()].astype(np.int32),
-                    item=imap[df["item"].to_numpy()].astype(np.int32))
+    new = df.assign(
+        user=umap[df["user"].to_numpy()].astype(np.int32), item=imap[df["item"].to_numpy()].astype(np.int32)
+    )
     return replace(
-        ds, interactions=new.reset_index(drop=True), n_users=len(users), n_items=len(items),
-        user_ids=np.asarray(ds.user_ids)[users], item_ids=np.asarray(ds.item_ids)[items],
+        ds,
+        interactions=new.reset_index(drop=True),
+        n_users=len(users),
+        n_items=len(items),
+        user_ids=np.asarray(ds.user_ids)[users],
+        item_ids=np.asarray(ds.item_ids)[items],
         features={m: np.ascontiguousarray(x[items]) for m, x in ds.features.items()},
         feature_masks={m: np.ascontiguousarray(x[items]) for m, x in ds.feature_masks.items()},
         item_text=None if ds.item_text is None else [ds.item_text[i] for i in items],
@@ -373,8 +379,10 @@ def reproduce(
         out = run_one(store, ds, sp, model, params, cfg, force=force)
         rec = out.located()
         if rec.get("failed"):
-            raise FusebenchError(f"{model} on {ds.name}, seed {seed}, diverged ({rec['failed']}); its failure is "
-                                 f"recorded in {rec['_path']}")
+            raise FusebenchError(
+                f"{model} on {ds.name}, seed {seed}, diverged ({rec['failed']}); its failure is "
+                f"recorded in {rec['_path']}"
+            )
         if on_run is not None:
             on_run(label, model, seed, rec)
         return rec
@@ -393,14 +401,25 @@ def reproduce(
                 _, best, first = next(t for t in tried if t[0] == top)  # ties: the first point
                 searched[(name, model)] = [(v, pt) for v, pt, _ in tried]
             chosen[(name, model)] = best
-            recs = [first if (seed == 0 and first is not None) else run(ds, sp, model, best, seed, name)
-                    for seed, sp in enumerate(splits)]
+            recs = [
+                first if (seed == 0 and first is not None) else run(ds, sp, model, best, seed, name)
+                for seed, sp in enumerate(splits)
+            ]
             runs[(name, model)] = recs
             published = paper.results.get(name, {}).get(model, {})
             per_user = [RecordStore.per_user(r) for r in recs]
             for metric, value in published.items():
-                cells.append(Cell(name, model, metric, float(value), [float(r["test"][metric]) for r in recs],
-                                  [pu[metric] for pu in per_user if metric in pu], paper.tolerance))
+                cells.append(
+                    Cell(
+                        name,
+                        model,
+                        metric,
+                        float(value),
+                        [float(r["test"][metric]) for r in recs],
+                        [pu[metric] for pu in per_user if metric in pu],
+                        paper.tolerance,
+                    )
+                )
     text = render_report(paper, cells, loaded, chosen, overrides, seeds, device, runs, searched, grid, models)
     path = Path(results) / "reproductions" / f"{paper.name}.md"
     atomic_write(path, lambda f: f.write(text.encode()))
@@ -421,9 +440,15 @@ def _stats_line(paper: Paper, name: str, ds) -> tuple[str, str | None]:
     theirs = (int(src["users"]), int(src["items"]), int(src["interactions"]))
     same = ours == theirs
     line = f"ours {fmt(ours)}, source {fmt(theirs)} (users / items / interactions): {'match' if same else 'DIFFER'}"
-    diff = None if same else (f"{paper.datasets[name].get('label', name)}: the loaded data has {fmt(ours)} "
-                              f"users / items / interactions, the source {fmt(theirs)}; a different dataset "
-                              "explains any gap on its own.")
+    diff = (
+        None
+        if same
+        else (
+            f"{paper.datasets[name].get('label', name)}: the loaded data has {fmt(ours)} "
+            f"users / items / interactions, the source {fmt(theirs)}; a different dataset "
+            "explains any gap on its own."
+        )
+    )
     return line, diff
 
 
@@ -433,23 +458,33 @@ def render_report(paper, cells, loaded, chosen, overrides, seeds, device, runs, 
     info, pr = paper.info, paper.protocol
     n_ok = sum(c.reproduced for c in cells)
     out = [f"# Reproduction: {info['title']}", ""]
-    out += [f"- Source: {info['source']}"
-            + (f" (commit `{info['source_commit']}`)" if info.get("source_commit") else ""),
-            f"- Table: {info.get('table', '–')}"]
+    out += [
+        f"- Source: {info['source']}" + (f" (commit `{info['source_commit']}`)" if info.get("source_commit") else ""),
+        f"- Table: {info.get('table', '–')}",
+    ]
     if info.get("citation"):
         out.append(f"- Citation: {info['citation']}")
-    out += [f"- Run: {seeds} seed(s) (0..{seeds - 1}) on {device_description(device)}, fusebench revision "
-            f"`{git_revision() or 'unknown'}`, {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
-            f"- Table file: `benchmark/papers/{paper.path.name}`", ""]
+    out += [
+        f"- Run: {seeds} seed(s) (0..{seeds - 1}) on {device_description(device)}, fusebench revision "
+        f"`{git_revision() or 'unknown'}`, {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
+        f"- Table file: `benchmark/papers/{paper.path.name}`",
+        "",
+    ]
     out += ["## Protocol", ""] + [f"- {d}" for d in pr.get("description", [])]
-    out += ["", "## Verdict rule", "",
-            "Ours = mean over seeds ± sample std. 95% CI (seeds) = Student t-interval of the mean over seeds "
-            "(needs >= 2 seeds; clipped to [0, 1]; wide with few seeds: t(0.975, 1) = 12.7); 95% CI (users) = "
-            "percentile bootstrap over test users (1000 resamples) of the "
-            "per-user values averaged over seeds. A cell is **reproduced** when the published value lies in our "
-            "95% interval (the seed t-interval with >= 2 seeds, else the user bootstrap) or within "
-            f"{paper.tolerance:.0%} (relative) of our mean; otherwise **not reproduced**.", "",
-            f"**Summary: {n_ok} of {len(cells)} cells reproduced.**", ""]
+    out += [
+        "",
+        "## Verdict rule",
+        "",
+        "Ours = mean over seeds ± sample std. 95% CI (seeds) = Student t-interval of the mean over seeds "
+        "(needs >= 2 seeds; clipped to [0, 1]; wide with few seeds: t(0.975, 1) = 12.7); 95% CI (users) = "
+        "percentile bootstrap over test users (1000 resamples) of the "
+        "per-user values averaged over seeds. A cell is **reproduced** when the published value lies in our "
+        "95% interval (the seed t-interval with >= 2 seeds, else the user bootstrap) or within "
+        f"{paper.tolerance:.0%} (relative) of our mean; otherwise **not reproduced**.",
+        "",
+        f"**Summary: {n_ok} of {len(cells)} cells reproduced.**",
+        "",
+    ]
     extra_diffs = []
     for name, ds in loaded.items():
         label = paper.datasets[name].get("label", name)
@@ -457,52 +492,77 @@ def render_report(paper, cells, loaded, chosen, overrides, seeds, device, runs, 
         if diff:
             extra_diffs.append(diff)
         sub = [c for c in cells if c.dataset == name]
-        out += [f"## {label} (`{name}`)", "", f"Data: {stats}.", "",
-                "| Model | Metric | Published | Ours (mean ± std) | Δ abs | Δ rel | 95% CI (seeds, t) | "
-                "95% CI (users, bootstrap) | Verdict |",
-                "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+        out += [
+            f"## {label} (`{name}`)",
+            "",
+            f"Data: {stats}.",
+            "",
+            "| Model | Metric | Published | Ours (mean ± std) | Δ abs | Δ rel | 95% CI (seeds, t) | "
+            "95% CI (users, bootstrap) | Verdict |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
         for c in sub:
             cs, cu = c.ci_seeds, c.ci_users
             seeds_ci = "–" if cs is None else f"[{_f(cs[0])}, {_f(cs[1])}]"
             out.append(
                 f"| {paper.models[c.model].get('label', c.model)} | {c.metric} | {c.published:.4f} | "
                 f"{_f(c.mean)} ± {_f(c.std)} | {c.delta:+.4f} | {c.rel:+.1%} | {seeds_ci} | "
-                f"[{_f(cu[0])}, {_f(cu[1])}] | {c.verdict} |")
+                f"[{_f(cu[0])}, {_f(cu[1])}] | {c.verdict} |"
+            )
         out.append("")
     if overrides:
-        extra_diffs.append("Parameters overridden on the command line (not the source's configuration): "
-                           + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())) + ".")
+        extra_diffs.append(
+            "Parameters overridden on the command line (not the source's configuration): "
+            + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+            + "."
+        )
     if grid:
-        extra_diffs.append(f"Grid search (--grid): each model's stated grid was run on seed 0 and the point with "
-                           f"the best validation {paper.protocol.get('metric', 'recall@20')} kept for every seed; "
-                           "test results never took part in the choice.")
+        extra_diffs.append(
+            f"Grid search (--grid): each model's stated grid was run on seed 0 and the point with "
+            f"the best validation {paper.protocol.get('metric', 'recall@20')} kept for every seed; "
+            "test results never took part in the choice."
+        )
     else:
         with_grid = [m for m in models if paper.models[m].get("grid")]
         if with_grid:
-            extra_diffs.append("Fixed configurations: the source searched a grid per model; this run used one "
-                               f"configuration per model (`--grid` runs the stated grids of {', '.join(with_grid)}, "
-                               "selecting on validation).")
+            extra_diffs.append(
+                "Fixed configurations: the source searched a grid per model; this run used one "
+                f"configuration per model (`--grid` runs the stated grids of {', '.join(with_grid)}, "
+                "selecting on validation)."
+            )
     if seeds < 2:
-        extra_diffs.append("One seed only: the verdict interval is the per-user bootstrap, which ignores the "
-                           "variation between seeds.")
+        extra_diffs.append(
+            "One seed only: the verdict interval is the per-user bootstrap, which ignores the variation between seeds."
+        )
     skipped = [m for m in paper.models if m not in models]
     if skipped:
         extra_diffs.append(f"Models of the table not run this time: {', '.join(skipped)}.")
     out += ["## Known protocol differences that can explain a gap", ""]
     out += [f"- {d}" for d in [*pr.get("differences", []), *extra_diffs]]
-    out += ["", "## Configurations run", "",
-            "| Dataset | Model | Our parameters | Stated by the source | Grid points tried (best valid) | "
-            "Epochs run (best epoch) per seed |",
-            "|---|---|---|---|---|---|"]
+    out += [
+        "",
+        "## Configurations run",
+        "",
+        "| Dataset | Model | Our parameters | Stated by the source | Grid points tried (best valid) | "
+        "Epochs run (best epoch) per seed |",
+        "|---|---|---|---|---|---|",
+    ]
     for (name, m), p in chosen.items():
-        epochs = [f"{r.get('training', {}).get('epochs_run', '–')} ({r.get('training', {}).get('best_epoch', '–')})"
-                  for r in runs[(name, m)]]
+        epochs = [
+            f"{r.get('training', {}).get('epochs_run', '–')} ({r.get('training', {}).get('best_epoch', '–')})"
+            for r in runs[(name, m)]
+        ]
         ptxt = ", ".join(f"{k}={v}" for k, v in sorted(p.items())) or "defaults"
         tried = searched.get((name, m))
-        gtxt = "–" if not tried else (f"{len(tried)} ({paper.protocol.get('metric', 'recall@20')} "
-                                      f"{max(v for v, _ in tried):.4f})")
-        out.append(f"| {name} | {paper.models[m].get('label', m)} | {ptxt} | {paper.models[m].get('stated', '–')} | "
-                   f"{gtxt} | {', '.join(epochs)} |")
+        gtxt = (
+            "–"
+            if not tried
+            else (f"{len(tried)} ({paper.protocol.get('metric', 'recall@20')} {max(v for v, _ in tried):.4f})")
+        )
+        out.append(
+            f"| {name} | {paper.models[m].get('label', m)} | {ptxt} | {paper.models[m].get('stated', '–')} | "
+            f"{gtxt} | {', '.join(epochs)} |"
+        )
     out.append("")
     return "\n".join(out)
 
@@ -528,22 +588,40 @@ def reproduce_cmd(args) -> int:
 
     def on_run(ds, model, seed, rec):
         if ds.endswith("(grid)"):
-            print(f"{ds:23s} {model:10s} valid "
-                  f"{rec['training']['metric']}={rec['valid'][rec['training']['metric']]:.4f} "
-                  + json.dumps(rec['model']['params'], sort_keys=True), file=sys.stderr)
+            print(
+                f"{ds:23s} {model:10s} valid "
+                f"{rec['training']['metric']}={rec['valid'][rec['training']['metric']]:.4f} "
+                + json.dumps(rec["model"]["params"], sort_keys=True),
+                file=sys.stderr,
+            )
             return
-        print(f"{ds:23s} {model:10s} seed={seed} " + " ".join(
-            f"{m}={rec['test'][m]:.4f}" for m in list(paper.results.get(ds.split()[0], {}).get(model, {}))[:3]),
-            file=sys.stderr)
+        print(
+            f"{ds:23s} {model:10s} seed={seed} "
+            + " ".join(
+                f"{m}={rec['test'][m]:.4f}" for m in list(paper.results.get(ds.split()[0], {}).get(model, {}))[:3]
+            ),
+            file=sys.stderr,
+        )
 
     try:
-        path = reproduce(paper, seeds=args.seeds, data_dir=args.data_dir, results=args.results,
-                         models=split_list(args.models), dataset_names=split_list(args.datasets),
-                         param_items=args.param, device=str(resolve_device(args.device)), force=args.force,
-                         grid=args.grid, on_run=on_run)
+        path = reproduce(
+            paper,
+            seeds=args.seeds,
+            data_dir=args.data_dir,
+            results=args.results,
+            models=split_list(args.models),
+            dataset_names=split_list(args.datasets),
+            param_items=args.param,
+            device=str(resolve_device(args.device)),
+            force=args.force,
+            grid=args.grid,
+            on_run=on_run,
+        )
     except DataMissing as exc:
-        print(f"error: the data for {paper.name} is missing; put these files in place (nothing was written):",
-              file=sys.stderr)
+        print(
+            f"error: the data for {paper.name} is missing; put these files in place (nothing was written):",
+            file=sys.stderr,
+        )
         for line in exc.lines:
             print(f"missing: {line}", file=sys.stderr)
         return 2

@@ -90,8 +90,10 @@ def run_one(
     when its parameters, split seed and protocol are this run's."""
     cfg = cfg or Protocol()
     if split.test.nnz == 0:  # every metric would be NaN: nothing to record
-        raise FusebenchError(f"dataset {dataset.name!r}: its {split.protocol} split (seed {split.seed}) has no test "
-                             "interactions, so there is nothing to evaluate")
+        raise FusebenchError(
+            f"dataset {dataset.name!r}: its {split.protocol} split (seed {split.seed}) has no test "
+            "interactions, so there is nothing to evaluate"
+        )
     params = cfg.model_params(model_name, params)
     model = make_model(model_name, params)  # validates names before anything is written
     resolved = model.get_params()
@@ -104,32 +106,60 @@ def run_one(
         return RunOutcome(status="skipped", key=key, record=held, path=held["_path"])
 
     data = FitData.from_split(dataset, split, cfg.device)
-    if trained is not None and trained.split_seed == split.seed and trained.model.get_params() == resolved \
-            and type(trained.model) is type(model):
+    if (
+        trained is not None
+        and trained.split_seed == split.seed
+        and trained.model.get_params() == resolved
+        and type(trained.model) is type(model)
+    ):
         model, outcome = trained.model, trained.outcome
     else:
         try:
             outcome = train(
-                model, data, split.valid, metric=cfg.metric, eval_every=cfg.eval_every,
-                patience=cfg.patience, progress=progress,
+                model,
+                data,
+                split.valid,
+                metric=cfg.metric,
+                eval_every=cfg.eval_every,
+                patience=cfg.patience,
+                progress=progress,
             )
         except FloatingPointError as exc:
             # a diverging configuration is a result of this seed, not a crash of the campaign:
             # recorded as failed (and, being seeded, not retried on resume; --force retries)
-            record = {**_describe(identity, key, dataset, split, model, model_name, cfg, None),
-                      "failed": str(exc), "valid": {}, "test": {}, "n_test_users": 0}
+            record = {
+                **_describe(identity, key, dataset, split, model, model_name, cfg, None),
+                "failed": str(exc),
+                "valid": {},
+                "test": {},
+                "n_test_users": 0,
+            }
             if tuning is not None:
                 record["tuning"] = dict(tuning)
             path = store.write(record, {})
             return RunOutcome(status="failed", key=key, record=record, path=str(path))
     popularity = np.asarray(split.train.sum(axis=0)).ravel()
-    valid = evaluate(model.score, split.valid, split.train, metrics=cfg.metrics, ks=cfg.ks,
-                     batch_size=cfg.eval_batch_size, item_popularity=popularity)
+    valid = evaluate(
+        model.score,
+        split.valid,
+        split.train,
+        metrics=cfg.metrics,
+        ks=cfg.ks,
+        batch_size=cfg.eval_batch_size,
+        item_popularity=popularity,
+    )
     # test time masks train and valid items (neither can be a test hit), unless the protocol
     # reproduces MMRec, which masks train items only
     test_exclude = split.train + split.valid if cfg.mask_valid_at_test else split.train
-    test = evaluate(model.score, split.test, test_exclude, metrics=cfg.metrics, ks=cfg.ks,
-                    batch_size=cfg.eval_batch_size, item_popularity=popularity)
+    test = evaluate(
+        model.score,
+        split.test,
+        test_exclude,
+        metrics=cfg.metrics,
+        ks=cfg.ks,
+        batch_size=cfg.eval_batch_size,
+        item_popularity=popularity,
+    )
 
     record = {
         **_describe(identity, key, dataset, split, model, model_name, cfg, outcome),
@@ -145,8 +175,9 @@ def run_one(
     return RunOutcome(status="done", key=key, record=record, path=str(path))
 
 
-def _describe(identity: dict, key: str, dataset: MultimodalDataset, split: Split, model, model_name: str,
-              cfg: Protocol, outcome) -> dict[str, Any]:
+def _describe(
+    identity: dict, key: str, dataset: MultimodalDataset, split: Split, model, model_name: str, cfg: Protocol, outcome
+) -> dict[str, Any]:
     """What a record says about its run besides the results: data, split, model, training, provenance."""
     cls = type(model)
     return {
@@ -161,10 +192,14 @@ def _describe(identity: dict, key: str, dataset: MultimodalDataset, split: Split
             # where a model from outside the package comes from (spec, file, SHA-256)
             **({"source": source} if (source := model_source(model_name)) else {}),
         },
-        "training": {**cfg.identity(), "protocol": cfg.name, "mask_valid_at_test": cfg.mask_valid_at_test,
-                     # the protocol's epoch bound and the parameter that carries it
-                     **({"max_epochs": cfg.epochs, "epochs_param": cls.epochs_param} if cls.iterative else {}),
-                     **(asdict(outcome) if outcome is not None else {})},
+        "training": {
+            **cfg.identity(),
+            "protocol": cfg.name,
+            "mask_valid_at_test": cfg.mask_valid_at_test,
+            # the protocol's epoch bound and the parameter that carries it
+            **({"max_epochs": cfg.epochs, "epochs_param": cls.epochs_param} if cls.iterative else {}),
+            **(asdict(outcome) if outcome is not None else {}),
+        },
     }
 
 

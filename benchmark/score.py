@@ -96,8 +96,7 @@ def _fields(text: str, n: int, layout: str, what: str, path: Path):
         if len(f) != n:
             shown = line.strip()
             shown = shown if len(shown) <= 80 else shown[:77] + "..."
-            raise FusebenchError(f"{what} {path}: line {no}: expected {n} fields '{layout}', found {len(f)}: "
-                                 f"{shown!r}")
+            raise FusebenchError(f"{what} {path}: line {no}: expected {n} fields '{layout}', found {len(f)}: {shown!r}")
         yield no, f
 
 
@@ -108,8 +107,10 @@ def _no_repeats(users: np.ndarray, items: np.ndarray, lines: np.ndarray, what: s
         first = np.flatnonzero(dup)
         later = first[df.iloc[first].duplicated(keep="first").to_numpy()][0]
         earlier = first[(users[first] == users[later]) & (items[first] == items[later])][0]
-        raise FusebenchError(f"{what} {path}: line {lines[later]} repeats user {users[later]!r} item "
-                             f"{items[later]!r} of line {lines[earlier]} (one line per user and item)")
+        raise FusebenchError(
+            f"{what} {path}: line {lines[later]} repeats user {users[later]!r} item "
+            f"{items[later]!r} of line {lines[earlier]} (one line per user and item)"
+        )
 
 
 def read_run(path: str | Path) -> RunFile:
@@ -136,17 +137,25 @@ def read_run(path: str | Path) -> RunFile:
         if tag is None:
             tag = t
         elif t != tag:
-            raise FusebenchError(f"run file {path}: line {no}: run tag {t!r} differs from {tag!r} of the first "
-                                 "line (one system per run file)")
+            raise FusebenchError(
+                f"run file {path}: line {no}: run tag {t!r} differs from {tag!r} of the first "
+                "line (one system per run file)"
+            )
         users.append(u)
         items.append(i)
         scores.append(s)
         lines.append(no)
     if not users:
         raise FusebenchError(f"run file {path} is empty (expected lines '{layout}')")
-    run = RunFile(path, hashlib.sha256(raw).hexdigest(), np.array(users, dtype=object),
-                  np.array(items, dtype=object), np.array(scores, dtype=np.float64),
-                  np.array(lines, dtype=np.int64), tag)
+    run = RunFile(
+        path,
+        hashlib.sha256(raw).hexdigest(),
+        np.array(users, dtype=object),
+        np.array(items, dtype=object),
+        np.array(scores, dtype=np.float64),
+        np.array(lines, dtype=np.int64),
+        tag,
+    )
     _no_repeats(run.users, run.items, run.lines, "run file", path)
     return run
 
@@ -160,16 +169,22 @@ def read_qrels(path: str | Path) -> Qrels:
         try:
             r = int(rel)
         except ValueError:
-            raise FusebenchError(f"qrels {path}: line {no}: relevance {rel!r} is not an integer "
-                                 "(user 0 item rel)") from None
+            raise FusebenchError(
+                f"qrels {path}: line {no}: relevance {rel!r} is not an integer (user 0 item rel)"
+            ) from None
         users.append(u)
         items.append(i)
         rels.append(r)
         lines.append(no)
     if not users:
         raise FusebenchError(f"qrels {path} is empty (expected lines 'user 0 item rel')")
-    q = Qrels(path, np.array(users, dtype=object), np.array(items, dtype=object), np.array(rels, dtype=np.int64),
-              np.array(lines, dtype=np.int64))
+    q = Qrels(
+        path,
+        np.array(users, dtype=object),
+        np.array(items, dtype=object),
+        np.array(rels, dtype=np.int64),
+        np.array(lines, dtype=np.int64),
+    )
     _no_repeats(q.users, q.items, q.lines, "qrels", path)
     return q
 
@@ -177,8 +192,9 @@ def read_qrels(path: str | Path) -> Qrels:
 # --------------------------------------------------------------------------- ranking
 
 
-def ranked_lists(rows: np.ndarray, items: np.ndarray, scores: np.ndarray, tie: np.ndarray, n_rows: int,
-                 k: int) -> np.ndarray:
+def ranked_lists(
+    rows: np.ndarray, items: np.ndarray, scores: np.ndarray, tie: np.ndarray, n_rows: int, k: int
+) -> np.ndarray:
     """int64 ``(n_rows, k)`` lists, best first: each row's entries by score descending, equal scores
     by ``tie`` ascending, cut at ``k``, padded with -1 (the layout `rank_metrics` takes)."""
     order = np.lexsort((tie, -scores, rows))
@@ -242,8 +258,10 @@ def score_files(run: RunFile, qrels: Qrels, convention: str = "recbole", ks: Seq
         in_run = set(pd.unique(run.users))
         users = np.array([u for u in qusers if u in in_run], dtype=object)
         if not len(users):
-            raise FusebenchError(f"no user of qrels {qrels.path} appears in run file {run.path}: nothing to score "
-                                 "(trec_eval: no queries with both results and relevance info)")
+            raise FusebenchError(
+                f"no user of qrels {qrels.path} appears in run file {run.path}: nothing to score "
+                "(trec_eval: no queries with both results and relevance info)"
+            )
     items = _sorted_ids(np.concatenate([run.items, qrels.items]).astype(str))
     row_of_run = _index(users, run.users)
     item_of_run = _index(items, run.items)
@@ -257,9 +275,13 @@ def score_files(run: RunFile, qrels: Qrels, convention: str = "recbole", ks: Seq
         tie = len(items) - 1 - _index(np.sort(items), run.items[keep])
     topk = ranked_lists(row_of_run[keep], item_of_run[keep], scores, tie, len(users), kmax)
     qkeep = rel & (_index(users, qrels.users) >= 0)
-    truth = sp.csr_matrix((np.ones(int(qkeep.sum()), dtype=np.float32),
-                           (_index(users, qrels.users[qkeep]), _index(items, qrels.items[qkeep]))),
-                          shape=(len(users), len(items)))
+    truth = sp.csr_matrix(
+        (
+            np.ones(int(qkeep.sum()), dtype=np.float32),
+            (_index(users, qrels.users[qkeep]), _index(items, qrels.items[qkeep])),
+        ),
+        shape=(len(users), len(items)),
+    )
     per_user = M.rank_metrics(topk, truth, M.RANK_METRICS, ks)
     n_rel = np.diff(truth.indptr)
     if convention == "trec":
@@ -269,8 +291,10 @@ def score_files(run: RunFile, qrels: Qrels, convention: str = "recbole", ks: Seq
         for v in per_user.values():
             v[n_rel == 0] = 0.0  # trec_eval scores a query without relevant documents 0
         if qrels.rels.max() > 1:
-            notes.append(f"qrels hold graded labels (up to {int(qrels.rels.max())}): fusebench binarises them "
-                         "(rel > 0), while trec_eval's ndcg_cut would use the grades as gains")
+            notes.append(
+                f"qrels hold graded labels (up to {int(qrels.rels.max())}): fusebench binarises them "
+                "(rel > 0), while trec_eval's ndcg_cut would use the grades as gains"
+            )
     n_listed = np.bincount(row_of_run[keep], minlength=len(users))
     outside = pd.unique(run.users[~keep])
     if len(outside):
@@ -279,8 +303,10 @@ def score_files(run: RunFile, qrels: Qrels, convention: str = "recbole", ks: Seq
     if convention == "recbole":
         absent = users[n_listed == 0]
         if len(absent):
-            notes.append(f"{len(absent)} of {len(users)} qrels users with a relevant item are absent from the run: "
-                         f"each counts 0 on every metric ({_listed(absent)})")
+            notes.append(
+                f"{len(absent)} of {len(users)} qrels users with a relevant item are absent from the run: "
+                f"each counts 0 on every metric ({_listed(absent)})"
+            )
         norel = len(qusers) - len(users)
         if norel:
             notes.append(f"{norel} qrels users without a relevant item are left out")
@@ -324,7 +350,8 @@ def score_split(run: RunFile, dataset, split, ks: Sequence[int], mask_valid: boo
             raise FusebenchError(
                 f"run file {run.path}: {len(uniq)} {what} ids are not {what}s of dataset {dataset.name!r}: "
                 f"{_listed(ids[bad][first], run.lines[bad][first])}; the run must use the dataset's raw ids, "
-                "as `python -m benchmark datasets export NAME --split OUT` writes them")
+                "as `python -m benchmark datasets export NAME --split OUT` writes them"
+            )
     truth = split.test.tocsr()
     has_truth = np.diff(truth.indptr) > 0
     eval_users = np.flatnonzero(has_truth).astype(np.int64)
@@ -344,12 +371,17 @@ def score_split(run: RunFile, dataset, split, ks: Sequence[int], mask_valid: boo
         per_user[name] = np.full(n_users, np.nan)
         per_user[name][eval_users] = values
     # `evaluate`'s summary: NaN-means, then coverage and Gini over the evaluated users' lists
-    summary = mean_metrics({name: per_user[name] for name in
-                            [f"{m}@{k}" for m in M.RANK_METRICS for k in ks] + [f"novelty@{k}" for k in ks]})
+    summary = mean_metrics(
+        {
+            name: per_user[name]
+            for name in [f"{m}@{k}" for m in M.RANK_METRICS for k in ks] + [f"novelty@{k}" for k in ks]
+        }
+    )
     counts = M.item_counts(topk, ks, n_items)
     for ci, k in enumerate(ks):
         summary[f"item_coverage@{k}"], summary[f"gini@{k}"] = (
-            M.coverage_and_gini(counts[ci]) if len(eval_users) else (float("nan"), float("nan")))
+            M.coverage_and_gini(counts[ci]) if len(eval_users) else (float("nan"), float("nan"))
+        )
     n_listed = np.bincount(row[u[keep]], minlength=len(eval_users))
     run_users = np.unique(u)
     facts = {
@@ -365,29 +397,39 @@ def score_split(run: RunFile, dataset, split, ks: Sequence[int], mask_valid: boo
     notes = []
     if facts["test_users_absent"]:
         absent = np.asarray(dataset.user_ids)[eval_users[n_listed == 0]]
-        notes.append(f"{facts['test_users_absent']} of {len(eval_users)} test users are absent from the run: each "
-                     f"counts 0 on every metric (a recommender answers every test user): {_listed(absent)}")
+        notes.append(
+            f"{facts['test_users_absent']} of {len(eval_users)} test users are absent from the run: each "
+            f"counts 0 on every metric (a recommender answers every test user): {_listed(absent)}"
+        )
     if facts["dropped_train_valid"]:
         what = "train or valid" if mask_valid else "train"
-        notes.append(f"dropped {facts['dropped_train_valid']} recommendations of items in the user's {what} "
-                     f"interactions before the cut at {kmax} (masked, as for every model)")
+        notes.append(
+            f"dropped {facts['dropped_train_valid']} recommendations of items in the user's {what} "
+            f"interactions before the cut at {kmax} (masked, as for every model)"
+        )
     if facts["test_users_short"]:
-        notes.append(f"{facts['test_users_short']} test users have fewer than {kmax} recommendations (after masking): "
-                     f"their lists are shorter, precision still divides by k")
+        notes.append(
+            f"{facts['test_users_short']} test users have fewer than {kmax} recommendations (after masking): "
+            f"their lists are shorter, precision still divides by k"
+        )
     if facts["run_users_without_test_items"]:
         notes.append(f"{facts['run_users_without_test_items']} run users have no test items in this split: not scored")
     return DatasetScore(per_user, summary, eval_users, n_listed, facts, notes)
 
 
-def external_record(dataset, split, name: str, run: RunFile, scored: DatasetScore, protocol_name: str,
-                    mask_valid: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def external_record(
+    dataset, split, name: str, run: RunFile, scored: DatasetScore, protocol_name: str, mask_valid: bool
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """An ordinary run record (and its per-user arrays) for an external system's run file."""
     from .records import record_key
     from .runner import data_identity, describe_data
 
     training = {"protocol": protocol_name, "mask_valid_at_test": mask_valid}
-    identity = {**data_identity(dataset, split), "model": {"name": name, "params": {}, "run_sha256": run.sha256},
-                "training": training}
+    identity = {
+        **data_identity(dataset, split),
+        "model": {"name": name, "params": {}, "run_sha256": run.sha256},
+        "training": training,
+    }
     key = record_key(identity)
     record = {
         **describe_data(identity, key, dataset, split, "cpu"),
@@ -421,8 +463,14 @@ def metric_table(means: dict[str, float], ks: Sequence[int]) -> str:
     return tabulate(rows, headers=["metric", *(f"@{k}" for k in ks)], tablefmt="simple", disable_numparse=True)
 
 
-def write_per_user(path: str | Path, users: np.ndarray, n_relevant: np.ndarray, n_listed: np.ndarray,
-                   per_user: dict[str, np.ndarray], ks: Sequence[int]) -> Path:
+def write_per_user(
+    path: str | Path,
+    users: np.ndarray,
+    n_relevant: np.ndarray,
+    n_listed: np.ndarray,
+    per_user: dict[str, np.ndarray],
+    ks: Sequence[int],
+) -> Path:
     """CSV: one row per scored user (``user``, ``n_relevant``, ``n_listed``, then ``metric@k``)."""
     from datasets.download import atomic_write
 
@@ -444,17 +492,27 @@ def write_per_user(path: str | Path, users: np.ndarray, n_relevant: np.ndarray, 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """`score`'s sub-parser (cli.build_parser calls this)."""
-    s = sub.add_parser("score", help="score recommendations made elsewhere: a TREC run file against TREC qrels, "
-                       "or against a dataset's split (writes a run record, family external)")
+    s = sub.add_parser(
+        "score",
+        help="score recommendations made elsewhere: a TREC run file against TREC qrels, "
+        "or against a dataset's split (writes a run record, family external)",
+    )
     s.add_argument("--run", required=True, help="TREC run file: user Q0 item rank score tag (whitespace separated)")
     s.add_argument("--qrels", help="TREC qrels: user 0 item rel (rel > 0 is relevant)")
-    s.add_argument("--convention", choices=CONVENTIONS, default="recbole",
-                   help="with --qrels: recbole (fusebench's, default) or trec (trec_eval's); see docs/metrics.md")
+    s.add_argument(
+        "--convention",
+        choices=CONVENTIONS,
+        default="recbole",
+        help="with --qrels: recbole (fusebench's, default) or trec (trec_eval's); see docs/metrics.md",
+    )
     s.add_argument("--ks", help=f"with --qrels: cutoffs (default {','.join(map(str, FILE_KS))})")
     s.add_argument("--per-user", metavar="OUT.csv", help="write one row per scored user, a column per metric@k")
     s.add_argument("--dataset", help="score against this dataset's split instead (raw ids; writes a run record)")
-    s.add_argument("--protocol", help="with --dataset: split protocol (default: the source's split if it has one, "
-                   "else random 8:1:1); mmrec = the given split with only train items masked")
+    s.add_argument(
+        "--protocol",
+        help="with --dataset: split protocol (default: the source's split if it has one, "
+        "else random 8:1:1); mmrec = the given split with only train items masked",
+    )
     s.add_argument("--seed", type=int, help="with --dataset: split seed (default 0)")
     s.add_argument("--name", help="with --dataset: the external system's name on the leaderboard")
     s.add_argument("--rating-threshold", type=float, help="with --dataset: as for run")
@@ -513,12 +571,22 @@ def cmd_score(args) -> int:
     from .options import UsageError
 
     if bool(args.qrels) == bool(args.dataset):
-        raise UsageError("score needs either --qrels QRELS (score a run file) or --dataset D --name NAME "
-                         "(score it on a dataset's split and write a run record)")
+        raise UsageError(
+            "score needs either --qrels QRELS (score a run file) or --dataset D --name NAME "
+            "(score it on a dataset's split and write a run record)"
+        )
     if args.qrels:
-        wrong = [o for o, v in (("--name", args.name), ("--protocol", args.protocol), ("--seed", args.seed),
-                                ("--rating-threshold", args.rating_threshold), ("--force", args.force or None))
-                 if v is not None]
+        wrong = [
+            o
+            for o, v in (
+                ("--name", args.name),
+                ("--protocol", args.protocol),
+                ("--seed", args.seed),
+                ("--rating-threshold", args.rating_threshold),
+                ("--force", args.force or None),
+            )
+            if v is not None
+        ]
         if wrong:
             raise UsageError(f"{', '.join(wrong)} apply with --dataset, not with --qrels")
         return _score_files_cmd(args)
@@ -533,8 +601,10 @@ def _score_files_cmd(args) -> int:
     _warn(scored.notes)
     means = {k: float(np.mean(v)) if len(v) else float("nan") for k, v in scored.per_user.items()}
     # recbole: users without a relevant item are not rows at all; trec: every row counts
-    print(f"{args.convention} convention: {len(scored.users)} users scored; run {run.path.name} "
-          f"(sha256 {run.sha256[:12]}), qrels {qrels.path.name}")
+    print(
+        f"{args.convention} convention: {len(scored.users)} users scored; run {run.path.name} "
+        f"(sha256 {run.sha256[:12]}), qrels {qrels.path.name}"
+    )
     print(metric_table(means, ks))
     if args.per_user:
         path = write_per_user(args.per_user, scored.users, scored.n_relevant, scored.n_listed, scored.per_user, ks)
@@ -553,13 +623,17 @@ def _score_dataset_cmd(args) -> int:
     if not args.name:
         raise UsageError("score --dataset needs --name NAME: what the leaderboard calls the external system")
     if not MODEL_NAME.match(args.name):
-        raise UsageError(f"--name {args.name!r}: use letters, digits and . _ + - (at most 64 characters, "
-                         "starting with a letter or digit)")
+        raise UsageError(
+            f"--name {args.name!r}: use letters, digits and . _ + - (at most 64 characters, "
+            "starting with a letter or digit)"
+        )
     if args.name in model_names():
         raise UsageError(f"--name {args.name!r} is a fusebench model; give the external system a name of its own")
     if args.convention != "recbole" or args.ks is not None:
-        raise UsageError("with --dataset the record follows the fusebench protocol (the recbole convention, cutoffs "
-                         f"{','.join(map(str, DEFAULT_KS))}): --convention and --ks apply with --qrels")
+        raise UsageError(
+            "with --dataset the record follows the fusebench protocol (the recbole convention, cutoffs "
+            f"{','.join(map(str, DEFAULT_KS))}): --convention and --ks apply with --qrels"
+        )
     if not str(args.results).strip():
         raise UsageError("--results needs a folder")
     store = RecordStore(args.results)
@@ -567,14 +641,18 @@ def _score_dataset_cmd(args) -> int:
     ds = datasets.load(args.dataset, data_dir=args.data_dir, rating_threshold=args.rating_threshold)
     split, protocol_name, mask_valid = split_of(ds, args.protocol, args.seed)
     if split.test.nnz == 0:
-        raise FusebenchError(f"dataset {ds.name!r}: its {split.protocol} split (seed {split.seed}) has no test "
-                             "interactions, so there is nothing to evaluate")
+        raise FusebenchError(
+            f"dataset {ds.name!r}: its {split.protocol} split (seed {split.seed}) has no test "
+            "interactions, so there is nothing to evaluate"
+        )
     run = read_run(args.run)
     scored = score_split(run, ds, split, DEFAULT_KS, mask_valid)
     record, arrays = external_record(ds, split, args.name, run, scored, protocol_name, mask_valid)
     _warn(scored.notes)
-    print(f"{args.name} on {ds.name} ({split.protocol} split, seed {split.seed}): {len(scored.eval_users)} test users, "
-          f"run {run.path.name} (sha256 {run.sha256[:12]})")
+    print(
+        f"{args.name} on {ds.name} ({split.protocol} split, seed {split.seed}): {len(scored.eval_users)} test users, "
+        f"run {run.path.name} (sha256 {run.sha256[:12]})"
+    )
     print(metric_table(scored.summary, DEFAULT_KS))
     if args.per_user:
         users = np.asarray(ds.user_ids)[scored.eval_users].astype(str)

@@ -36,9 +36,18 @@ from scipy import stats as sps
 from .metrics import PRIMARY_METRIC
 
 __all__ = [
-    "PairedTest", "paired_test", "holm", "bootstrap_ci", "seed_average",
-    "ModelRuns", "Comparison", "GroupStats", "compare_models",
-    "TESTED_METRICS", "PRIMARY_METRIC", "ALPHA",
+    "PairedTest",
+    "paired_test",
+    "holm",
+    "bootstrap_ci",
+    "seed_average",
+    "ModelRuns",
+    "Comparison",
+    "GroupStats",
+    "compare_models",
+    "TESTED_METRICS",
+    "PRIMARY_METRIC",
+    "ALPHA",
 ]
 
 # per-user metrics the leaderboard shows (coverage is list-level: it has no per-user values)
@@ -90,8 +99,7 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> PairedTest:
         warnings.simplefilter("ignore")
         t = sps.ttest_rel(a, b)
         w = sps.wilcoxon(a, b, zero_method="wilcox", alternative="two-sided")
-    return PairedTest(n, mean_a, mean_b, diff, float(t.statistic), float(t.pvalue),
-                      float(w.statistic), float(w.pvalue))
+    return PairedTest(n, mean_a, mean_b, diff, float(t.statistic), float(t.pvalue), float(w.statistic), float(w.pvalue))
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
@@ -277,8 +285,10 @@ def compare_models(
     comps = [_compare(a, b, kind, metric) for a, b, kind in pairs for metric in metrics]
     pt = holm([c.test.p_t for c in comps])
     pw = holm([c.test.p_wilcoxon for c in comps])
-    comps = [Comparison(c.model, c.reference, c.kind, c.metric, c.seeds, c.test, float(x), float(y))
-             for c, x, y in zip(comps, pt, pw)]
+    comps = [
+        Comparison(c.model, c.reference, c.kind, c.metric, c.seeds, c.test, float(x), float(y))
+        for c, x, y in zip(comps, pt, pw)
+    ]
     ci: dict[str, dict[str, tuple[float, float]]] = {}
     n_users: dict[str, int] = {}
     for m in models:

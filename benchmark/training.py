@@ -74,8 +74,10 @@ def train(
 
     name, k = parse_metric(metric)
     if valid.nnz == 0:  # every validation would be NaN: no epoch could be chosen, silently the last
-        raise FusebenchError(f"{model.name}: the split has no validation interactions, so no epoch can be selected "
-                             "(use a split with a validation part)")
+        raise FusebenchError(
+            f"{model.name}: the split has no validation interactions, so no epoch can be selected "
+            "(use a split with a validation part)"
+        )
     if eval_every < 1 or patience < 1:
         raise FusebenchError("eval_every and patience must be >= 1")
     out = TrainOutcome(train_seconds=0.0, epochs_run=0)

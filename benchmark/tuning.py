@@ -206,6 +206,7 @@ class TuningResult:
 
 # --- storage ------------------------------------------------------------------------------
 
+
 def storage_kind(url: str) -> str:
     """'postgresql+psycopg2://u:pw@h/db' -> 'postgresql' (never the credentials)."""
     return url.split(":", 1)[0].split("+", 1)[0]
@@ -258,13 +259,16 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
             damaged = check_sqlite(path) if path.exists() else None
             if damaged:
-                raise FusebenchError(f"tuning storage {path}: {damaged}; move it away and tuning starts "
-                                     "afresh (python -m benchmark doctor --fix quarantines a results/tuning.db)")
+                raise FusebenchError(
+                    f"tuning storage {path}: {damaged}; move it away and tuning starts "
+                    "afresh (python -m benchmark doctor --fix quarantines a results/tuning.db)"
+                )
             path.parent.mkdir(parents=True, exist_ok=True)
         return _open_racing(url, engine_kwargs={"connect_args": {"timeout": 60}})
     try:
-        return _open_racing(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                            engine_kwargs={"pool_pre_ping": True})
+        return _open_racing(
+            url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, engine_kwargs={"pool_pre_ping": True}
+        )
     except ImportError as e:  # e.g. psycopg2 missing
         raise FusebenchError(f"storage {kind}: {e} (pip install psycopg2-binary for PostgreSQL)") from None
     except Exception as e:  # noqa: BLE001 - connection errors are the user's to fix
@@ -326,7 +330,8 @@ def _exclusive(url: str, study: str) -> Iterator[None]:
                 if time.monotonic() > deadline:
                     raise FusebenchError(
                         f"study {study!r} is being tuned by another process on this machine; several workers "
-                        "need a server storage (--storage postgresql://...)") from None
+                        "need a server storage (--storage postgresql://...)"
+                    ) from None
                 time.sleep(0.1)
         try:
             yield
@@ -336,16 +341,25 @@ def _exclusive(url: str, study: str) -> Iterator[None]:
 
 # --- the study ----------------------------------------------------------------------------
 
-def study_name(data: TuningData, model_name: str, cfg: Protocol, budget: Budget,
-               fixed: dict[str, Any], pruner: str, seed: int) -> str:
+
+def study_name(
+    data: TuningData, model_name: str, cfg: Protocol, budget: Budget, fixed: dict[str, Any], pruner: str, seed: int
+) -> str:
     """Readable prefix + a digest of everything that changes the objective or the sampler.
 
     The budget's size is not part of it: a larger budget extends the same study."""
     ident = {
-        "version": TUNING_VERSION, "dataset": data.fingerprint, "split": data.split,
-        "model": model_name, "fixed": fixed, "training": cfg.identity(), "epochs": cfg.epochs,
+        "version": TUNING_VERSION,
+        "dataset": data.fingerprint,
+        "split": data.split,
+        "model": model_name,
+        "fixed": fixed,
+        "training": cfg.identity(),
+        "epochs": cfg.epochs,
         "epoch_cap": budget.epoch_cap,
-        "pruner": pruner, "sampler_seed": seed, "startup": TPE_STARTUP_TRIALS,
+        "pruner": pruner,
+        "sampler_seed": seed,
+        "startup": TPE_STARTUP_TRIALS,
     }
     src = model_source(model_name)
     if src is not None:  # another version of a user's model file is another study
@@ -405,19 +419,41 @@ def tune(
     url = storage or default_storage(results)
     kind = storage_kind(url)
     name = study or study_name(data, model_name, cfg, budget, fixed, pruner, seed)
-    base = dict(study=name, storage=kind, budget=budget, metric=cfg.metric, sampler=f"TPE(seed={seed})",
-                pruner=pruner, split_seed=int(data.split.get("seed", 0)))
+    base = dict(
+        study=name,
+        storage=kind,
+        budget=budget,
+        metric=cfg.metric,
+        sampler=f"TPE(seed={seed})",
+        pruner=pruner,
+        split_seed=int(data.split.get("seed", 0)),
+    )
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _quiet_user_stops()
     if not cls.search_space(_Probe()):
-        return TuningResult(**base, trials=0, complete=0, pruned=0, new_trials=0, best_params={},
-                            best_valid=None, seconds=0.0, note="no hyper-parameters to tune")
+        return TuningResult(
+            **base,
+            trials=0,
+            complete=0,
+            pruned=0,
+            new_trials=0,
+            best_params={},
+            best_valid=None,
+            seconds=0.0,
+            note="no hyper-parameters to tune",
+        )
 
     rdb = open_storage(url)
     with _exclusive(url, name):
-        st = optuna.create_study(study_name=name, storage=rdb, direction="maximize", load_if_exists=True,
-                                 sampler=_sampler(seed, 0), pruner=make_pruner(pruner))
+        st = optuna.create_study(
+            study_name=name,
+            storage=rdb,
+            direction="maximize",
+            load_if_exists=True,
+            sampler=_sampler(seed, 0),
+            pruner=make_pruner(pruner),
+        )
         if kind == "sqlite":
             # we hold the study's lock: a RUNNING trial is one whose process died
             for t in st.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -447,19 +483,36 @@ def tune(
             st.optimize(objective, n_trials=1, catch=(_Surplus,), gc_after_trial=False)
             new += 1
         trials = st.get_trials(deepcopy=False, states=FINISHED)
-        complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
-                    and math.isfinite(t.value)]
+        complete = [
+            t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
+        ]
         seconds = sum(_duration(t) for t in trials)
-        common = dict(trials=len(trials), complete=len(complete), pruned=len(trials) - len(complete),
-                      new_trials=new, seconds=seconds)
+        common = dict(
+            trials=len(trials),
+            complete=len(complete),
+            pruned=len(trials) - len(complete),
+            new_trials=new,
+            seconds=seconds,
+        )
         if not complete:
-            return TuningResult(**base, **common, best_params={}, best_valid=None,
-                                note="no trial completed: the model's defaults are used")
+            return TuningResult(
+                **base,
+                **common,
+                best_params={},
+                best_valid=None,
+                note="no trial completed: the model's defaults are used",
+            )
         # the best completed trial; ties go to the earlier trial (as Optuna does)
         best = max(complete, key=lambda t: (t.value, -t.number))
         chosen, full, trained = _full_length_choice(st, data, model_name, cfg, trials, best, progress)
-    return TuningResult(**base, **common, best_params=dict(chosen.user_attrs["params"]),
-                        best_valid=float(chosen.value), full_length=full, trained=trained)
+    return TuningResult(
+        **base,
+        **common,
+        best_params=dict(chosen.user_attrs["params"]),
+        best_valid=float(chosen.value),
+        full_length=full,
+        trained=trained,
+    )
 
 
 def _full_length_choice(st, data: TuningData, model_name: str, cfg: Protocol, trials, best, progress):
@@ -481,8 +534,14 @@ def _full_length_choice(st, data: TuningData, model_name: str, cfg: Protocol, tr
                 progress(f"full-length validation of the {role}")
             model = _model(model_name, t.user_attrs["params"], cfg)
             try:
-                out = train(model, data.fit_data(cfg.device), data.valid, metric=cfg.metric,
-                            eval_every=cfg.eval_every, patience=cfg.patience)
+                out = train(
+                    model,
+                    data.fit_data(cfg.device),
+                    data.valid,
+                    metric=cfg.metric,
+                    eval_every=cfg.eval_every,
+                    patience=cfg.patience,
+                )
                 value = out.best_valid if out.best_valid is not None and math.isfinite(out.best_valid) else -math.inf
                 if math.isfinite(value):
                     trained[role] = Trained(model, out, int(data.split.get("seed", 0)))
@@ -532,8 +591,16 @@ class _Probe:
         return low
 
 
-def _objective(study, data: TuningData, model_name: str, fixed: dict, cfg: Protocol, budget: Budget,
-               seed: int, metric: tuple[str, int]):
+def _objective(
+    study,
+    data: TuningData,
+    model_name: str,
+    fixed: dict,
+    cfg: Protocol,
+    budget: Budget,
+    seed: int,
+    metric: tuple[str, int],
+):
     cls = get_model_class(model_name)
     fit_data = data.fit_data(cfg.device)
     metric_name, k = metric
@@ -574,8 +641,15 @@ def _objective(study, data: TuningData, model_name: str, fixed: dict, cfg: Proto
                 raise _EpochCap
 
         try:
-            train(model, fit_data, data.valid, metric=cfg.metric, eval_every=cfg.eval_every,
-                  patience=cfg.patience, on_eval=on_eval)
+            train(
+                model,
+                fit_data,
+                data.valid,
+                metric=cfg.metric,
+                eval_every=cfg.eval_every,
+                patience=cfg.patience,
+                on_eval=on_eval,
+            )
         except _EpochCap:
             pass
         except FloatingPointError as e:  # a diverging configuration: finished, never best
@@ -601,5 +675,8 @@ def study_summary(url: str, name: str) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for t in trials:
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
-    return {"counts": counts, "numbers": [t.number for t in trials],
-            "workers": [t.user_attrs.get("worker") for t in trials if t.state in FINISHED]}
+    return {
+        "counts": counts,
+        "numbers": [t.number for t in trials],
+        "workers": [t.user_attrs.get("worker") for t in trials if t.state in FINISHED],
+    }

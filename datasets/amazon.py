@@ -71,8 +71,9 @@ SETS: dict[str, tuple[str, str]] = {
     "amazon-clothing": ("clothing", "Clothing_Shoes_and_Jewelry"),
 }
 FEATURES = {"image": "image_feat.npy", "text": "text_feat.npy"}
-MMREC_DATA_URL = ("https://drive.google.com/drive/folders/13cBy1EA_saTUuXxVllKgtfci2A09jyaG "
-                  "(github.com/enoche/MMRec, data/README.md)")
+MMREC_DATA_URL = (
+    "https://drive.google.com/drive/folders/13cBy1EA_saTUuXxVllKgtfci2A09jyaG (github.com/enoche/MMRec, data/README.md)"
+)
 # (users, items, interactions) as MMRec's evaluation/README.md states them; Clothing is not in that table
 PUBLISHED_STATS: dict[str, tuple[int, int, int] | None] = {
     "amazon-baby": (19445, 7050, 160792),
@@ -119,8 +120,10 @@ def missing_files(name: str, data_dir: str | os.PathLike | None = None) -> list[
     mirror = mirror_dir(data_dir)
     if folder is None:
         folder = (mirror / name) if mirror is not None else Path("$FUSEBENCH_DATA_DIR") / name
-    hint = (f"MMRec's processed {_short(name)}/ folder (Google Drive link in MMRec's data/README.md) "
-            "or `python -m datasets.amazon`")
+    hint = (
+        f"MMRec's processed {_short(name)}/ folder (Google Drive link in MMRec's data/README.md) "
+        "or `python -m datasets.amazon`"
+    )
     return [f"{folder / f}  <- {hint}" for f in required_files(name) if not (folder / f).is_file()]
 
 
@@ -179,8 +182,9 @@ def _is_json_lines(path: Path) -> bool:
     return name.endswith((".json", ".jsonl"))
 
 
-def read_reviews(path: str | os.PathLike,
-                 csv_columns: tuple[str, ...] = ("user", "item", "rating", "timestamp")) -> pd.DataFrame:
+def read_reviews(
+    path: str | os.PathLike, csv_columns: tuple[str, ...] = ("user", "item", "rating", "timestamp")
+) -> pd.DataFrame:
     """Raw interactions as columns user, item (original string ids), rating, timestamp."""
     path = Path(path)
     if not path.is_file():
@@ -255,14 +259,19 @@ def item_texts(meta_path: str | os.PathLike) -> dict[str, str]:
         asin = rec.get("asin")
         if asin is None:
             continue
-        parts = (_flatten(rec.get("title")) + _flatten(rec.get("brand"))
-                 + _flatten(rec.get("categories", rec.get("category"))) + _flatten(rec.get("description")))
+        parts = (
+            _flatten(rec.get("title"))
+            + _flatten(rec.get("brand"))
+            + _flatten(rec.get("categories", rec.get("category")))
+            + _flatten(rec.get("description"))
+        )
         out[str(asin)] = " ".join(" ".join(parts).split())
     return out
 
 
-def read_image_features(path: str | os.PathLike, wanted: set[str] | None = None,
-                        dim: int = 4096) -> dict[str, np.ndarray]:
+def read_image_features(
+    path: str | os.PathLike, wanted: set[str] | None = None, dim: int = 4096
+) -> dict[str, np.ndarray]:
     """asin -> float32 vector from a published ``image_features_*.b`` file (streamed)."""
     path = Path(path)
     rec = 10 + 4 * dim
@@ -274,8 +283,9 @@ def read_image_features(path: str | os.PathLike, wanted: set[str] | None = None,
                 break
             body = fh.read(4 * dim)
             if len(head) != 10 or len(body) != 4 * dim:
-                raise FusebenchError(f"{path.name}: truncated record (each is a 10-byte ASIN + {dim} float32, "
-                                     f"{rec} bytes)")
+                raise FusebenchError(
+                    f"{path.name}: truncated record (each is a 10-byte ASIN + {dim} float32, {rec} bytes)"
+                )
             asin = head.decode("ascii", errors="replace")
             if wanted is None or asin in wanted:
                 out[asin] = np.frombuffer(body, dtype="<f4").copy()
@@ -314,33 +324,45 @@ def build_mmrec_folder(
     i_ids = pd.unique(df["item"])
     u_map = {x: i for i, x in enumerate(u_ids)}
     i_map = {x: i for i, x in enumerate(i_ids)}
-    inter = pd.DataFrame({
-        "userID": df["user"].map(u_map).astype(np.int64),
-        "itemID": df["item"].map(i_map).astype(np.int64),
-        "rating": pd.to_numeric(df["rating"], errors="coerce").fillna(0.0).astype(np.float64),
-        "timestamp": pd.to_numeric(df["timestamp"], errors="coerce").astype(np.int64),
-    })
+    inter = pd.DataFrame(
+        {
+            "userID": df["user"].map(u_map).astype(np.int64),
+            "itemID": df["item"].map(i_map).astype(np.int64),
+            "rating": pd.to_numeric(df["rating"], errors="coerce").fillna(0.0).astype(np.float64),
+            "timestamp": pd.to_numeric(df["timestamp"], errors="coerce").astype(np.int64),
+        }
+    )
     order, labels = mmrec_split_labels(inter["userID"].to_numpy(), seed)
     inter = inter.iloc[order].reset_index(drop=True)
     inter["x_label"] = labels
     out.mkdir(parents=True, exist_ok=True)
     inter.to_csv(out / f"{name}.inter", sep="\t", index=False)
     pd.DataFrame({"user_id": u_ids, "userID": np.arange(len(u_ids))}).to_csv(
-        out / "u_id_mapping.csv", sep="\t", index=False)
+        out / "u_id_mapping.csv", sep="\t", index=False
+    )
     pd.DataFrame({"asin": i_ids, "itemID": np.arange(len(i_ids))}).to_csv(
-        out / "i_id_mapping.csv", sep="\t", index=False)
+        out / "i_id_mapping.csv", sep="\t", index=False
+    )
     info: dict[str, Any] = {
         "reviews": {"file": Path(reviews).name, "sha256": _sha256(Path(reviews))},
-        "k_core": k, "split": "MMRec per-user (n<10: 1 valid + 1 test; else 20% held out, half valid)",
-        "seed": seed, "users": len(u_ids), "items": len(i_ids), "interactions": len(inter),
+        "k_core": k,
+        "split": "MMRec per-user (n<10: 1 valid + 1 test; else 20% held out, half valid)",
+        "seed": seed,
+        "users": len(u_ids),
+        "items": len(i_ids),
+        "interactions": len(inter),
     }
     if meta is not None:
         texts = item_texts(meta)
         item_text = [texts.get(str(a), "") for a in i_ids]
         pd.DataFrame({"itemID": np.arange(len(i_ids)), "text": item_text}).to_csv(
-            out / "item_text.tsv", sep="\t", index=False)
-        info["meta"] = {"file": Path(meta).name, "sha256": _sha256(Path(meta)),
-                        "items_without_text": int(sum(not t for t in item_text))}
+            out / "item_text.tsv", sep="\t", index=False
+        )
+        info["meta"] = {
+            "file": Path(meta).name,
+            "sha256": _sha256(Path(meta)),
+            "items_without_text": int(sum(not t for t in item_text)),
+        }
         if text_encoder:
             from .encoders import get_encoder
 
@@ -352,13 +374,19 @@ def build_mmrec_folder(
         missed = [i for i, a in enumerate(i_ids) if str(a) not in feats]
         if not feats:
             raise FusebenchError(f"{Path(image_features).name}: no item of the filtered data has an image feature")
-        fill = (np.mean(np.stack(list(feats.values())), axis=0) if missing_image == "mean"
-                else np.zeros(image_dim, dtype=np.float32)).astype(np.float32)
+        fill = (
+            np.mean(np.stack(list(feats.values())), axis=0)
+            if missing_image == "mean"
+            else np.zeros(image_dim, dtype=np.float32)
+        ).astype(np.float32)
         mat = np.stack([feats.get(str(a), fill) for a in i_ids]).astype(np.float32)
         np.save(out / "image_feat.npy", mat)
         np.savetxt(out / "missed_img_itemIDs.csv", np.asarray(missed, dtype=np.int64), fmt="%d", delimiter=",")
-        info["image"] = {"file": Path(image_features).name, "missing": len(missed),
-                         "missing_filled_with": missing_image}
+        info["image"] = {
+            "file": Path(image_features).name,
+            "missing": len(missed),
+            "missing_filled_with": missing_image,
+        }
     (out / "build.json").write_text(json.dumps(info, indent=2, sort_keys=True))
     return out
 
@@ -366,8 +394,10 @@ def build_mmrec_folder(
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m datasets.amazon",
-                                description="Build an MMRec-format folder from raw Amazon review/metadata files")
+    p = argparse.ArgumentParser(
+        prog="python -m datasets.amazon",
+        description="Build an MMRec-format folder from raw Amazon review/metadata files",
+    )
     p.add_argument("--reviews", required=True, help="reviews JSON lines (.json[.gz]) or ratings CSV")
     p.add_argument("--meta", help="metadata JSON lines / Python-literal lines (.json[.gz])")
     p.add_argument("--images", help="published CNN image features (image_features_<Category>.b)")
@@ -375,14 +405,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output folder, e.g. $FUSEBENCH_DATA_DIR/amazon-baby")
     p.add_argument("--k", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--csv-columns", default="user,item,rating,timestamp",
-                   help="column order of a ratings CSV (Amazon 2018 ratings-only files: item,user,rating,timestamp)")
+    p.add_argument(
+        "--csv-columns",
+        default="user,item,rating,timestamp",
+        help="column order of a ratings CSV (Amazon 2018 ratings-only files: item,user,rating,timestamp)",
+    )
     p.add_argument("--no-text", action="store_true", help="skip the MiniLM text features")
     args = p.parse_args(argv)
     try:
-        out = build_mmrec_folder(args.reviews, args.out, args.name, meta=args.meta, image_features=args.images,
-                                 k=args.k, seed=args.seed, csv_columns=tuple(args.csv_columns.split(",")),
-                                 text_encoder=None if args.no_text else "text/minilm")
+        out = build_mmrec_folder(
+            args.reviews,
+            args.out,
+            args.name,
+            meta=args.meta,
+            image_features=args.images,
+            k=args.k,
+            seed=args.seed,
+            csv_columns=tuple(args.csv_columns.split(",")),
+            text_encoder=None if args.no_text else "text/minilm",
+        )
     except FusebenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -33,17 +33,22 @@ def read_atomic(path: str | os.PathLike) -> pd.DataFrame:
     for field in header:
         name, sep, typ = field.partition(":")
         if not sep or typ not in ATOMIC_TYPES or not name:
-            raise FusebenchError(
-                f"{path.name}: header field {field!r} is not 'name:type' with type in {ATOMIC_TYPES}"
-            )
+            raise FusebenchError(f"{path.name}: header field {field!r} is not 'name:type' with type in {ATOMIC_TYPES}")
         names.append(name)
         types[name] = typ
     if len(set(names)) != len(names):
         raise FusebenchError(f"{path.name}: duplicate column names in header {header}")
     try:
         df = pd.read_csv(
-            path, sep="\t", header=0, names=names, dtype=str, quoting=csv.QUOTE_NONE,
-            keep_default_na=False, na_filter=False, encoding="utf-8",
+            path,
+            sep="\t",
+            header=0,
+            names=names,
+            dtype=str,
+            quoting=csv.QUOTE_NONE,
+            keep_default_na=False,
+            na_filter=False,
+            encoding="utf-8",
         )
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         msg = " ".join(str(exc).split())
@@ -54,15 +59,17 @@ def read_atomic(path: str | os.PathLike) -> pd.DataFrame:
             bad = col.isna() & (df[name] != "")
             if bad.any():
                 row = int(np.flatnonzero(bad.to_numpy())[0]) + 2
-                raise FusebenchError(f"{path.name}: column {name!r} line {row}: {df[name].iloc[row - 2]!r} "
-                                     "is not a number")
+                raise FusebenchError(
+                    f"{path.name}: column {name!r} line {row}: {df[name].iloc[row - 2]!r} is not a number"
+                )
             df[name] = col.astype(np.float64)
     df.attrs["types"] = types
     return df
 
 
-def pick_column(df: pd.DataFrame, candidates: tuple[str, ...], what: str, source: str,
-                required: bool = True) -> str | None:
+def pick_column(
+    df: pd.DataFrame, candidates: tuple[str, ...], what: str, source: str, required: bool = True
+) -> str | None:
     """The first of ``candidates`` present in ``df``; FusebenchError if required and absent."""
     for c in candidates:
         if c in df.columns:
@@ -101,17 +108,23 @@ def densify(
     items = np.asarray(items)
     user_ids = _sorted_unique(users)
     item_ids = _sorted_unique(items)
-    u = np.searchsorted(user_ids.astype(str) if user_ids.dtype == object else user_ids,
-                        users.astype(str) if user_ids.dtype == object else users.astype(np.int64))
-    i = np.searchsorted(item_ids.astype(str) if item_ids.dtype == object else item_ids,
-                        items.astype(str) if item_ids.dtype == object else items.astype(np.int64))
+    u = np.searchsorted(
+        user_ids.astype(str) if user_ids.dtype == object else user_ids,
+        users.astype(str) if user_ids.dtype == object else users.astype(np.int64),
+    )
+    i = np.searchsorted(
+        item_ids.astype(str) if item_ids.dtype == object else item_ids,
+        items.astype(str) if item_ids.dtype == object else items.astype(np.int64),
+    )
     n = len(users)
-    df = pd.DataFrame({
-        "user": u.astype(np.int32),
-        "item": i.astype(np.int32),
-        "rating": (np.ones(n) if ratings is None else np.asarray(ratings, dtype=np.float64)).astype(np.float32),
-        "timestamp": int64_timestamps(timestamps, n),
-    })
+    df = pd.DataFrame(
+        {
+            "user": u.astype(np.int32),
+            "item": i.astype(np.int32),
+            "rating": (np.ones(n) if ratings is None else np.asarray(ratings, dtype=np.float64)).astype(np.float32),
+            "timestamp": int64_timestamps(timestamps, n),
+        }
+    )
     return df, user_ids, item_ids
 
 
@@ -122,8 +135,9 @@ def int64_timestamps(timestamps: np.ndarray | None, n: int) -> np.ndarray:
     ts = np.asarray(timestamps, dtype=np.float64)
     over = np.isfinite(ts) & (np.abs(ts) >= 2.0**63)
     if over.any():
-        raise FusebenchError(f"timestamp {ts[over][0]:g} (row {int(np.flatnonzero(over)[0]) + 1}) does not fit "
-                             "64-bit integers")
+        raise FusebenchError(
+            f"timestamp {ts[over][0]:g} (row {int(np.flatnonzero(over)[0]) + 1}) does not fit 64-bit integers"
+        )
     return np.where(np.isfinite(ts), ts, -1).astype(np.int64)
 
 
@@ -197,7 +211,7 @@ def _modality_of_column(col: str) -> str | None:
             return root
         for sep in ("_", "-", ".", "/"):
             if col.startswith(root + sep) and len(col) > len(root) + 1:
-                return f"{root}/{col[len(root) + 1:]}"
+                return f"{root}/{col[len(root) + 1 :]}"
     return None
 
 
@@ -216,8 +230,9 @@ def _parse_float_seq(values: pd.Series, n_rows: int, column: str, source: str) -
             try:
                 out[r] = np.asarray(p, dtype=np.float64)
             except ValueError:
-                raise FusebenchError(f"{source}: column {column!r} line {r + 2}: {values.iloc[r]!r} "
-                                     "is not a list of numbers") from None
+                raise FusebenchError(
+                    f"{source}: column {column!r} line {r + 2}: {values.iloc[r]!r} is not a list of numbers"
+                ) from None
     return out
 
 
@@ -286,10 +301,16 @@ def load_recbole_folder(path: str | os.PathLike, name: str | None = None):
     user_file, item_file = folder / f"{token}.user", folder / f"{token}.item"
     ufeat = read_atomic(user_file) if user_file.is_file() else None
     ifeat = read_atomic(item_file) if item_file.is_file() else None
-    listed_u = (ufeat[pick_column(ufeat, ("user_id",), "user id", user_file.name)].astype(str).to_numpy()
-                if ufeat is not None else None)
-    listed_i = (ifeat[pick_column(ifeat, ("item_id",), "item id", item_file.name)].astype(str).to_numpy()
-                if ifeat is not None else None)
+    listed_u = (
+        ufeat[pick_column(ufeat, ("user_id",), "user id", user_file.name)].astype(str).to_numpy()
+        if ufeat is not None
+        else None
+    )
+    listed_i = (
+        ifeat[pick_column(ifeat, ("item_id",), "item id", item_file.name)].astype(str).to_numpy()
+        if ifeat is not None
+        else None
+    )
     user_ids = _id_universe(listed_u, users)
     item_ids = _id_universe(listed_i, items)
 
@@ -297,12 +318,14 @@ def load_recbole_folder(path: str | os.PathLike, name: str | None = None):
     if rcol and np.isnan(ratings).any():
         raise FusebenchError(f"{src}: empty rating value")
     stamps = _numeric(inter, tcol, src) if tcol else None
-    df = pd.DataFrame({
-        "user": _index_of(user_ids, users).astype(np.int32),
-        "item": _index_of(item_ids, items).astype(np.int32),
-        "rating": ratings.astype(np.float32),
-        "timestamp": int64_timestamps(stamps, len(inter)),
-    })
+    df = pd.DataFrame(
+        {
+            "user": _index_of(user_ids, users).astype(np.int32),
+            "item": _index_of(item_ids, items).astype(np.int32),
+            "rating": ratings.astype(np.float32),
+            "timestamp": int64_timestamps(stamps, len(inter)),
+        }
+    )
 
     features: dict[str, np.ndarray] = {}
     item_text = None
@@ -338,11 +361,15 @@ def load_recbole_folder(path: str | os.PathLike, name: str | None = None):
         catch_all = [m for m in catch_all if m.shape[1]]
         if catch_all:
             features[CATCH_ALL_MODALITY] = np.ascontiguousarray(np.concatenate(catch_all, axis=1), dtype=np.float32)
-        text_cols = (["item_text"] if "item_text" in ifeat.columns
-                     else [c for c in ifeat.columns if types.get(c) == "token_seq"])
+        text_cols = (
+            ["item_text"] if "item_text" in ifeat.columns else [c for c in ifeat.columns if types.get(c) == "token_seq"]
+        )
         if text_cols:
-            joined = (ifeat[text_cols].astype(str).agg(" ".join, axis=1).to_numpy() if len(text_cols) > 1
-                      else ifeat[text_cols[0]].astype(str).to_numpy())
+            joined = (
+                ifeat[text_cols].astype(str).agg(" ".join, axis=1).to_numpy()
+                if len(text_cols) > 1
+                else ifeat[text_cols[0]].astype(str).to_numpy()
+            )
             texts = np.full(n_items, "", dtype=object)
             texts[rows] = joined
             item_text = [str(t) for t in texts]
@@ -351,15 +378,23 @@ def load_recbole_folder(path: str | os.PathLike, name: str | None = None):
         "license": "unknown (user-provided RecBole atomic folder)",
         "citation": "",
         "rating_threshold": None,
-        "features": {m: ("catch-all float item columns" if m == CATCH_ALL_MODALITY else f"{token}.item column")
-                     for m in features},
+        "features": {
+            m: ("catch-all float item columns" if m == CATCH_ALL_MODALITY else f"{token}.item column") for m in features
+        },
     }
     if ignored:
         meta["ignored_item_columns"] = ignored
     return MultimodalDataset(
-        name=token, interactions=df, n_users=len(user_ids), n_items=len(item_ids),
-        user_ids=user_ids, item_ids=item_ids, features=features, item_text=item_text,
-        given_split=given, meta=meta,
+        name=token,
+        interactions=df,
+        n_users=len(user_ids),
+        n_items=len(item_ids),
+        user_ids=user_ids,
+        item_ids=item_ids,
+        features=features,
+        item_text=item_text,
+        given_split=given,
+        meta=meta,
     )
 
 

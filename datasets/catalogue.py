@@ -119,8 +119,9 @@ def load_catalogue(path: str | os.PathLike, extracted: bool = True) -> Multimoda
             raise FusebenchError(f"{src}: line {int(np.flatnonzero(empty)[0]) + 2}: empty {col}")
     ratings = _numeric(inter, "rating", src) if "rating" in inter.columns else None
     stamps = _numeric(inter, "timestamp", src) if "timestamp" in inter.columns else None
-    df, user_ids, item_ids = densify(inter[ucol].str.strip().to_numpy(), inter[icol].str.strip().to_numpy(),
-                                     ratings, stamps)
+    df, user_ids, item_ids = densify(
+        inter[ucol].str.strip().to_numpy(), inter[icol].str.strip().to_numpy(), ratings, stamps
+    )
     items, isrc = _table(folder, "items", required=False)
     texts = None
     if items is not None:
@@ -145,8 +146,15 @@ def load_catalogue(path: str | os.PathLike, extracted: bool = True) -> Multimoda
         "rating_threshold": None,
     }
     ds = MultimodalDataset(
-        name=str(cfg.get("name") or folder.name), interactions=df, n_users=len(user_ids), n_items=len(item_ids),
-        user_ids=user_ids, item_ids=item_ids, features={}, item_text=texts, meta=meta,
+        name=str(cfg.get("name") or folder.name),
+        interactions=df,
+        n_users=len(user_ids),
+        n_items=len(item_ids),
+        user_ids=user_ids,
+        item_ids=item_ids,
+        features={},
+        item_text=texts,
+        meta=meta,
     )
     return attach(ds, folder / "features") if extracted else ds
 
@@ -167,8 +175,9 @@ def content_paths(folder: str | os.PathLike, modality: str, item_ids) -> list[Pa
     for p in sorted(folder.iterdir()):
         if p.is_file() and p.suffix.lower() in exts:
             if p.stem in by_stem:
-                raise FusebenchError(f"{folder}: two {root} files for item {p.stem!r}: "
-                                     f"{by_stem[p.stem].name}, {p.name}")
+                raise FusebenchError(
+                    f"{folder}: two {root} files for item {p.stem!r}: {by_stem[p.stem].name}, {p.name}"
+                )
             by_stem[p.stem] = p
     return [by_stem.get(str(i)) for i in item_ids]
 

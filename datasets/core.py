@@ -16,7 +16,7 @@ MODALITY_ROOTS = ("text", "image", "audio", "video")
 
 
 # a dataset's name becomes a folder under results/runs/ and a heading of LEADERBOARD.md
-_NAME_FORBIDDEN = set('/\\|<>`*[]')
+_NAME_FORBIDDEN = set("/\\|<>`*[]")
 
 
 def _bad_name(name) -> str | None:
@@ -68,8 +68,10 @@ class MultimodalDataset:
         """Check the invariants; a violation is the user's (or the source file's) problem."""
         bad = _bad_name(self.name)
         if bad:
-            raise FusebenchError(f"dataset name {self.name!r} {bad}; rename it (catalogue.json \"name\", the file) "
-                                 "or load it as ALIAS=SPEC")
+            raise FusebenchError(
+                f'dataset name {self.name!r} {bad}; rename it (catalogue.json "name", the file) '
+                "or load it as ALIAS=SPEC"
+            )
         df = self.interactions
         missing = {"user", "item", "rating", "timestamp"} - set(df.columns)
         if missing:
@@ -83,9 +85,7 @@ class MultimodalDataset:
                 raise FusebenchError(f"dataset {self.name!r}: item ids outside 0..{self.n_items - 1}")
         for mod, mat in self.features.items():
             if mod.split("/")[0] not in MODALITY_ROOTS:
-                raise FusebenchError(
-                    f"dataset {self.name!r}: modality {mod!r} must start with one of {MODALITY_ROOTS}"
-                )
+                raise FusebenchError(f"dataset {self.name!r}: modality {mod!r} must start with one of {MODALITY_ROOTS}")
             if mat.ndim != 2 or mat.shape[0] != self.n_items:
                 raise FusebenchError(
                     f"dataset {self.name!r}: feature {mod!r} has shape {mat.shape}, "
@@ -109,8 +109,9 @@ class MultimodalDataset:
                     f"dataset {self.name!r}: feature {mod!r} has {bad} non-zero rows for items its mask marks missing"
                 )
         if self.item_text is not None and len(self.item_text) != self.n_items:
-            raise FusebenchError(f"dataset {self.name!r}: item_text has {len(self.item_text)} rows, "
-                                 f"expected {self.n_items}")
+            raise FusebenchError(
+                f"dataset {self.name!r}: item_text has {len(self.item_text)} rows, expected {self.n_items}"
+            )
         if self.given_split is not None:
             if len(self.given_split) != len(df):
                 raise FusebenchError(f"dataset {self.name!r}: given_split length differs from interactions")
@@ -138,8 +139,9 @@ class MultimodalDataset:
 
     def n_missing(self) -> dict[str, int]:
         """modality -> number of items whose feature is missing (0 for every unmasked modality)."""
-        return {mod: int((~self.feature_masks[mod]).sum()) if mod in self.feature_masks else 0
-                for mod in self.modalities}
+        return {
+            mod: int((~self.feature_masks[mod]).sum()) if mod in self.feature_masks else 0 for mod in self.modalities
+        }
 
     def implicit(self, threshold: float | None) -> MultimodalDataset:
         """Keep interactions with rating >= threshold as positives (None keeps every rating).
@@ -148,7 +150,7 @@ class MultimodalDataset:
         """
         if threshold is None:
             return self
-        keep = (self.interactions["rating"].to_numpy() >= threshold)
+        keep = self.interactions["rating"].to_numpy() >= threshold
         meta = {**self.meta, "rating_threshold": float(threshold)}
         return replace(
             self,

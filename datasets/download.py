@@ -76,9 +76,7 @@ def verify(path: str | os.PathLike, sha256: str, hint: str = "") -> Path:
     got = sha256_file(path)
     if got != sha256.lower():
         extra = f"; {hint}" if hint else ""
-        raise FusebenchError(
-            f"checksum mismatch for {path}: expected sha256 {sha256.lower()}, got {got}{extra}"
-        )
+        raise FusebenchError(f"checksum mismatch for {path}: expected sha256 {sha256.lower()}, got {got}{extra}")
     return Path(path)
 
 
@@ -124,8 +122,9 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     return path
 
 
-def download(url: str, dest: str | os.PathLike, digest: str, timeout: float = DOWNLOAD_TIMEOUT_S,
-             algorithm: str = "sha256") -> Path:
+def download(
+    url: str, dest: str | os.PathLike, digest: str, timeout: float = DOWNLOAD_TIMEOUT_S, algorithm: str = "sha256"
+) -> Path:
     """Download ``url`` to ``dest`` through a temporary file; verify its ``algorithm`` digest
     (sha256 unless the source publishes another), then rename atomically.
 
@@ -166,7 +165,7 @@ def fetch(
     cached = cache_dir() / dataset / filename
     if cached.is_file():
         return verify(cached, sha256, hint=f"delete {cached} to download it again")
-    how = "set FUSEBENCH_DATA_DIR or pass --data-dir to a folder holding " f"{dataset}/"
+    how = f"set FUSEBENCH_DATA_DIR or pass --data-dir to a folder holding {dataset}/"
     if offline():
         raise DatasetUnavailable(
             f"dataset {dataset!r}: file {filename} is not in a mirror or the cache and "

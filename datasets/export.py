@@ -63,8 +63,12 @@ from .core import MultimodalDataset, Split
 from .errors import FusebenchError
 
 FORMATS = ("recbole", "mmrec")
-MMREC_FEATURE_FILES = {"text": "text_feat.npy", "image": "image_feat.npy", "audio": "audio_feat.npy",
-                       "video": "video_feat.npy"}
+MMREC_FEATURE_FILES = {
+    "text": "text_feat.npy",
+    "image": "image_feat.npy",
+    "audio": "audio_feat.npy",
+    "video": "video_feat.npy",
+}
 
 
 def safe_name(name: str) -> str:
@@ -110,18 +114,22 @@ def _write_mmrec(ds: MultimodalDataset, folder: Path, split: Split | None) -> No
     unew[users_kept] = np.arange(len(users_kept))
     inew = np.full(ds.n_items, -1, dtype=np.int64)
     inew[items_kept] = np.arange(len(items_kept))
-    out = pd.DataFrame({
-        "userID": unew[df["user"].to_numpy()],
-        "itemID": inew[df["item"].to_numpy()],
-        "rating": [f"{v:.9g}" for v in df["rating"].to_numpy(dtype=np.float64)],
-        "timestamp": df["timestamp"].to_numpy(dtype=np.int64),
-        "x_label": labels[keep].astype(np.int64),
-    })
+    out = pd.DataFrame(
+        {
+            "userID": unew[df["user"].to_numpy()],
+            "itemID": inew[df["item"].to_numpy()],
+            "rating": [f"{v:.9g}" for v in df["rating"].to_numpy(dtype=np.float64)],
+            "timestamp": df["timestamp"].to_numpy(dtype=np.int64),
+            "x_label": labels[keep].astype(np.int64),
+        }
+    )
     out.to_csv(folder / f"{token}.inter", sep="\t", index=False)
     pd.DataFrame({"user_id": np.asarray(ds.user_ids)[users_kept], "userID": np.arange(len(users_kept))}).to_csv(
-        folder / "u_id_mapping.csv", sep="\t", index=False)
+        folder / "u_id_mapping.csv", sep="\t", index=False
+    )
     pd.DataFrame({"item_id": np.asarray(ds.item_ids)[items_kept], "itemID": np.arange(len(items_kept))}).to_csv(
-        folder / "i_id_mapping.csv", sep="\t", index=False)
+        folder / "i_id_mapping.csv", sep="\t", index=False
+    )
     names = {}
     for mod in sorted(ds.features):
         fname = mmrec_feature_file(mod)
@@ -151,8 +159,10 @@ def write_qrels(ds: MultimodalDataset, truth, path: Path) -> None:
     for what, ids, used in (("user", uid, coo.row), ("item", iid, coo.col)):
         bad = [x for x in np.unique(ids[used]) if not x or any(c.isspace() for c in x)]
         if bad:
-            raise FusebenchError(f"dataset {ds.name!r}: {what} id {bad[0]!r} is empty or holds whitespace, which "
-                                 "TREC qrels and run files cannot carry")
+            raise FusebenchError(
+                f"dataset {ds.name!r}: {what} id {bad[0]!r} is empty or holds whitespace, which "
+                "TREC qrels and run files cannot carry"
+            )
     with open(path, "w", encoding="utf-8", newline="\n") as fh:
         for u, i in zip(coo.row.tolist(), coo.col.tolist()):
             fh.write(f"{uid[u]} 0 {iid[i]} 1\n")

@@ -98,15 +98,21 @@ def _item_text(paths: dict[str, os.PathLike], n_users: int, n_items: int) -> tup
     upairs = pd.DataFrame({"d": dense["userID"], "o": og["userID"]}).drop_duplicates()
     for p, what in ((pairs, "item"), (upairs, "user")):
         if p["d"].duplicated().any() or p["o"].duplicated().any():
-            raise FusebenchError("lfm2k: lfm2k_og_ids.inter is not a row-aligned copy of lfm2k.inter "
-                                 f"({what} ids are not one-to-one)")
+            raise FusebenchError(
+                f"lfm2k: lfm2k_og_ids.inter is not a row-aligned copy of lfm2k.inter ({what} ids are not one-to-one)"
+            )
     artist = np.full(n_items, -1, dtype=np.int64)
     artist[pairs["d"].to_numpy()] = pairs["o"].to_numpy()
     users = np.full(n_users, -1, dtype=np.int64)
     users[upairs["d"].to_numpy()] = upairs["o"].to_numpy()
     try:
-        text = pd.read_csv(paths["lfm2k_text.tsv"], sep="\t", dtype={"artistID": np.int64, "text": str},
-                           keep_default_na=False, quoting=csv.QUOTE_NONE)
+        text = pd.read_csv(
+            paths["lfm2k_text.tsv"],
+            sep="\t",
+            dtype={"artistID": np.int64, "text": str},
+            keep_default_na=False,
+            quoting=csv.QUOTE_NONE,
+        )
     except (ValueError, pd.errors.ParserError) as exc:
         raise FusebenchError(f"lfm2k_text.tsv is malformed ({' '.join(str(exc).split())})") from exc
     if not {"artistID", "text"} <= set(text.columns):
@@ -130,7 +136,12 @@ def load_lfm2k(data_dir: str | os.PathLike | None = None) -> MultimodalDataset:
         "files": {f: sha for f, (_, sha) in FILES.items()},
     }
     ds = build_mmrec_dataset(
-        NAME, paths["lfm2k.inter"], {m: paths[f] for m, f in FEATURES.items()},
-        item_text=texts, meta=meta, user_ids=user_ids, item_ids=artist_ids,
+        NAME,
+        paths["lfm2k.inter"],
+        {m: paths[f] for m, f in FEATURES.items()},
+        item_text=texts,
+        meta=meta,
+        user_ids=user_ids,
+        item_ids=artist_ids,
     )
     return with_zero_row_masks(ds)  # no lfm2k file has an all-zero row today

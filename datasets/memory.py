@@ -49,5 +49,6 @@ def require(nbytes: float, what: str, hint: str = "") -> None:
     if free is None or nbytes <= free:
         return
     extra = f"; {hint}" if hint else ""
-    raise FusebenchError(f"{what} needs about {nbytes / GIB:.1f} GiB of memory, {free / GIB:.1f} GiB is "
-                         f"available{extra}")
+    raise FusebenchError(
+        f"{what} needs about {nbytes / GIB:.1f} GiB of memory, {free / GIB:.1f} GiB is available{extra}"
+    )

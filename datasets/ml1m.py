@@ -183,6 +183,14 @@ def load_ml1m(data_dir: str | os.PathLike | None = None) -> MultimodalDataset:
         "rating_threshold": None,
     }
     return MultimodalDataset(
-        name=NAME, interactions=df, n_users=len(user_ids), n_items=len(item_ids),
-        user_ids=user_ids, item_ids=item_ids, features={}, item_text=texts, given_split=None, meta=meta,
+        name=NAME,
+        interactions=df,
+        n_users=len(user_ids),
+        n_items=len(item_ids),
+        user_ids=user_ids,
+        item_ids=item_ids,
+        features={},
+        item_text=texts,
+        given_split=None,
+        meta=meta,
     )

@@ -150,12 +150,15 @@ def _id_space(ids: np.ndarray, col: str, path) -> int:
     so an id far beyond the ids in use would allocate gigabytes for nothing."""
     top = int(ids.max())
     if top >= INT32_MAX:
-        raise FusebenchError(f"{Path(path).name}: {col} {top} does not fit 32 bits; MMRec ids are 0..n-1 "
-                             "(re-index them)")
+        raise FusebenchError(
+            f"{Path(path).name}: {col} {top} does not fit 32 bits; MMRec ids are 0..n-1 (re-index them)"
+        )
     used = len(np.unique(ids))
     if top + 1 > SPARSE_IDS * used and top + 1 > 1_000_000:
-        raise FusebenchError(f"{Path(path).name}: {col} runs to {top} but only {used:,} distinct ids are used; "
-                             "MMRec ids are 0..n-1 (re-index them)")
+        raise FusebenchError(
+            f"{Path(path).name}: {col} runs to {top} but only {used:,} distinct ids are used; "
+            "MMRec ids are 0..n-1 (re-index them)"
+        )
     return top + 1
 
 
@@ -175,12 +178,14 @@ def build_mmrec_dataset(
     n_users = _id_space(users, "userID", inter_path)
     n_items = _id_space(items, "itemID", inter_path)
     n = len(inter)
-    df = pd.DataFrame({
-        "user": users.astype(np.int32),
-        "item": items.astype(np.int32),
-        "rating": (inter["rating"].to_numpy() if "rating" in inter else np.ones(n)).astype(np.float32),
-        "timestamp": int64_timestamps(inter["timestamp"].to_numpy() if "timestamp" in inter else None, n),
-    })
+    df = pd.DataFrame(
+        {
+            "user": users.astype(np.int32),
+            "item": items.astype(np.int32),
+            "rating": (inter["rating"].to_numpy() if "rating" in inter else np.ones(n)).astype(np.float32),
+            "timestamp": int64_timestamps(inter["timestamp"].to_numpy() if "timestamp" in inter else None, n),
+        }
+    )
     features = {}
     for mod, p in feature_paths.items():
         if mod.split("/")[0] not in MODALITY_ROOTS:

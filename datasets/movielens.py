@@ -64,8 +64,9 @@ def _vendored_minilm(encoder, texts: list[str]):
     verify(MLS_MINILM, MLS_MINILM_SHA256, hint="the vendored MiniLM matrix is damaged; reinstall fusebench")
     with np.load(MLS_MINILM, allow_pickle=False) as z:
         info = json.loads(str(z["info"]))
-        if (info.get("cache_key") != encoder.cache_key()
-                or info.get("content_fingerprint") != encoder.fingerprint(texts)):
+        if info.get("cache_key") != encoder.cache_key() or info.get("content_fingerprint") != encoder.fingerprint(
+            texts
+        ):
             return None
         return z["features"].astype(np.float32), z["mask"].astype(bool)
 
@@ -87,9 +88,15 @@ def minilm_text(texts: list[str], vendored: bool = False) -> tuple[np.ndarray, n
         feats = res.features.astype(np.float16).astype(np.float32)
         mask = res.mask
         source = "encoder cache" if res.cached else "encoded at load"
-    prov = {"encoder": enc.name, "version": enc.version, "settings": enc.settings(),
-            "content_fingerprint": enc.fingerprint(texts), "precision": "float16", "source": source,
-            "n_missing": int((~mask).sum())}
+    prov = {
+        "encoder": enc.name,
+        "version": enc.version,
+        "settings": enc.settings(),
+        "content_fingerprint": enc.fingerprint(texts),
+        "precision": "float16",
+        "source": source,
+        "n_missing": int((~mask).sum()),
+    }
     return feats, mask, prov
 
 
@@ -102,15 +109,23 @@ def write_vendored_minilm(path: str | Path = MLS_MINILM) -> str:
     texts = load_ml_latest_small(_text=False).item_text
     enc = get_encoder(TEXT_ENCODER)
     res = enc.encode(texts)
-    info = {"dataset": "ml-latest-small", "cache_key": enc.cache_key(), "encoder": enc.name,
-            "version": enc.version, "settings": enc.settings(), "content_fingerprint": res.content_fingerprint,
-            "n_items": len(texts), "precision": "float16"}
+    info = {
+        "dataset": "ml-latest-small",
+        "cache_key": enc.cache_key(),
+        "encoder": enc.name,
+        "version": enc.version,
+        "settings": enc.settings(),
+        "content_fingerprint": res.content_fingerprint,
+        "n_items": len(texts),
+        "precision": "float16",
+    }
     np.savez_compressed(path, features=res.features.astype(np.float16), mask=res.mask, info=np.array(json.dumps(info)))
     return sha256_file(path)
 
 
-def _with_text(df, user_ids, item_ids, texts, name, meta, vendored: bool = False,
-               text: bool = True) -> MultimodalDataset:
+def _with_text(
+    df, user_ids, item_ids, texts, name, meta, vendored: bool = False, text: bool = True
+) -> MultimodalDataset:
     feats, masks, encoders = {}, {}, {}
     if text:
         x, mask, prov = minilm_text(list(texts), vendored=vendored)
@@ -121,9 +136,17 @@ def _with_text(df, user_ids, item_ids, texts, name, meta, vendored: bool = False
         meta = {**meta, "feature_provenance": {"text": prov}}
     meta = {**meta, "features": encoders, "rating_threshold": None}
     return MultimodalDataset(
-        name=name, interactions=df, n_users=len(user_ids), n_items=len(item_ids),
-        user_ids=user_ids, item_ids=item_ids, features=feats, item_text=list(texts),
-        given_split=None, meta=meta, feature_masks=masks,
+        name=name,
+        interactions=df,
+        n_users=len(user_ids),
+        n_items=len(item_ids),
+        user_ids=user_ids,
+        item_ids=item_ids,
+        features=feats,
+        item_text=list(texts),
+        given_split=None,
+        meta=meta,
+        feature_masks=masks,
     )
 
 
@@ -155,7 +178,8 @@ def load_ml100k() -> MultimodalDataset:
     rcol = pick_column(inter, ("rating",), "rating", src, required=False)
     tcol = pick_column(inter, ("timestamp",), "timestamp", src, required=False)
     df, user_ids, item_ids = densify(
-        inter[ucol].to_numpy(), inter[icol].to_numpy(),
+        inter[ucol].to_numpy(),
+        inter[icol].to_numpy(),
         None if rcol is None else inter[rcol].to_numpy(),
         None if tcol is None else inter[tcol].to_numpy(),
     )
@@ -168,8 +192,7 @@ def load_ml100k() -> MultimodalDataset:
         text_by_id = dict(zip(items["item_id"].astype(str), joined))
     texts = [text_by_id.get(str(i), "") for i in item_ids]
     meta = {
-        "source": "https://grouplens.org/datasets/movielens/100k/ (read from the installed "
-                  f"recbole package: {folder})",
+        "source": f"https://grouplens.org/datasets/movielens/100k/ (read from the installed recbole package: {folder})",
         "license": ML_LICENSE,
         "citation": ML_CITATION,
         "text_source": "title + release year + genres",
@@ -204,18 +227,26 @@ def load_ml_latest_small(zip_path: str | Path | None = None, _text: bool = True)
         ratings = _read_zip_csv(zf, "ratings.csv")
         movies = _read_zip_csv(zf, "movies.csv")
         tags = _read_zip_csv(zf, "tags.csv")
-    for frame, need, member in ((ratings, ("userId", "movieId", "rating", "timestamp"), "ratings.csv"),
-                                (movies, ("movieId", "title", "genres"), "movies.csv"),
-                                (tags, ("movieId", "tag"), "tags.csv")):
+    for frame, need, member in (
+        (ratings, ("userId", "movieId", "rating", "timestamp"), "ratings.csv"),
+        (movies, ("movieId", "title", "genres"), "movies.csv"),
+        (tags, ("movieId", "tag"), "tags.csv"),
+    ):
         missing = [c for c in need if c not in frame.columns]
         if missing:
             raise FusebenchError(f"ml-latest-small {member}: missing columns {missing}")
     df, user_ids, item_ids = densify(
-        ratings["userId"].to_numpy(), ratings["movieId"].to_numpy(),
-        ratings["rating"].to_numpy(), ratings["timestamp"].to_numpy(),
+        ratings["userId"].to_numpy(),
+        ratings["movieId"].to_numpy(),
+        ratings["rating"].to_numpy(),
+        ratings["timestamp"].to_numpy(),
     )
-    genres = (movies["genres"].astype(str).str.replace("(no genres listed)", "", regex=False)
-              .str.replace("|", " ", regex=False))
+    genres = (
+        movies["genres"]
+        .astype(str)
+        .str.replace("(no genres listed)", "", regex=False)
+        .str.replace("|", " ", regex=False)
+    )
     base = dict(zip(movies["movieId"].astype(np.int64), (movies["title"].astype(str) + " " + genres)))
     tag_text = tags.assign(tag=tags["tag"].astype(str)).groupby("movieId")["tag"].agg(" ".join)
     tag_by_id = dict(zip(tag_text.index.astype(np.int64), tag_text.to_numpy()))

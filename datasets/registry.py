@@ -112,8 +112,9 @@ def _freeze(ds: MultimodalDataset) -> MultimodalDataset:
 
 
 @lru_cache(maxsize=16)
-def _load_cached(name: str, mirror: str | None, cache: str, threshold: float | None,
-                 extracted: bool = True) -> MultimodalDataset:
+def _load_cached(
+    name: str, mirror: str | None, cache: str, threshold: float | None, extracted: bool = True
+) -> MultimodalDataset:
     if threshold is not None:
         return _freeze(_load_cached(name, mirror, cache, None, extracted).implicit(threshold))
     alias, spec = split_alias(name)
@@ -129,15 +130,15 @@ def _load_spec(name: str, mirror: str | None, extracted: bool) -> MultimodalData
     if name.startswith(CATALOGUE_PREFIX):
         from .catalogue import load_catalogue
 
-        return load_catalogue(name[len(CATALOGUE_PREFIX):], extracted=extracted)
+        return load_catalogue(name[len(CATALOGUE_PREFIX) :], extracted=extracted)
     if name.startswith(MMREC_PREFIX):
         from .mmrec import load_mmrec_folder
 
-        ds = load_mmrec_folder(name[len(MMREC_PREFIX):])  # marks all-zero feature rows missing
+        ds = load_mmrec_folder(name[len(MMREC_PREFIX) :])  # marks all-zero feature rows missing
     elif name.startswith(RECBOLE_PREFIX):
         from .atomic import load_recbole_folder
 
-        ds = load_recbole_folder(name[len(RECBOLE_PREFIX):])
+        ds = load_recbole_folder(name[len(RECBOLE_PREFIX) :])
     else:
         ds = LOADERS[name](mirror)
     if not extracted:
@@ -159,7 +160,7 @@ def resolve_name(name: str) -> str:
         return f"{alias}={resolve_name(spec)}"
     if name.startswith(PATH_PREFIXES):
         prefix = next(p for p in PATH_PREFIXES if name.startswith(p))
-        path = name[len(prefix):]
+        path = name[len(prefix) :]
         if not path:
             raise FusebenchError(f"{prefix} needs a folder, e.g. {prefix}/data/baby")
         return prefix + str(Path(path).expanduser().resolve())

@@ -175,8 +175,9 @@ def split(dataset: MultimodalDataset, protocol: str = "random", seed: int = 0, *
             part = _assign_per_user(users, rand, np.zeros(len(rows)), dataset.n_users, n_valid, n_test)
         else:
             part = _assign_per_user(users, ts, rand, dataset.n_users, n_valid, n_test)
-        record.update(ratios=list(r), min_interactions=min_n,
-                      order="random" if protocol == "random" else "timestamp, ties random")
+        record.update(
+            ratios=list(r), min_interactions=min_n, order="random" if protocol == "random" else "timestamp, ties random"
+        )
     elif protocol == "leave-one-out":
         min_n = _min_n(params)
         counts = np.bincount(users, minlength=dataset.n_users)
@@ -196,8 +197,10 @@ def split(dataset: MultimodalDataset, protocol: str = "random", seed: int = 0, *
         cut = {}
         if n:
             tsorted = ts[idx]
-            cut = {"valid_from": int(tsorted[min(n_train, n - 1)]),
-                   "test_from": int(tsorted[min(n_train + n_valid, n - 1)])}
+            cut = {
+                "valid_from": int(tsorted[min(n_train, n - 1)]),
+                "test_from": int(tsorted[min(n_train + n_valid, n - 1)]),
+            }
         record.update(ratios=list(r), order="timestamp, ties random", **cut)
     elif protocol == "given":
         part = np.asarray(dataset.given_split, dtype=np.int8)[rows]
@@ -225,6 +228,7 @@ def split(dataset: MultimodalDataset, protocol: str = "random", seed: int = 0, *
         part = where[items]
         record.update(cold_ratio=cold_ratio, n_cold_valid_items=int(half), n_cold_test_items=int(n_cold - half))
 
-    mats = [interactions_to_csr(users[part == k], items[part == k], dataset.n_users, dataset.n_items)
-            for k in (0, 1, 2)]
+    mats = [
+        interactions_to_csr(users[part == k], items[part == k], dataset.n_users, dataset.n_items) for k in (0, 1, 2)
+    ]
     return Split(train=mats[0], valid=mats[1], test=mats[2], protocol=protocol, params=record, seed=seed)

@@ -158,10 +158,14 @@ class AdversarialFusion(ItemTowerFusion):
     Yi et al. Sampling-Bias-Corrected Neural Modeling for Large Corpus Item Recommendations.
     RecSys 2019 (`loss="sampled"`).
     """
+
     name = "fusion-adversarial"
     zero_cold_ids = True
-    _parameter_constraints = {"adv_weight": [NON_NEGATIVE], "adversary": [Options(*ADVERSARIES)],
-                              "hidden_size": [POSITIVE_INT]}
+    _parameter_constraints = {
+        "adv_weight": [NON_NEGATIVE],
+        "adversary": [Options(*ADVERSARIES)],
+        "hidden_size": [POSITIVE_INT],
+    }
 
     def __init__(
         self,
@@ -193,8 +197,11 @@ class AdversarialFusion(ItemTowerFusion):
 
     @classmethod
     def search_space(cls, trial):
-        return {**fusion_space(trial), "adv_weight": trial.suggest_float("adv_weight", 1e-3, 1.0, log=True),
-                "adversary": trial.suggest_categorical("adversary", list(ADVERSARIES))}
+        return {
+            **fusion_space(trial),
+            "adv_weight": trial.suggest_float("adv_weight", 1e-3, 1.0, log=True),
+            "adversary": trial.suggest_categorical("adversary", list(ADVERSARIES)),
+        }
 
     def build(self, data: FitData) -> nn.Module:
         dim = int(self.embedding_size)

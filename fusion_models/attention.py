@@ -134,6 +134,7 @@ class AttentionFusion(FusionRecommender):
     Yi et al. Sampling-Bias-Corrected Neural Modeling for Large Corpus Item Recommendations.
     RecSys 2019 (`loss="sampled"`).
     """
+
     name = "fusion-attention"
     zero_cold_ids = True
 

@@ -74,7 +74,7 @@ class BM3Module(nn.Module):
     def forward(self, ui: SparseGraph, n_layers: int) -> tuple[torch.Tensor, torch.Tensor]:
         ego = torch.cat([self.user.weight, self.item.weight], dim=0)
         final = lightgcn(ui, ego, n_layers)
-        return final[: self.n_users], final[self.n_users:] + self.item.weight
+        return final[: self.n_users], final[self.n_users :] + self.item.weight
 
 
 def _align(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -141,6 +141,7 @@ class BM3(GraphFusion):
     MMRec's BM3: github.com/enoche/MMRec, `src/models/bm3.py` and
     `src/configs/model/BM3.yaml`.
     """
+
     name = "bm3"
     _parameter_constraints = {"n_layers": [NON_NEGATIVE_INT], "dropout": [DROPOUT], "cl_weight": [NON_NEGATIVE]}
 
@@ -181,8 +182,9 @@ class BM3(GraphFusion):
     def build(self, data: FitData) -> nn.Module:
         self._ui = ui_graph(data.train, self.device_, norm="sym")
         self._present = [None if p is None or bool(p.all()) else p for p in self.presence(data)]
-        return BM3Module(data.n_users, self._features, int(self.embedding_size), bool(self.train_features),
-                         self.device_)
+        return BM3Module(
+            data.n_users, self._features, int(self.embedding_size), bool(self.train_features), self.device_
+        )
 
     def epoch_batches(self):
         """Observed (user, item) pairs in random order, no negatives (MMRec's BM3 trains with
@@ -190,7 +192,7 @@ class BM3(GraphFusion):
         s = self._sampler
         order = s.rng.permutation(len(s.users))
         for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
+            idx = order[start : start + self.batch_size]
             yield s.users[idx], s.items[idx]
 
     def batch_loss(self, users, items):

@@ -101,6 +101,7 @@ class ConcatFusion(ItemTowerFusion):
     Yi et al. Sampling-Bias-Corrected Neural Modeling for Large Corpus Item Recommendations.
     RecSys 2019 (`loss="sampled"`).
     """
+
     name = "fusion-concat"
     zero_cold_ids = True
     _parameter_constraints = {"dropout": [DROPOUT]}

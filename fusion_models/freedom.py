@@ -128,7 +128,7 @@ class FREEDOMModule(nn.Module):
             h = mm.mm(h)
         ego = torch.cat([self.user.weight, self.item.weight], dim=0)
         final = lightgcn(ui, ego, n_ui_layers)
-        return final[: self.n_users], final[self.n_users:] + h
+        return final[: self.n_users], final[self.n_users :] + h
 
     def project(self, m: int, idx: torch.Tensor | None = None) -> torch.Tensor:
         f = self.feats[m]
@@ -205,11 +205,16 @@ class FREEDOM(GraphFusion):
     MMRec's FREEDOM: github.com/enoche/MMRec, `src/models/freedom.py` and
     `src/configs/model/FREEDOM.yaml`.
     """
+
     name = "freedom"
     # dropout: the share of user-item edges pruned each epoch; mm_image_weight the image role's share
     _parameter_constraints = {
-        "feat_embed_dim": [POSITIVE_INT], "knn_k": [POSITIVE_INT], "mm_image_weight": [UNIT], "dropout": [DROPOUT],
-        "n_mm_layers": [NON_NEGATIVE_INT], "n_ui_layers": [NON_NEGATIVE_INT],
+        "feat_embed_dim": [POSITIVE_INT],
+        "knn_k": [POSITIVE_INT],
+        "mm_image_weight": [UNIT],
+        "dropout": [DROPOUT],
+        "n_mm_layers": [NON_NEGATIVE_INT],
+        "n_ui_layers": [NON_NEGATIVE_INT],
     }
 
     def __init__(
@@ -254,12 +259,20 @@ class FREEDOM(GraphFusion):
     def validate(self) -> None:
         super().validate()
         if self.reg_weight and self.feat_embed_dim != self.embedding_size:
-            raise FusebenchError("feat_embed_dim must equal embedding_size when reg_weight > 0 "
-                                 "(the modality BPR terms score users against projected features)")
+            raise FusebenchError(
+                "feat_embed_dim must equal embedding_size when reg_weight > 0 "
+                "(the modality BPR terms score users against projected features)"
+            )
 
     def build(self, data: FitData) -> nn.Module:
-        module = FREEDOMModule(data.n_users, self._features, int(self.embedding_size), int(self.feat_embed_dim),
-                               bool(self.train_features), self.device_)
+        module = FREEDOMModule(
+            data.n_users,
+            self._features,
+            int(self.embedding_size),
+            int(self.feat_embed_dim),
+            bool(self.train_features),
+            self.device_,
+        )
         present = self.presence(data)
         valid = [valid_rows(f, v) for f, v in zip(module.feats, present)]
         # (n_items, 1) float masks for the modality BPR terms; None where all are present
@@ -288,8 +301,9 @@ class FREEDOM(GraphFusion):
             self._masked = self._ui
         else:
             u, i, nu, ni = self._edges
-            self._masked = degree_sensitive_sample(u, i, nu, ni, 1.0 - float(self.dropout), self._gen,
-                                                   self.device_, probs=self._edge_probs)
+            self._masked = degree_sensitive_sample(
+                u, i, nu, ni, 1.0 - float(self.dropout), self._gen, self.device_, probs=self._edge_probs
+            )
         return super().train_epoch()
 
     def batch_loss(self, users, pos, neg):

@@ -52,14 +52,19 @@ def valid_rows(x: torch.Tensor, present: torch.Tensor | np.ndarray | None = None
     """bool (n,): rows that may take part in a kNN graph: present and of non-zero norm."""
     ok = torch.linalg.vector_norm(x.detach(), dim=1) > 0
     if present is not None:
-        ok = ok & torch.as_tensor(np.asarray(present, dtype=bool) if not torch.is_tensor(present) else present,
-                                  device=x.device).bool()
+        ok = (
+            ok
+            & torch.as_tensor(
+                np.asarray(present, dtype=bool) if not torch.is_tensor(present) else present, device=x.device
+            ).bool()
+        )
     return ok
 
 
 @torch.no_grad()
-def cosine_knn(x: torch.Tensor, k: int, valid: torch.Tensor | None = None,
-               chunk_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def cosine_knn(
+    x: torch.Tensor, k: int, valid: torch.Tensor | None = None, chunk_size: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(rows, cols) int64 edges: each valid row's top-`k` valid columns by cosine similarity.
 
     A row with fewer than `k` valid candidates keeps all of them. Rows come out sorted, and
@@ -76,16 +81,19 @@ def cosine_knn(x: torch.Tensor, k: int, valid: torch.Tensor | None = None,
     if kk <= 0:
         return empty, empty
     if x.device.type == "cpu":  # one chunk of similarities, the normalised copy and the edges
-        need = (2 * 4 * min(chunk_size, n_valid) * n_valid + 2 * x.element_size() * n_valid * x.shape[1]
-                + 3 * 8 * n_valid * kk)
+        need = (
+            2 * 4 * min(chunk_size, n_valid) * n_valid
+            + 2 * x.element_size() * n_valid * x.shape[1]
+            + 3 * 8 * n_valid * kk
+        )
         require(need, f"the item kNN graph over {n_valid:,} items (k={kk})", "choose a smaller knn_k")
     xv = x[idx]
     xv = xv / torch.linalg.vector_norm(xv, dim=1, keepdim=True)
     rows, cols = [], []
     for start in range(0, n_valid, chunk_size):
-        sim = xv[start:start + chunk_size] @ xv.T
+        sim = xv[start : start + chunk_size] @ xv.T
         top = torch.topk(sim, kk, dim=-1).indices  # positions among the valid items
-        rows.append(idx[start:start + chunk_size, None].expand(-1, kk).reshape(-1))
+        rows.append(idx[start : start + chunk_size, None].expand(-1, kk).reshape(-1))
         cols.append(idx[top.reshape(-1)])
     return torch.cat(rows), torch.cat(cols)
 
@@ -108,8 +116,9 @@ def row_sums(rows: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
     return torch.segment_reduce(values, "sum", lengths=lengths)
 
 
-def sym_normalize(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, n: int,
-                  eps: float = 0.0) -> torch.Tensor:
+def sym_normalize(
+    rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, n: int, eps: float = 0.0
+) -> torch.Tensor:
     """Values of D^-1/2 A D^-1/2, D = row sums of A (+ eps); a zero row sum gives 0.
 
     Differentiable in `values` (the row sums included), like MMRec's dense version.
@@ -120,8 +129,9 @@ def sym_normalize(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, 
     return inv[rows] * values * inv[cols]
 
 
-def union(edge_lists: list[tuple[torch.Tensor, torch.Tensor]], n_cols: int
-          ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+def union(
+    edge_lists: list[tuple[torch.Tensor, torch.Tensor]], n_cols: int
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """The union of several edge lists (each without duplicates): sorted (rows, cols) and, per
     list, the position of each of its edges in the union."""
     keys = [r * n_cols + c for r, c in edge_lists]
@@ -182,8 +192,14 @@ class SparseGraph:
     backward pass reuses it instead of keeping A^T.
     """
 
-    def __init__(self, rows: torch.Tensor, cols: torch.Tensor, shape: tuple[int, int],
-                 values: torch.Tensor | None = None, symmetric: bool = False):
+    def __init__(
+        self,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        shape: tuple[int, int],
+        values: torch.Tensor | None = None,
+        symmetric: bool = False,
+    ):
         self.rows, self.cols = rows.long(), cols.long()
         self.shape = (int(shape[0]), int(shape[1]))
         self.symmetric = symmetric
@@ -200,8 +216,9 @@ class SparseGraph:
         coo = sp.coo_matrix(m)
         coo.sum_duplicates()
         t = lambda a, dt: torch.from_numpy(np.ascontiguousarray(a).astype(dt)).to(device)  # noqa: E731
-        return cls(t(coo.row, np.int64), t(coo.col, np.int64), coo.shape,
-                   values=t(coo.data, np.float32), symmetric=symmetric)
+        return cls(
+            t(coo.row, np.int64), t(coo.col, np.int64), coo.shape, values=t(coo.data, np.float32), symmetric=symmetric
+        )
 
     @property
     def nnz(self) -> int:
@@ -276,17 +293,23 @@ def lightgcn(graph: SparseGraph, ego: torch.Tensor, n_layers: int) -> torch.Tens
     return propagate(graph.mm, ego, n_layers)
 
 
-def edge_weights(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int,
-                 eps: float = 1e-7) -> np.ndarray:
+def edge_weights(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, eps: float = 1e-7) -> np.ndarray:
     """1 / sqrt((deg_u + eps) (deg_i + eps)) per user-item edge (MMRec's `_normalize_adj_m`)."""
     du = np.bincount(users, minlength=n_users).astype(np.float64) + eps
     di = np.bincount(items, minlength=n_items).astype(np.float64) + eps
     return (du[users] ** -0.5 * di[items] ** -0.5).astype(np.float32)
 
 
-def degree_sensitive_sample(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int,
-                            keep: float, generator: torch.Generator, device,
-                            probs: torch.Tensor | None = None) -> SparseGraph:
+def degree_sensitive_sample(
+    users: np.ndarray,
+    items: np.ndarray,
+    n_users: int,
+    n_items: int,
+    keep: float,
+    generator: torch.Generator,
+    device,
+    probs: torch.Tensor | None = None,
+) -> SparseGraph:
     """FREEDOM's degree-sensitive edge pruning: keep int(nnz * keep) user-item edges drawn
     without replacement with probability proportional to 1/sqrt(deg_u deg_i), re-normalise the
     kept edges symmetrically (degrees of the kept graph + 1e-7) and return the symmetric
@@ -311,8 +334,9 @@ def degree_sensitive_sample(users: np.ndarray, items: np.ndarray, n_users: int, 
 def feature_table(x: np.ndarray, trainable: bool, device) -> torch.nn.Parameter:
     """An item-feature matrix as a parameter: MMRec loads features with
     `nn.Embedding.from_pretrained(feat, freeze=False)`, so the optimiser updates them."""
-    return torch.nn.Parameter(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device),
-                              requires_grad=bool(trainable))
+    return torch.nn.Parameter(
+        torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device), requires_grad=bool(trainable)
+    )
 
 
 class GraphFusion(FusionRecommender):

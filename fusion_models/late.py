@@ -121,6 +121,7 @@ class LateFusion(FusionRecommender):
     Yi et al. Sampling-Bias-Corrected Neural Modeling for Large Corpus Item Recommendations.
     RecSys 2019 (`loss="sampled"`).
     """
+
     name = "fusion-late"
     zero_cold_ids = True
 

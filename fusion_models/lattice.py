@@ -86,8 +86,17 @@ LEARNING_RATES = [1e-4, 5e-4, 1e-3, 5e-3]  # MMRec LATTICE.yaml
 
 
 class LATTICEModule(nn.Module):
-    def __init__(self, n_users: int, features: dict, valid: list, dim: int, feat_dim: int,
-                 knn_k: int, train_features: bool, device):
+    def __init__(
+        self,
+        n_users: int,
+        features: dict,
+        valid: list,
+        dim: int,
+        feat_dim: int,
+        knn_k: int,
+        train_features: bool,
+        device,
+    ):
         super().__init__()
         self.n_users, self.knn_k = n_users, knn_k
         n_items = next(iter(features.values())).shape[0]
@@ -122,20 +131,22 @@ class LATTICEModule(nn.Module):
             values.append(w[m] * cosine_values(z, rows, cols))
         l_rows, l_cols, l_pos = union(learned, n)
         l_vals = sym_normalize(l_rows, l_cols, union_values(values, l_pos, len(l_rows)), n)
-        o_vals = union_values([w[m] * v for m, (_, _, v) in enumerate(self.original)], self.orig_pos,
-                              len(self.orig_rows))
+        o_vals = union_values(
+            [w[m] * v for m, (_, _, v) in enumerate(self.original)], self.orig_pos, len(self.orig_rows)
+        )
         rows, cols, (pl, po) = union([(l_rows, l_cols), (self.orig_rows, self.orig_cols)], n)
         vals = union_values([(1 - lambda_coeff) * l_vals, lambda_coeff * o_vals], [pl, po], len(rows))
         return SparseGraph(rows, cols, (n, n)), vals
 
-    def embeddings(self, ui: SparseGraph, item_graph: SparseGraph, item_values, n_layers: int,
-                   n_ui_layers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def embeddings(
+        self, ui: SparseGraph, item_graph: SparseGraph, item_values, n_layers: int, n_ui_layers: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.item.weight
         for _ in range(n_layers):
             h = item_graph.mm(h, item_values)
         ego = torch.cat([self.user.weight, self.item.weight], dim=0)
         final = lightgcn(ui, ego, n_ui_layers)
-        u, i = final[: self.n_users], final[self.n_users:]
+        u, i = final[: self.n_users], final[self.n_users :]
         return u, i + F.normalize(h, p=2, dim=1)
 
     def to(self, *args, **kwargs):  # the graph tensors are plain attributes: move them too
@@ -220,11 +231,16 @@ class LATTICE(GraphFusion):
     MMRec's LATTICE: github.com/enoche/MMRec, `src/models/lattice.py` and
     `src/configs/model/LATTICE.yaml`.
     """
+
     name = "lattice"
     # n_layers, n_ui_layers 0: no propagation over that graph; lambda_coeff mixes the two item graphs
     _parameter_constraints = {
-        "feat_embed_dim": [POSITIVE_INT], "knn_k": [POSITIVE_INT], "lambda_coeff": [UNIT],
-        "n_layers": [NON_NEGATIVE_INT], "n_ui_layers": [NON_NEGATIVE_INT], "lr_decay": [POSITIVE],
+        "feat_embed_dim": [POSITIVE_INT],
+        "knn_k": [POSITIVE_INT],
+        "lambda_coeff": [UNIT],
+        "n_layers": [NON_NEGATIVE_INT],
+        "n_ui_layers": [NON_NEGATIVE_INT],
+        "lr_decay": [POSITIVE],
         "lr_decay_epochs": [POSITIVE_INT],
     }
 
@@ -273,8 +289,16 @@ class LATTICE(GraphFusion):
         self._ui = ui_graph(data.train, self.device_, norm="rw_self_loop")
         self._graph = None  # (SparseGraph, values) of the current epoch
         self._epoch = 0
-        return LATTICEModule(data.n_users, self._features, self.presence(data), int(self.embedding_size),
-                             int(self.feat_embed_dim), int(self.knn_k), bool(self.train_features), self.device_)
+        return LATTICEModule(
+            data.n_users,
+            self._features,
+            self.presence(data),
+            int(self.embedding_size),
+            int(self.feat_embed_dim),
+            int(self.knn_k),
+            bool(self.train_features),
+            self.device_,
+        )
 
     def train_epoch(self) -> float:
         # MMRec: pre_epoch_processing sets build_item_graph, and the LambdaLR scheduler gives
@@ -297,7 +321,7 @@ class LATTICE(GraphFusion):
         u, p, n = u_all[users], i_all[pos], i_all[neg]
         loss = pair_bpr_loss(u, p, n)
         if self.reg_weight:
-            reg = 0.5 * ((u ** 2).sum() + (p ** 2).sum() + (n ** 2).sum()) / self.batch_size
+            reg = 0.5 * ((u**2).sum() + (p**2).sum() + (n**2).sum()) / self.batch_size
             loss = loss + self.reg_weight * reg
         return loss
 

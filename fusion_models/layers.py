@@ -26,8 +26,9 @@ from baselines.torch_base import TorchRecommender, embedding_space, item_rows
 from datasets.errors import FusebenchError
 
 
-def prepare_features(selected: dict[str, np.ndarray], normalize: bool = True,
-                     center: bool = False) -> dict[str, np.ndarray]:
+def prepare_features(
+    selected: dict[str, np.ndarray], normalize: bool = True, center: bool = False
+) -> dict[str, np.ndarray]:
     """Per modality: optionally centred (column means removed), then optionally L2-normalised
     per item; float32, C-contiguous; the selection order is kept."""
     if not selected:
@@ -49,8 +50,15 @@ class ModalityEncoders(nn.Module):
     Works for any number of modalities of any dimension (all with the same number of rows).
     """
 
-    def __init__(self, features: dict[str, np.ndarray], dim: int, activation: bool = False,
-                 dropout: float = 0.0, bias: bool = True, masks: dict[str, np.ndarray] | None = None):
+    def __init__(
+        self,
+        features: dict[str, np.ndarray],
+        dim: int,
+        activation: bool = False,
+        dropout: float = 0.0,
+        bias: bool = True,
+        masks: dict[str, np.ndarray] | None = None,
+    ):
         super().__init__()
         if not features:
             raise FusebenchError("ModalityEncoders needs at least one modality")
@@ -70,8 +78,11 @@ class ModalityEncoders(nn.Module):
             self.register_buffer(f"feat{i}", torch.from_numpy(x), persistent=False)
             present = feature_mask(masks, name, x.shape[0])
             # (n_items, 1) float: 1 where the feature is present; None when all are
-            self.register_buffer(f"mask{i}", None if present is None or present.all()
-                                 else torch.from_numpy(present.astype(np.float32)[:, None]), persistent=False)
+            self.register_buffer(
+                f"mask{i}",
+                None if present is None or present.all() else torch.from_numpy(present.astype(np.float32)[:, None]),
+                persistent=False,
+            )
             layers: list[nn.Module] = [nn.Linear(x.shape[1], dim, bias=bias)]
             nn.init.xavier_normal_(layers[0].weight)
             if bias:
@@ -124,8 +135,11 @@ TUNED_LOSSES = ("bpr", "sampled")
 
 def fusion_space(trial) -> dict:
     """The Optuna space shared by the fusion strategies: the embedding space and the loss."""
-    return {**embedding_space(trial), "loss": trial.suggest_categorical("loss", list(TUNED_LOSSES)),
-            "id_dropout": trial.suggest_float("id_dropout", 0.0, 0.5)}
+    return {
+        **embedding_space(trial),
+        "loss": trial.suggest_categorical("loss", list(TUNED_LOSSES)),
+        "id_dropout": trial.suggest_float("id_dropout", 0.0, 0.5),
+    }
 
 
 def log_inclusion(pop: torch.Tensor, items: torch.Tensor, batch: int) -> torch.Tensor:
@@ -174,8 +188,12 @@ class FusionRecommender(TorchRecommender):
     modalities: str = "all"
     normalize_features: bool = True
     embedding_size: int = 64
-    _parameter_constraints = {"loss": [Options(*LOSSES)], "id_dropout": [DROPOUT], "modalities": [SPEC],
-                              "normalize_features": [bool]}
+    _parameter_constraints = {
+        "loss": [Options(*LOSSES)],
+        "id_dropout": [DROPOUT],
+        "modalities": [SPEC],
+        "normalize_features": [bool],
+    }
 
     def validate(self) -> None:
         super().validate()
@@ -274,7 +292,7 @@ class ItemTowerFusion(FusionRecommender):
         cands, inv, log_q = self.sampled_candidates(pos, neg)
         p, q = m.user(users), m.items(None if len(cands) == m.n_items else cands)
         loss = F.cross_entropy(p @ q.T - log_q, inv[: len(pos)])
-        extra = self.extra_loss(users, pos, neg, p, q[inv[: len(pos)]], q[inv[len(pos):]])
+        extra = self.extra_loss(users, pos, neg, p, q[inv[: len(pos)]], q[inv[len(pos) :]])
         return loss if extra is None else loss + extra
 
     def candidate_scores(self, users, idx):

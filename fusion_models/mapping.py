@@ -61,8 +61,7 @@ class MappingModule(nn.Module):
         present = self.encoders.presence(idx)
         if bool(present.min() > 0):
             return z
-        return torch.stack([z[b] * present[b] + self.predict(z, present, b) * (1 - present[b])
-                            for b in range(len(z))])
+        return torch.stack([z[b] * present[b] + self.predict(z, present, b) * (1 - present[b]) for b in range(len(z))])
 
     def predict(self, z: torch.Tensor, present: torch.Tensor, b: int) -> torch.Tensor:
         """(n, d): modality b predicted as the mean of the maps from the present others."""
@@ -155,10 +154,14 @@ class MappingFusion(ItemTowerFusion):
     Yi et al. Sampling-Bias-Corrected Neural Modeling for Large Corpus Item Recommendations.
     RecSys 2019 (`loss="sampled"`).
     """
+
     name = "fusion-mapping"
     zero_cold_ids = True
-    _parameter_constraints = {"align_loss": [Options(*ALIGN_LOSSES)], "align_weight": [NON_NEGATIVE],
-                              "temperature": [POSITIVE]}
+    _parameter_constraints = {
+        "align_loss": [Options(*ALIGN_LOSSES)],
+        "align_weight": [NON_NEGATIVE],
+        "temperature": [POSITIVE],
+    }
 
     def __init__(
         self,
@@ -213,8 +216,9 @@ class MappingFusion(ItemTowerFusion):
         for k, (a, b) in enumerate(m.pairs):
             both = present[a] & present[b]
             if int(both.sum()) > 1:
-                losses.append(alignment_loss(m.maps[k](z[a][both]), z[b][both].detach(),
-                                             self.align_loss, float(self.temperature)))
+                losses.append(
+                    alignment_loss(m.maps[k](z[a][both]), z[b][both].detach(), self.align_loss, float(self.temperature))
+                )
         return self.align_weight * torch.stack(losses).mean() if losses else None
 
     @torch.no_grad()

@@ -72,16 +72,16 @@ def encode_tokens(encoder: nn.TransformerEncoder, x: torch.Tensor, pad: torch.Te
 
 
 class TransformerModule(nn.Module):
-    def __init__(self, n_users: int, encoders: ModalityEncoders, dim: int, n_layers: int, n_heads: int,
-                 dropout: float):
+    def __init__(self, n_users: int, encoders: ModalityEncoders, dim: int, n_layers: int, n_heads: int, dropout: float):
         super().__init__()
         self.encoders = encoders
         self.n_items = encoders.n_items
         self.user, self.item = id_embeddings(n_users, self.n_items, dim)
         self.types = nn.Parameter(torch.zeros(len(encoders) + 1, dim))
         nn.init.normal_(self.types, std=0.02)
-        layer = nn.TransformerEncoderLayer(dim, n_heads, dim_feedforward=2 * dim, dropout=dropout,
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim, n_heads, dim_feedforward=2 * dim, dropout=dropout, batch_first=True, norm_first=True
+        )
         # nested tensors change the reduction order between calls; keep the plain path
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
@@ -173,6 +173,7 @@ class TransformerFusion(ItemTowerFusion):
     Yi et al. Sampling-Bias-Corrected Neural Modeling for Large Corpus Item Recommendations.
     RecSys 2019 (`loss="sampled"`).
     """
+
     name = "fusion-transformer"
     zero_cold_ids = True
     _parameter_constraints = {"n_layers": [POSITIVE_INT], "n_heads": [POSITIVE_INT], "dropout": [DROPOUT]}
@@ -218,9 +219,11 @@ class TransformerFusion(ItemTowerFusion):
         super().validate()
         if int(self.embedding_size) % int(self.n_heads):
             raise FusebenchError(
-                f"embedding_size ({self.embedding_size}) must be divisible by n_heads ({self.n_heads})")
+                f"embedding_size ({self.embedding_size}) must be divisible by n_heads ({self.n_heads})"
+            )
 
     def build(self, data: FitData) -> nn.Module:
         dim = int(self.embedding_size)
-        return TransformerModule(data.n_users, self.encoders(dim), dim, int(self.n_layers), int(self.n_heads),
-                                 float(self.dropout))
+        return TransformerModule(
+            data.n_users, self.encoders(dim), dim, int(self.n_layers), int(self.n_heads), float(self.dropout)
+        )

@@ -47,8 +47,9 @@ class VBPRModule(nn.Module):
         self.proj = nn.Linear(d_feat, dim)
         nn.init.xavier_normal_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
-        self.register_buffer("features", torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)),
-                             persistent=False)
+        self.register_buffer(
+            "features", torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)), persistent=False
+        )
         self.n_items = n_items
 
     def items(self, idx: torch.Tensor | None = None) -> torch.Tensor:
@@ -114,6 +115,7 @@ class VBPR(ItemTowerFusion):
     MMRec's VBPR: github.com/enoche/MMRec, `src/models/vbpr.py` and
     `src/configs/model/VBPR.yaml`.
     """
+
     name = "vbpr"
     _parameter_constraints = {"reg_weight": [NON_NEGATIVE]}
 
@@ -152,4 +154,3 @@ class VBPR(ItemTowerFusion):
 
     def extra_loss(self, users, pos, neg, p, q_pos, q_neg):
         return self.reg_weight * emb_loss(p, q_pos, q_neg) if self.reg_weight else None
-

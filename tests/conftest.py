@@ -55,10 +55,22 @@ def make_tiny_dataset(with_timestamps: bool = True, name: str = "tiny") -> Multi
     """5 users x 6 items, 17 interactions: user 0 has 6, user 1 has 5, user 2 has 3,
     user 3 has 2, user 4 has 1; ratings 1..5; timestamps increasing per user."""
     rows = [
-        (0, 0, 5, 10), (0, 1, 4, 11), (0, 2, 3, 12), (0, 3, 2, 13), (0, 4, 1, 14), (0, 5, 5, 15),
-        (1, 1, 4, 20), (1, 2, 5, 21), (1, 3, 2, 22), (1, 0, 3, 23), (1, 5, 4, 24),
-        (2, 0, 5, 30), (2, 4, 3, 31), (2, 5, 1, 32),
-        (3, 2, 4, 40), (3, 3, 5, 41),
+        (0, 0, 5, 10),
+        (0, 1, 4, 11),
+        (0, 2, 3, 12),
+        (0, 3, 2, 13),
+        (0, 4, 1, 14),
+        (0, 5, 5, 15),
+        (1, 1, 4, 20),
+        (1, 2, 5, 21),
+        (1, 3, 2, 22),
+        (1, 0, 3, 23),
+        (1, 5, 4, 24),
+        (2, 0, 5, 30),
+        (2, 4, 3, 31),
+        (2, 5, 1, 32),
+        (3, 2, 4, 40),
+        (3, 3, 5, 41),
         (4, 1, 2, 50),
     ]
     df = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
@@ -109,8 +121,13 @@ def synthetic_dataset(n_users=120, n_items=80, per_user=16, seed=0) -> Multimoda
     df["rating"] = np.float32(1.0)
     df["timestamp"] = np.int64(-1)
     return MultimodalDataset(
-        name="synthetic", interactions=df, n_users=n_users, n_items=n_items,
-        user_ids=np.arange(n_users), item_ids=np.arange(n_items), meta={"source": "test"},
+        name="synthetic",
+        interactions=df,
+        n_users=n_users,
+        n_items=n_items,
+        user_ids=np.arange(n_users),
+        item_ids=np.arange(n_items),
+        meta={"source": "test"},
     )
 
 
@@ -153,7 +170,8 @@ def write_mmrec_folder(folder: Path, stem: str, n_users: int = 24, n_items: int 
     rows.append((0, n_items - 1, 4.0, 1, 0))  # every item id present
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows, columns=["userID", "itemID", "rating", "timestamp", "x_label"]).drop_duplicates(
-        ["userID", "itemID"]).to_csv(folder / f"{stem}.inter", sep="\t", index=False)
+        ["userID", "itemID"]
+    ).to_csv(folder / f"{stem}.inter", sep="\t", index=False)
     np.save(folder / "image_feat.npy", rng.normal(size=(n_items, 16)).astype(np.float32))
     np.save(folder / "text_feat.npy", rng.normal(size=(n_items, 8)).astype(np.float32))
     return folder

@@ -46,8 +46,10 @@ class ItemMean(Recommender):
 
 
 def _records(results: Path) -> dict:
-    return {(r["model"]["name"], r["seed"]): r for r in
-            (json.loads(p.read_text()) for p in (results / "runs").rglob("*.json"))}
+    return {
+        (r["model"]["name"], r["seed"]): r
+        for r in (json.loads(p.read_text()) for p in (results / "runs").rglob("*.json"))
+    }
 
 
 def test_the_readme_example_runs_as_written(tmp_path):
@@ -56,8 +58,14 @@ def test_the_readme_example_runs_as_written(tmp_path):
     assert block, "README lost its Python API example"
     code = block.group(1)
     assert len(code.strip().splitlines()) <= 6
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "ease" in proc.stdout and "recall@20" in proc.stdout
     assert (tmp_path / "results" / "LEADERBOARD.md").is_file()
@@ -67,8 +75,24 @@ def test_api_runs_are_the_cli_runs_and_classes_work_like_names(tmp_path, capsys)
     from benchmark.cli import main
 
     cli_res, api_res = tmp_path / "cli", tmp_path / "api"
-    assert main(["run", "--all", "--datasets", "ml-100k", "--models", "pop,ease", "--no-tune", "--seeds", "2",
-                 "--results", str(cli_res)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--all",
+                "--datasets",
+                "ml-100k",
+                "--models",
+                "pop,ease",
+                "--no-tune",
+                "--seeds",
+                "2",
+                "--results",
+                str(cli_res),
+            ]
+        )
+        == 0
+    )
     runs = api.run(datasets=["ml-100k"], models=["pop", "ease", ItemMean], budget=None, seeds=2, results=api_res)
     assert list(runs.columns[:5]) == ["dataset", "model", "seed", "status", "family"]
     assert len(runs) == 6 and set(runs.status) == {"done"}
@@ -85,18 +109,21 @@ def test_api_runs_are_the_cli_runs_and_classes_work_like_names(tmp_path, capsys)
     (table,) = api.leaderboard(api_res).values()
     assert set(table.index) == {"pop", "ease", "item-mean"} and table.loc["ease", "reference"]
     assert table.loc["pop", "delta_vs_reference"] < 0 and table.loc["pop", "p_holm"] < 0.05
-    assert table.loc["ease", "recall@20"] == pytest.approx(np.mean([ours[("ease", s)]["test"]["recall@20"]
-                                                                     for s in (0, 1)]), abs=1e-12)
+    assert table.loc["ease", "recall@20"] == pytest.approx(
+        np.mean([ours[("ease", s)]["test"]["recall@20"] for s in (0, 1)]), abs=1e-12
+    )
     assert not table["stopped_by_cap"].any()
 
 
 def test_a_class_defined_in_a_session_runs_in_this_process(tmp_path):
     session = types.ModuleType("__main__fake")
-    exec("from baselines import Recommender\nimport numpy as np\n"
-         "class Flat(Recommender):\n    name = 'flat'\n    family = 'baseline/cf'\n"
-         "    def fit(self, data):\n        self.n_ = data.n_items\n        return self\n"
-         "    def score(self, users):\n        return np.zeros((len(users), self.n_), np.float32)\n",
-         session.__dict__)
+    exec(
+        "from baselines import Recommender\nimport numpy as np\n"
+        "class Flat(Recommender):\n    name = 'flat'\n    family = 'baseline/cf'\n"
+        "    def fit(self, data):\n        self.n_ = data.n_items\n        return self\n"
+        "    def score(self, users):\n        return np.zeros((len(users), self.n_), np.float32)\n",
+        session.__dict__,
+    )
     runs = api.run(datasets=["ml-100k"], models=[session.Flat], budget=None, seeds=1, results=tmp_path, jobs=2)
     assert runs.model.tolist() == ["flat"] and runs.status.tolist() == ["done"]
 
@@ -127,11 +154,13 @@ def test_a_session_class_cannot_take_a_built_in_name_and_can_be_redefined(tmp_pa
     shas = []
     for damping in ("1.0", "2.0"):  # the same notebook cell run twice, edited in between
         session = types.ModuleType("__main__fake")
-        exec("from baselines import Recommender\nimport numpy as np\n"
-             "class Flat(Recommender):\n    name = 'flat'\n    family = 'baseline/cf'\n"
-             "    def fit(self, data):\n        self.n_ = data.n_items\n        return self\n"
-             f"    def score(self, users):\n        return np.full((len(users), self.n_), {damping}, np.float32)\n",
-             session.__dict__)
+        exec(
+            "from baselines import Recommender\nimport numpy as np\n"
+            "class Flat(Recommender):\n    name = 'flat'\n    family = 'baseline/cf'\n"
+            "    def fit(self, data):\n        self.n_ = data.n_items\n        return self\n"
+            f"    def score(self, users):\n        return np.full((len(users), self.n_), {damping}, np.float32)\n",
+            session.__dict__,
+        )
         runs = api.run(datasets=["ml-100k"], models=[session.Flat], budget=None, seeds=1, results=tmp_path)
         assert runs.status.tolist() == ["done"]  # new code: a new record, not the old one resumed
         shas.append(base.model_source("flat")["sha256"])

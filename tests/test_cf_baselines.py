@@ -60,12 +60,22 @@ def test_all_registered_as_cf_baselines():
 @pytest.mark.parametrize(
     "name, params",
     [
-        ("userknn", {"k": 0}), ("userknn", {"shrink": -1.0}),
-        ("rp3beta", {"k": 0}), ("rp3beta", {"beta": -0.1}), ("rp3beta", {"alpha": -1.0}),
-        ("ials", {"factors": 0}), ("ials", {"regularization": -1.0}), ("ials", {"alpha": -1.0}),
-        ("ials", {"iterations": 0}), ("ials", {"cg_steps": 0}),
-        ("multvae", {"dropout": 1.0}), ("multvae", {"latent_size": 0}), ("multvae", {"learning_rate": 0.0}),
-        ("lightgcn", {"embedding_size": 0}), ("lightgcn", {"n_layers": -1}), ("lightgcn", {"reg_weight": -1.0}),
+        ("userknn", {"k": 0}),
+        ("userknn", {"shrink": -1.0}),
+        ("rp3beta", {"k": 0}),
+        ("rp3beta", {"beta": -0.1}),
+        ("rp3beta", {"alpha": -1.0}),
+        ("ials", {"factors": 0}),
+        ("ials", {"regularization": -1.0}),
+        ("ials", {"alpha": -1.0}),
+        ("ials", {"iterations": 0}),
+        ("ials", {"cg_steps": 0}),
+        ("multvae", {"dropout": 1.0}),
+        ("multvae", {"latent_size": 0}),
+        ("multvae", {"learning_rate": 0.0}),
+        ("lightgcn", {"embedding_size": 0}),
+        ("lightgcn", {"n_layers": -1}),
+        ("lightgcn", {"reg_weight": -1.0}),
         ("lightgcn", {"batch_size": 0}),
     ],
 )
@@ -291,8 +301,9 @@ def test_lightgcn_loss_follows_recbole():
         ours = m.batch_loss(users, pos, neg)
         ua, ia = m.propagate()
         mf = loss_mod.BPRLoss()((ua[users] * ia[pos]).sum(1), (ua[users] * ia[neg]).sum(1))
-        reg = loss_mod.EmbLoss()(m.module_.user(users), m.module_.item(pos), m.module_.item(neg),
-                                 require_pow=require_pow)
+        reg = loss_mod.EmbLoss()(
+            m.module_.user(users), m.module_.item(pos), m.module_.item(neg), require_pow=require_pow
+        )
         assert float(ours.detach()) == pytest.approx(float((mf + 1e-2 * reg).detach()), rel=1e-6)
 
 
@@ -340,7 +351,12 @@ def test_beats_popularity_on_ml100k(name, ml100k_split):
     model = make_model(name, QUICK[name])
     # Numba's OpenMP threading layer (the metric core) resets the OpenMP thread count torch
     # shares with it after every validation; pin torch back to one thread each time.
-    train(model, FitData(train=split.train, seed=0), split.valid, patience=3,
-          on_eval=lambda epoch, value: torch.set_num_threads(1))
+    train(
+        model,
+        FitData(train=split.train, seed=0),
+        split.valid,
+        patience=3,
+        on_eval=lambda epoch, value: torch.set_num_threads(1),
+    )
     res = evaluate(model.score, split.test, split.train + split.valid, metrics=("recall",), ks=(20,))
     assert res.summary["recall@20"] > pop_recall + 0.04, (name, res.summary["recall@20"], pop_recall)

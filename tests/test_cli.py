@@ -50,12 +50,18 @@ def test_datasets_list_and_info(capsys, ml100k):
         (["run", "--dataset", "ml-100k"], "--model"),
         (["run", "--all", "--models", "pop,bpr", "--metric", "nosuch@20"], "unknown metric"),
         (["tune", "--dataset", "ml-100k", "--model", "ease", "--metric", "nosuch@20"], "unknown metric"),
-        (["run", "--dataset", "ml-100k", "--model", "ease", "--param", "l2=-1", "--budget", "2"],
-         "ease: parameter l2 must be a real number > 0, got -1.0"),
-        (["run", "--dataset", "ml-100k", "--model", "itemknn", "--param", "k=0", "--budget", "2"],
-         "itemknn: parameter k must be an integer >= 1, got 0"),
-        (["run", "--dataset", "ml-100k", "--model", "feature-mf", "--param", "loss=hinge", "--budget", "2"],
-         "feature-mf: parameter loss must be one of bpr, warp, got 'hinge'"),
+        (
+            ["run", "--dataset", "ml-100k", "--model", "ease", "--param", "l2=-1", "--budget", "2"],
+            "ease: parameter l2 must be a real number > 0, got -1.0",
+        ),
+        (
+            ["run", "--dataset", "ml-100k", "--model", "itemknn", "--param", "k=0", "--budget", "2"],
+            "itemknn: parameter k must be an integer >= 1, got 0",
+        ),
+        (
+            ["run", "--dataset", "ml-100k", "--model", "feature-mf", "--param", "loss=hinge", "--budget", "2"],
+            "feature-mf: parameter loss must be one of bpr, warp, got 'hinge'",
+        ),
         (["run", "--dataset", "ml-100k", "--model", "bpr", "--param", "weight_decay=NaN"], "finite"),
         (["run", "--all", "--datasets", ",,", "--models", "pop"], "--datasets got no names"),
         (["run", "--all", "--models", " , "], "--models got no names"),
@@ -101,8 +107,19 @@ def test_malformed_features_are_user_errors(features, message, capsys, tmp_path)
 
 def test_run_writes_a_complete_record_and_resumes(capsys, tmp_path, ml100k):
     results = tmp_path / "results"
-    args = ["run", "--dataset", "ml-100k", "--model", "itemknn", "--param", "k=50", "--seed", "3",
-            "--results", str(results)]
+    args = [
+        "run",
+        "--dataset",
+        "ml-100k",
+        "--model",
+        "itemknn",
+        "--param",
+        "k=50",
+        "--seed",
+        "3",
+        "--results",
+        str(results),
+    ]
     code, out, _ = run_cli(args, capsys)
     assert code == 0 and "1 runs done" in out
     recs = list((results / "runs").rglob("*.json"))
@@ -129,9 +146,22 @@ def test_run_writes_a_complete_record_and_resumes(capsys, tmp_path, ml100k):
 
 def test_module_entry_point_exit_code(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmark", "run", "--dataset", "ml-100k", "--model", "nope",
-         "--results", str(tmp_path / "r")],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "benchmark",
+            "run",
+            "--dataset",
+            "ml-100k",
+            "--model",
+            "nope",
+            "--results",
+            str(tmp_path / "r"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: unknown model 'nope'")

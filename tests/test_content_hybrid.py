@@ -48,14 +48,33 @@ def test_registered_with_families_and_search_spaces():
     names = set(model_names())
     assert set(NEW_MODELS) <= names
     fams = {n: get_model_class(n).family for n in NEW_MODELS}
-    assert fams == {"content-knn": "baseline/content", "text-profile": "baseline/content",
-                    "hybrid-blend": "baseline/hybrid", "feature-mf": "baseline/hybrid"}
+    assert fams == {
+        "content-knn": "baseline/content",
+        "text-profile": "baseline/content",
+        "hybrid-blend": "baseline/hybrid",
+        "feature-mf": "baseline/hybrid",
+    }
     for n in NEW_MODELS:
         cls = get_model_class(n)
-        space = cls.search_space(optuna.trial.FixedTrial(
-            {"k": 10, "shrink": 1.0, "center": True, "min_df": 1, "max_df": 0.5, "ngram_max": 1,
-             "sublinear_tf": True, "popularity_damping": 0.5, "weight": 0.3, "embedding_size": 32,
-             "learning_rate": 1e-3, "weight_decay": 1e-6, "loss": "warp"}))
+        space = cls.search_space(
+            optuna.trial.FixedTrial(
+                {
+                    "k": 10,
+                    "shrink": 1.0,
+                    "center": True,
+                    "min_df": 1,
+                    "max_df": 0.5,
+                    "ngram_max": 1,
+                    "sublinear_tf": True,
+                    "popularity_damping": 0.5,
+                    "weight": 0.3,
+                    "embedding_size": 32,
+                    "learning_rate": 1e-3,
+                    "weight_decay": 1e-6,
+                    "loss": "warp",
+                }
+            )
+        )
         assert space and set(space) <= set(cls.param_names())
         make_model(n, space)  # every suggested value is a valid constructor argument
 
@@ -77,20 +96,24 @@ def test_select_features_names_families_and_order():
     assert list(select_features(f, "all")) == ["text", "audio/vggish", "audio/whisper"]
     assert list(select_features(f, "audio/whisper, text")) == ["audio/whisper", "text"]
     assert list(select_features(f, "audio")) == ["audio/vggish", "audio/whisper"]
-    assert (select_features(f, "text")["text"] is f["text"]
-            or np.array_equal(select_features(f, "text")["text"], f["text"]))
+    assert select_features(f, "text")["text"] is f["text"] or np.array_equal(
+        select_features(f, "text")["text"], f["text"]
+    )
     assert parse_spec(" all ") is None
 
 
-@pytest.mark.parametrize("spec, match", [
-    ("image", r"unknown modality 'image'; this dataset has: text, audio/vggish, audio/whisper"),
-    ("text,text", "twice"),
-    ("audio,audio/vggish", "twice"),
-    ("all,text", "cannot be combined"),
-    ("", "empty"),
-    ("text,", "empty entry"),
-    (3, "must be a string"),
-])
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("image", r"unknown modality 'image'; this dataset has: text, audio/vggish, audio/whisper"),
+        ("text,text", "twice"),
+        ("audio,audio/vggish", "twice"),
+        ("all,text", "cannot be combined"),
+        ("", "empty"),
+        ("text,", "empty entry"),
+        (3, "must be a string"),
+    ],
+)
 def test_select_features_errors(spec, match):
     with pytest.raises(FusebenchError, match=match):
         select_features(_feats(), spec)
@@ -190,8 +213,13 @@ def test_content_knn_scores_items_without_interactions():
     assert (scores[:, 15:] > 0).any(axis=0).all()
 
 
-@pytest.mark.parametrize("params, match", [({"k": 0}, r"k must be an integer >= 1, got 0"),
-                                            ({"shrink": -1.0}, r"shrink must be a real number >= 0, got -1.0")])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"k": 0}, r"k must be an integer >= 1, got 0"),
+        ({"shrink": -1.0}, r"shrink must be a real number >= 0, got -1.0"),
+    ],
+)
 def test_content_knn_parameter_errors(tiny_dataset, params, match):
     s = split(tiny_dataset, "random", seed=0)
     with pytest.raises(FusebenchError, match=match):
@@ -205,10 +233,14 @@ def test_text_profile_matches_sklearn_reference():
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     texts = ["red apple", "green apple", "red car", "blue car", "blue sky", "", "apple pie and red wine"]
-    train = _csr([[1, 0, 1, 0, 0, 0, 0],  # red apple + red car
-                  [0, 0, 0, 0, 1, 0, 0],  # blue sky
-                  [0, 0, 0, 0, 0, 0, 0],  # no training item
-                  [1, 1, 0, 0, 0, 0, 0]])
+    train = _csr(
+        [
+            [1, 0, 1, 0, 0, 0, 0],  # red apple + red car
+            [0, 0, 0, 0, 1, 0, 0],  # blue sky
+            [0, 0, 0, 0, 0, 0, 0],  # no training item
+            [1, 1, 0, 0, 0, 0, 0],
+        ]
+    )
     params = {"max_df": 1.0, "stop_words": False, "popularity_damping": 0.5}
     m = make_model("text-profile", params).fit(FitData(train=train, item_text=texts))
     x = TfidfVectorizer(sublinear_tf=True).fit_transform(texts).toarray()
@@ -272,8 +304,9 @@ def test_hybrid_blend_extremes_and_formula(ml100k):
     assert h1.used_modalities() == ["text"]
 
     h = make_model("hybrid-blend", {"weight": 0.3, "normalize": "minmax"}).fit(data)
-    ref = (0.7 * normalize_scores(cf.score(users), excl, "minmax")
-           + 0.3 * normalize_scores(content.score(users), excl, "minmax"))
+    ref = 0.7 * normalize_scores(cf.score(users), excl, "minmax") + 0.3 * normalize_scores(
+        content.score(users), excl, "minmax"
+    )
     np.testing.assert_allclose(h.score(users), ref, rtol=1e-5, atol=1e-5)
     assert h.n_parameters() == cf.n_parameters() + content.n_parameters()
     assert h.used_modalities() == ["text"]
@@ -281,13 +314,16 @@ def test_hybrid_blend_extremes_and_formula(ml100k):
     assert not np.array_equal(top(h.score(users)), top(cf.score(users)))
 
 
-@pytest.mark.parametrize("params, match", [
-    ({"weight": 1.5}, r"weight must be a real number in \[0, 1\], got 1.5"),
-    ({"weight": -0.1}, r"weight must be a real number in \[0, 1\], got -0.1"),
-    ({"cf": "nope"}, "unknown model 'nope'"),
-    ({"content": "hybrid-blend"}, "cannot nest itself"),
-    ({"normalize": "rank"}, "normalize must be one of"),
-])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"weight": 1.5}, r"weight must be a real number in \[0, 1\], got 1.5"),
+        ({"weight": -0.1}, r"weight must be a real number in \[0, 1\], got -0.1"),
+        ({"cf": "nope"}, "unknown model 'nope'"),
+        ({"content": "hybrid-blend"}, "cannot nest itself"),
+        ({"normalize": "rank"}, "normalize must be one of"),
+    ],
+)
 def test_hybrid_blend_errors(tiny_dataset, params, match):
     s = split(tiny_dataset, "random", seed=0)
     with pytest.raises(FusebenchError, match=match):
@@ -331,8 +367,9 @@ def test_feature_mf_deterministic_and_loss_decreases():
 def test_feature_mf_warp_runs_and_learns():
     train_m, feats = _synthetic(1)
     data = FitData(train=train_m, features=feats, seed=0)
-    m = make_model("feature-mf", {"loss": "warp", "embedding_size": 16, "batch_size": 256, "learning_rate": 1e-2,
-                                  "max_trials": 5})
+    m = make_model(
+        "feature-mf", {"loss": "warp", "embedding_size": 16, "batch_size": 256, "learning_rate": 1e-2, "max_trials": 5}
+    )
     losses = _losses(m, data, 8)
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     # learned something: held-out-free check, the training positives rank above chance
@@ -360,11 +397,14 @@ def test_feature_mf_cold_items_scored_by_features_only():
     assert ids_off.module_.item is None and ids_off.n_parameters() == train_m.shape[0] * 16 + 8 * 16
 
 
-@pytest.mark.parametrize("params, match", [
-    ({"loss": "hinge"}, "loss must be one of"),
-    ({"max_trials": 0}, "max_trials must be an integer >= 1, got 0"),
-    ({"embedding_size": 0}, "embedding_size must be an integer >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"loss": "hinge"}, "loss must be one of"),
+        ({"max_trials": 0}, "max_trials must be an integer >= 1, got 0"),
+        ({"embedding_size": 0}, "embedding_size must be an integer >= 1, got 0"),
+    ],
+)
 def test_feature_mf_parameter_errors(tiny_dataset, params, match):
     s = split(tiny_dataset, "random", seed=0)
     with pytest.raises(FusebenchError, match=match):
@@ -387,8 +427,12 @@ def test_cold_start_items_lfm2k(lfm2k):
     s = split(lfm2k, "cold-start-items", seed=0)
     data = _fit_data(lfm2k, s)
     got = {}
-    for name, params in [("ease", {}), ("content-knn", {}), ("text-profile", {}),
-                         ("feature-mf", {"epochs": 5, "learning_rate": 1e-2})]:
+    for name, params in [
+        ("ease", {}),
+        ("content-knn", {}),
+        ("text-profile", {}),
+        ("feature-mf", {"epochs": 5, "learning_rate": 1e-2}),
+    ]:
         m = make_model(name, params)
         m.fit(data)
         got[name] = _cold_recall(m, s, lfm2k.n_items)
@@ -401,8 +445,13 @@ def test_new_models_on_ml100k(ml100k):
     s = split(ml100k, "random", seed=0)
     data = _fit_data(ml100k, s)
     got = {}
-    for name, params in [("ease", {}), ("content-knn", {}), ("text-profile", {}), ("hybrid-blend", {}),
-                         ("feature-mf", {"epochs": 5, "learning_rate": 1e-2})]:
+    for name, params in [
+        ("ease", {}),
+        ("content-knn", {}),
+        ("text-profile", {}),
+        ("hybrid-blend", {}),
+        ("feature-mf", {"epochs": 5, "learning_rate": 1e-2}),
+    ]:
         m = make_model(name, params)
         train(m, data, s.valid, patience=3)
         got[name] = evaluate(m.score, s.test, s.train + s.valid, metrics=("recall",), ks=(20,)).summary["recall@20"]

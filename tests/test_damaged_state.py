@@ -25,8 +25,9 @@ def _run(capsys, *args):
 def results(tmp_path, capsys, ml100k):
     root = tmp_path / "results"
     for seed in ("0", "1"):
-        code, _, _ = _run(capsys, "run", "--dataset", "ml-100k", "--model", "pop", "--seed", seed,
-                          "--results", str(root))
+        code, _, _ = _run(
+            capsys, "run", "--dataset", "ml-100k", "--model", "pop", "--seed", seed, "--results", str(root)
+        )
         assert code == 0
     return root
 
@@ -100,13 +101,15 @@ def test_doctor_fix_quarantines_with_reasons(results, capsys):
 
 def test_damaged_tuning_storage_is_one_line(results, capsys):
     (results / "tuning.db").write_bytes(b"SQLite format 3\x00" + b"\x00" * 200)  # header, no pages
-    code, _, err = _run(capsys, "run", "--dataset", "ml-100k", "--model", "ease", "--budget", "2",
-                        "--results", str(results))
+    code, _, err = _run(
+        capsys, "run", "--dataset", "ml-100k", "--model", "ease", "--budget", "2", "--results", str(results)
+    )
     assert code == 2 and err.count("\n") == 1 and str(results / "tuning.db") in err
     (results / "tuning.db").unlink()
     (results / "tuning.db").mkdir()
-    code, _, err = _run(capsys, "tune", "--dataset", "ml-100k", "--model", "ease", "--trials", "1",
-                        "--results", str(results))
+    code, _, err = _run(
+        capsys, "tune", "--dataset", "ml-100k", "--model", "ease", "--trials", "1", "--results", str(results)
+    )
     assert code == 2 and err.count("\n") == 1 and "a folder where the study database belongs" in err
 
 
@@ -117,8 +120,19 @@ def test_doctor_on_a_missing_folder(tmp_path, capsys):
 
 def test_a_diverging_configuration_is_a_failed_run(tmp_path, capsys):
     results = tmp_path / "results"
-    args = ["run", "--dataset", "ml-100k", "--model", "bpr", "--param", "learning_rate=1e30", "--seed", "0",
-            "--results", str(results)]
+    args = [
+        "run",
+        "--dataset",
+        "ml-100k",
+        "--model",
+        "bpr",
+        "--param",
+        "learning_rate=1e30",
+        "--seed",
+        "0",
+        "--results",
+        str(results),
+    ]
     code, out, err = _run(capsys, *args)
     assert code == 0 and "1 failed" in out and "FAILED: bpr: loss became nan" in err
     (path,) = (results / "runs").rglob("*.json")
@@ -131,8 +145,18 @@ def test_a_diverging_configuration_is_a_failed_run(tmp_path, capsys):
     code, out, _ = _run(capsys, "doctor", "--results", str(results))
     assert code == 0  # a failed run is a result, not damage
 
-    code, _, err = _run(capsys, "run", "--dataset", "ml-100k", "--model", "bpr", "--param", "weight_decay=Infinity",
-                        "--results", str(results))
+    code, _, err = _run(
+        capsys,
+        "run",
+        "--dataset",
+        "ml-100k",
+        "--model",
+        "bpr",
+        "--param",
+        "weight_decay=Infinity",
+        "--results",
+        str(results),
+    )
     assert code == 2 and "finite" in err and err.count("\n") == 1
 
 

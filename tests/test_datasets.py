@@ -25,12 +25,29 @@ needs_lfm = pytest.mark.skipif(not LFM_DIR.is_dir(), reason="no offline lfm2k mi
 
 # ------------------------------------------------------------------ registry
 def test_public_api():
-    for name in ("MultimodalDataset", "Split", "FusebenchError", "DatasetUnavailable",
-                 "interactions_to_csr", "load", "available", "split", "PROTOCOLS", "describe"):
+    for name in (
+        "MultimodalDataset",
+        "Split",
+        "FusebenchError",
+        "DatasetUnavailable",
+        "interactions_to_csr",
+        "load",
+        "available",
+        "split",
+        "PROTOCOLS",
+        "describe",
+    ):
         assert hasattr(datasets, name), name
     assert issubclass(DatasetUnavailable, FusebenchError)
-    assert datasets.available() == ["ml-100k", "ml-latest-small", "lfm2k", "ml-1m", "amazon-baby", "amazon-sports",
-                                    "amazon-clothing"]
+    assert datasets.available() == [
+        "ml-100k",
+        "ml-latest-small",
+        "lfm2k",
+        "ml-1m",
+        "amazon-baby",
+        "amazon-sports",
+        "amazon-clothing",
+    ]
 
 
 def test_unknown_dataset_lists_available():
@@ -42,10 +59,13 @@ def test_recbole_is_never_imported(ml100k):
     import subprocess
     import sys
 
-    code = ("import sys, datasets; ds = datasets.load('ml-100k'); "
-            "assert ds.n_users == 943; assert 'recbole' not in sys.modules, 'recbole imported'")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import sys, datasets; ds = datasets.load('ml-100k'); "
+        "assert ds.n_users == 943; assert 'recbole' not in sys.modules, 'recbole imported'"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
+    )
     assert out.returncode == 0, out.stderr
 
 
@@ -244,12 +264,15 @@ def test_mmrec_missing_user_column(tmp_path):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("rows, match", [
-    ([(0, "x", 1, 0)], "itemID.*not a non-negative integer"),
-    ([(0, -1, 1, 0)], "itemID"),
-    ([(0, 1, 1, 3)], "x_label"),
-    ([(0, 1, "high", 0)], "rating"),
-])
+@pytest.mark.parametrize(
+    "rows, match",
+    [
+        ([(0, "x", 1, 0)], "itemID.*not a non-negative integer"),
+        ([(0, -1, 1, 0)], "itemID"),
+        ([(0, 1, 1, 3)], "x_label"),
+        ([(0, 1, "high", 0)], "rating"),
+    ],
+)
 def test_mmrec_malformed_values(tmp_path, rows, match):
     d = tmp_path / "bad"
     d.mkdir()

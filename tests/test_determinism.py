@@ -19,9 +19,29 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _run(specs: list[str], results: Path) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmark", "run", "--all", "--datasets", ",".join(specs), "--no-tune",
-         "--seeds", "1", "--epochs", "4", "--jobs", "1", "--results", str(results)],
-        cwd=REPO, capture_output=True, text=True, timeout=1200)
+        [
+            sys.executable,
+            "-m",
+            "benchmark",
+            "run",
+            "--all",
+            "--datasets",
+            ",".join(specs),
+            "--no-tune",
+            "--seeds",
+            "1",
+            "--epochs",
+            "4",
+            "--jobs",
+            "1",
+            "--results",
+            str(results),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = {}
     for p in (results / "runs").rglob("*.json"):
@@ -43,8 +63,9 @@ def test_every_model_is_bit_identical_across_processes(tmp_path):
     rows = [(f"u{u}", f"b{i}") for u in range(50) for i in rng.choice(30, 8, replace=False)]
     pd.DataFrame(rows, columns=["user", "item"]).to_csv(cat / "interactions.csv", index=False)
     words = ["red", "blue", "war", "peace", "sea", "star", "night", "day"]
-    pd.DataFrame({"item": [f"b{i}" for i in range(30)],
-                  "text": [" ".join(rng.choice(words, 4)) for _ in range(30)]}).to_csv(cat / "items.csv", index=False)
+    pd.DataFrame(
+        {"item": [f"b{i}" for i in range(30)], "text": [" ".join(rng.choice(words, 4)) for _ in range(30)]}
+    ).to_csv(cat / "items.csv", index=False)
     specs = [f"mmrec:{folder}", f"catalogue:{cat}"]
     first, second = _run(specs, tmp_path / "a"), _run(specs, tmp_path / "b")
     assert set(first) == set(second) and {m for _, m in first} == set(model_names())

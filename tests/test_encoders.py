@@ -64,8 +64,14 @@ def fresh_cache(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- registry
 def test_registry_names_dims_and_errors():
-    assert set(encoder_names()) >= {"text/minilm", "text/tfidf-svd", "image/mobilenet_v2", "image/resnet50",
-                                     "audio/logmel", "video/frames"}
+    assert set(encoder_names()) >= {
+        "text/minilm",
+        "text/tfidf-svd",
+        "image/mobilenet_v2",
+        "image/resnet50",
+        "audio/logmel",
+        "video/frames",
+    }
     dims = {n: get_encoder_class(n).dim for n in encoder_names()}
     assert dims["text/minilm"] == 384 and dims["image/mobilenet_v2"] == 1280
     assert dims["audio/logmel"] == 168 and dims["video/frames"] == 2560
@@ -297,8 +303,12 @@ def test_logmel_encoder_separates_pitch_deterministic_and_masks_bad_files(tone_f
     # the loudest mel band rises with pitch
     peak = a.features[:, :64].argmax(1)
     kinds = np.asarray(kinds)
-    assert (peak[kinds == "low"].max() < peak[kinds == "mid"].min()
-            <= peak[kinds == "mid"].max() < peak[kinds == "high"].min())
+    assert (
+        peak[kinds == "low"].max()
+        < peak[kinds == "mid"].min()
+        <= peak[kinds == "mid"].max()
+        < peak[kinds == "high"].min()
+    )
     assert np.array_equal(a.features, enc.encode(paths, use_cache=False).features)
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
@@ -320,10 +330,10 @@ def _clip(path, kind, rng, n=12, size=96):
             img = np.full((size, size, 3), 235, dtype=np.uint8)
             off = (f * 4 + int(rng.integers(0, 10))) % (size - 40)
             if kind == "red-block":
-                img[20:70, off:off + 40] = (220, 20, 20)
+                img[20:70, off : off + 40] = (220, 20, 20)
             else:  # blue stripes scrolling
                 for x0 in range(off % 16, size, 16):
-                    img[:, x0:x0 + 8] = (20, 40, 210)
+                    img[:, x0 : x0 + 8] = (20, 40, 210)
             for pkt in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 out.mux(pkt)
         for pkt in st.encode():
@@ -380,8 +390,9 @@ def test_feature_masks_validated_and_fingerprinted():
     same = MultimodalDataset(**{**_fields(base), "features": {"text": x}})
     assert same.mask("text").all()
     assert ds.fingerprint() != same.fingerprint()  # a mask is content
-    all_true = MultimodalDataset(**{**_fields(base), "features": {"text": x},
-                                    "feature_masks": {"text": np.ones(6, bool)}})
+    all_true = MultimodalDataset(
+        **{**_fields(base), "features": {"text": x}, "feature_masks": {"text": np.ones(6, bool)}}
+    )
     assert all_true.fingerprint() == same.fingerprint()  # an all-present mask adds nothing
     with pytest.raises(FusebenchError, match="non-zero rows"):
         MultimodalDataset(**{**_fields(base), "feature_masks": {"text": mask}})
@@ -425,13 +436,25 @@ def catalogue(tmp_path, image_files, tone_files):
         (folder / "audio" / f"{100 + i}.wav").write_bytes(p.read_bytes())
     rows = [(u, 100 + (u * 3 + k) % 8, 1 + k % 5, 1000 + 10 * u + k) for u in range(6) for k in range(4)]
     pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"]).to_csv(folder / "interactions.csv", index=False)
-    pd.DataFrame({"item": [100 + i for i in range(8)],
-                  "title": ["red disc", "blue square", "green stripes", "", "red disc two", "blue square two",
-                            "green stripes two", "mystery"],
-                  "blurb": ["round", "boxy", "lined", "", "round", "boxy", "lined", "unknown"]}
-                 ).to_csv(folder / "items.csv", index=False)
-    (folder / "catalogue.json").write_text(json.dumps({"name": "shop", "text_columns": ["title", "blurb"],
-                                                       "license": "CC0"}))
+    pd.DataFrame(
+        {
+            "item": [100 + i for i in range(8)],
+            "title": [
+                "red disc",
+                "blue square",
+                "green stripes",
+                "",
+                "red disc two",
+                "blue square two",
+                "green stripes two",
+                "mystery",
+            ],
+            "blurb": ["round", "boxy", "lined", "", "round", "boxy", "lined", "unknown"],
+        }
+    ).to_csv(folder / "items.csv", index=False)
+    (folder / "catalogue.json").write_text(
+        json.dumps({"name": "shop", "text_columns": ["title", "blurb"], "license": "CC0"})
+    )
     return folder
 
 
@@ -452,8 +475,23 @@ def test_features_extract_cli_catalogue_second_run_cached(catalogue, fresh_cache
     assert "image/mobilenet_v2 <- image/mobilenet_v2@1: 8 items x 1280, 2 missing; encoded on cpu" in out
     assert "missing item 106: unreadable image" in err and "missing item 107: no file" in err
     # the second run, through the real command line, is served from the cache
-    proc = subprocess.run([sys.executable, "-m", "benchmark", "features", "extract", "--dataset", name,
-                           "--encoder", "image/mobilenet_v2"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmark",
+            "features",
+            "extract",
+            "--dataset",
+            name,
+            "--encoder",
+            "image/mobilenet_v2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "8 items x 1280, 2 missing; served from the encoder cache" in proc.stdout
     assert "missing item 106: unreadable image" in proc.stderr
@@ -507,8 +545,10 @@ def test_features_extract_errors(catalogue, fresh_cache, capsys):
     assert "unknown encoder" in capsys.readouterr().err
     assert main(["features", "extract", "--dataset", "ml-latest-small", "--encoder", "image/mobilenet_v2"]) == 2
     assert "--content DIR" in capsys.readouterr().err
-    assert main(["features", "extract", "--dataset", "ml-latest-small", "--encoder", "text/minilm",
-                 "--modality", "text"]) == 2
+    assert (
+        main(["features", "extract", "--dataset", "ml-latest-small", "--encoder", "text/minilm", "--modality", "text"])
+        == 2
+    )
     assert "already has its own modality 'text'" in capsys.readouterr().err
     assert main(["features", "extract", "--dataset", name, "--encoder", "text/minilm", "--modality", "image/x"]) == 2
     assert "must start with 'text'" in capsys.readouterr().err
@@ -528,12 +568,18 @@ def test_features_extract_for_a_bundled_dataset(fresh_cache, capsys):
 
 
 def test_features_list_cli():
-    out = subprocess.run([sys.executable, "-m", "benchmark", "features", "list"], capture_output=True, text=True,
-                         cwd=ROOT, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmark", "features", "list"], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    for name, dim in (("text/minilm", 384), ("text/tfidf-svd", 64), ("image/mobilenet_v2", 1280),
-                      ("audio/logmel", 168), ("video/frames", 2560)):
+    for name, dim in (
+        ("text/minilm", 384),
+        ("text/tfidf-svd", 64),
+        ("image/mobilenet_v2", 1280),
+        ("audio/logmel", 168),
+        ("video/frames", 2560),
+    ):
         row = next(ln for ln in lines if ln.startswith(name + " "))
         assert f" {dim} " in row and "ready" in row
     assert any(ln.startswith("image/resnet50 ") for ln in lines)

@@ -22,8 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=REPO, capture_output=True,
-                          text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=REPO, capture_output=True, text=True, **kw)
 
 
 def _test_metric(results: Path) -> dict[tuple[str, str], float]:
@@ -37,8 +36,17 @@ def _test_metric(results: Path) -> dict[tuple[str, str], float]:
 # every model on every dataset, untuned, one seed, two epochs per iterative model: CI time is
 # spent on coverage (the multimodal models cost seconds per epoch on CPU); the tuned pipeline
 # is tested below on a subset
-ALL_QUICK = ("run", "--all", "--datasets", "ml-100k,ml-latest-small,lfm2k", "--no-tune", "--seeds", "1",
-             "--epochs", "2")
+ALL_QUICK = (
+    "run",
+    "--all",
+    "--datasets",
+    "ml-100k,ml-latest-small,lfm2k",
+    "--no-tune",
+    "--seeds",
+    "1",
+    "--epochs",
+    "2",
+)
 
 
 def test_run_all_covers_every_model_and_dataset(tmp_path):
@@ -69,10 +77,22 @@ def test_run_all_covers_every_model_and_dataset(tmp_path):
 
 def test_killed_run_resumes_without_broken_records(tmp_path):
     results = tmp_path / "results"
-    args = ["run", "--all", "--no-tune", "--datasets", "ml-100k", "--models", "pop,itemknn,ease,bpr", "--seeds", "2",
-            "--results", str(results)]
-    proc = subprocess.Popen([sys.executable, "-m", "benchmark", *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = [
+        "run",
+        "--all",
+        "--no-tune",
+        "--datasets",
+        "ml-100k",
+        "--models",
+        "pop,itemknn,ease,bpr",
+        "--seeds",
+        "2",
+        "--results",
+        str(results),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmark", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 600
     while time.time() < deadline and len(list((results / "runs").rglob("*.json"))) < 3:
         time.sleep(0.2)
@@ -96,8 +116,24 @@ def test_killed_run_resumes_without_broken_records(tmp_path):
 # --- the tuned pipeline: tune -> seeds -> records, killed in tuning and in seed runs ---------
 
 # bpr trials (4 epochs) last long enough to be killed inside one; --epochs keeps its seed runs short
-TUNED = ["run", "--all", "--datasets", "ml-100k", "--models", "pop,ease,itemknn,bpr", "--budget", "4",
-         "--epoch-cap", "4", "--epochs", "8", "--seeds", "2", "--jobs", "2"]
+TUNED = [
+    "run",
+    "--all",
+    "--datasets",
+    "ml-100k",
+    "--models",
+    "pop,ease,itemknn,bpr",
+    "--budget",
+    "4",
+    "--epoch-cap",
+    "4",
+    "--epochs",
+    "8",
+    "--seeds",
+    "2",
+    "--jobs",
+    "2",
+]
 N_RUNS = 4 * 2
 
 
@@ -115,8 +151,9 @@ def _trials(results: Path, states=("COMPLETE", "PRUNED")) -> list[tuple]:
             for name, number, state, tid in rows:
                 if state not in states:
                     continue
-                params = dict(con.execute("SELECT param_name, param_value FROM trial_params WHERE trial_id=?",
-                                          (tid,)).fetchall())
+                params = dict(
+                    con.execute("SELECT param_name, param_value FROM trial_params WHERE trial_id=?", (tid,)).fetchall()
+                )
                 value = con.execute("SELECT value FROM trial_values WHERE trial_id=?", (tid,)).fetchone()
                 out.append((name, number, state, tuple(sorted(params.items())), value[0] if value else None))
             return sorted(out)
@@ -141,8 +178,13 @@ def _records(results: Path) -> dict[tuple, dict]:
 
 
 def _kill_when(args, results: Path, ready, timeout=900):
-    proc = subprocess.Popen([sys.executable, "-m", "benchmark", *args], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmark", *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None and not ready():
         time.sleep(0.2)

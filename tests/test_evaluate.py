@@ -45,8 +45,7 @@ def test_batching_is_invariant():
     train, test, w = make_data()
     pop = np.asarray((train > 0).sum(axis=0)).ravel()
     results = [
-        evaluate(Recorder(w), test, train, ks=(5, 10), batch_size=b, item_popularity=pop)
-        for b in (1, 7, 10_000)
+        evaluate(Recorder(w), test, train, ks=(5, 10), batch_size=b, item_popularity=pop) for b in (1, 7, 10_000)
     ]
     for r in results[1:]:
         assert r.per_user.keys() == results[0].per_user.keys()

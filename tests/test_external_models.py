@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "docs" / "examples" / "puresvd.py"
 
 # an iterative torch model, as a user would write it outside the package
-USER_MF = '''
+USER_MF = """
 import torch
 
 from baselines.torch_base import TorchRecommender
@@ -53,7 +53,7 @@ class TinyMF(TorchRecommender):
 
     def score_tensor(self, users):
         return self.module_.user(users) @ self.module_.item.weight.T
-'''
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -86,21 +86,44 @@ def test_the_documented_example_keeps_the_contract():
 
 def test_a_model_in_a_file_runs_through_the_cli_and_reaches_the_leaderboard(capsys, tmp_path):
     res = tmp_path / "res"
-    code, out, err = _cli(["run", "--dataset", "ml-100k", "--model", "docs/examples/puresvd.py:PureSVD",
-                           "--seed", "0", "--results", str(res)], capsys)
+    code, out, err = _cli(
+        [
+            "run",
+            "--dataset",
+            "ml-100k",
+            "--model",
+            "docs/examples/puresvd.py:PureSVD",
+            "--seed",
+            "0",
+            "--results",
+            str(res),
+        ],
+        capsys,
+    )
     assert code == 0, err
     (rec,) = _records(res)
     sha = hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
     assert rec["model"]["name"] == "puresvd"
-    assert rec["model"]["source"] == {"spec": "docs/examples/puresvd.py:PureSVD", "path": str(EXAMPLE),
-                                      "sha256": sha}
+    assert rec["model"]["source"] == {"spec": "docs/examples/puresvd.py:PureSVD", "path": str(EXAMPLE), "sha256": sha}
     assert 0.2 < rec["test"]["recall@20"] < 0.5  # a real model, trained: PureSVD is near BPR on ml-100k
     board = (res / "LEADERBOARD.md").read_text()
     assert "puresvd" in board and sha[:8] in board
     assert "--model docs/examples/puresvd.py:PureSVD" in board or "docs/examples/puresvd.py:PureSVD" in board
     # same code: resumed; the record's key holds the code's hash
-    code, out, _ = _cli(["run", "--dataset", "ml-100k", "--model", "docs/examples/puresvd.py:PureSVD",
-                         "--seed", "0", "--results", str(res)], capsys)
+    code, out, _ = _cli(
+        [
+            "run",
+            "--dataset",
+            "ml-100k",
+            "--model",
+            "docs/examples/puresvd.py:PureSVD",
+            "--seed",
+            "0",
+            "--results",
+            str(res),
+        ],
+        capsys,
+    )
     assert code == 0 and "1 already finished" in out
 
 
@@ -124,8 +147,26 @@ def test_an_iterative_user_model_runs_in_worker_processes_like_in_one(tmp_path, 
     out = {}
     for jobs in ("1", "2"):
         res = tmp_path / f"res{jobs}"
-        code, _, err = _cli(["run", "--all", "--datasets", "ml-100k", "--models", f"pop,{src}:TinyMF", "--no-tune",
-                             "--seeds", "1", "--epochs", "3", "--jobs", jobs, "--results", str(res)], capsys)
+        code, _, err = _cli(
+            [
+                "run",
+                "--all",
+                "--datasets",
+                "ml-100k",
+                "--models",
+                f"pop,{src}:TinyMF",
+                "--no-tune",
+                "--seeds",
+                "1",
+                "--epochs",
+                "3",
+                "--jobs",
+                jobs,
+                "--results",
+                str(res),
+            ],
+            capsys,
+        )
         assert code == 0, err
         out[jobs] = {r["model"]["name"]: r for r in _records(res)}
     assert set(out["1"]) == {"pop", "tiny-mf"}
@@ -148,8 +189,9 @@ def test_mistakes_in_the_spec_are_one_line_and_write_nothing(case, capsys, tmp_p
     src.write_text(EXAMPLE.read_text())
     spec, message = BROKEN[case]
     res = tmp_path / "res"
-    code, out, err = _cli(["run", "--dataset", "ml-100k", "--model", spec.format(file=src), "--seed", "0",
-                           "--results", str(res)], capsys)
+    code, out, err = _cli(
+        ["run", "--dataset", "ml-100k", "--model", spec.format(file=src), "--seed", "0", "--results", str(res)], capsys
+    )
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not res.exists()
 
@@ -157,10 +199,17 @@ def test_mistakes_in_the_spec_are_one_line_and_write_nothing(case, capsys, tmp_p
 USER_ERRORS = {
     "syntax error": ("class Broken(:\n", "Broken", ":1: syntax error"),
     "import error": ("import no_such_module_xyz\n", "Broken", "importing it failed: ModuleNotFoundError"),
-    "built-in name": ("from baselines import Recommender\nclass Broken(Recommender):\n    name = 'ease'\n"
-                      "    family = 'baseline/cf'\n", "Broken", "'ease' is a built-in model's"),
-    "no family": ("from baselines import Recommender\nclass Broken(Recommender):\n    name = 'mine'\n",
-                  "Broken", "family '' must be one of"),
+    "built-in name": (
+        "from baselines import Recommender\nclass Broken(Recommender):\n    name = 'ease'\n"
+        "    family = 'baseline/cf'\n",
+        "Broken",
+        "'ease' is a built-in model's",
+    ),
+    "no family": (
+        "from baselines import Recommender\nclass Broken(Recommender):\n    name = 'mine'\n",
+        "Broken",
+        "family '' must be one of",
+    ),
 }
 
 
@@ -170,8 +219,9 @@ def test_mistakes_in_the_users_file_are_one_line_and_write_nothing(case, capsys,
     src = tmp_path / "mine.py"
     src.write_text(code_text)
     res = tmp_path / "res"
-    code, out, err = _cli(["run", "--dataset", "ml-100k", "--model", f"{src}:{cls}", "--seed", "0",
-                           "--results", str(res)], capsys)
+    code, out, err = _cli(
+        ["run", "--dataset", "ml-100k", "--model", f"{src}:{cls}", "--seed", "0", "--results", str(res)], capsys
+    )
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not res.exists()
 
@@ -185,7 +235,7 @@ CONTRACT_BREAKS = {
     "search_space": ("return {'factors': trial.suggest_int('factors', -5, -1)}", "'search_space'"),
 }
 
-ONE_SHOT = '''
+ONE_SHOT = """
 import numpy as np
 from baselines import Recommender
 from baselines.params import Interval
@@ -213,14 +263,15 @@ class Broken(Recommender):
     def score(self, users):
         {score}
         return np.tile(self.pop_ + np.float32(getattr(self, "noise_", 0.0)), (len(users), 1))
-'''
+"""
 
 
 def _broken(prop: str) -> str:
     line = CONTRACT_BREAKS[prop][0]
     slots = {"init": "pass", "space": "return {}", "fit": "pass", "score": "pass"}
-    slot = {"score": "score", "training data": "fit", "seed": "fit", "get_params": "init",
-            "search_space": "space"}[prop]
+    slot = {"score": "score", "training data": "fit", "seed": "fit", "get_params": "init", "search_space": "space"}[
+        prop
+    ]
     slots[slot] = line
     return ONE_SHOT.format(**slots)
 
@@ -237,14 +288,19 @@ def test_a_model_breaking_the_contract_is_refused_before_anything_is_written(cap
     src = tmp_path / "broken.py"
     src.write_text(_broken("score"))
     res = tmp_path / "res"
-    code, out, err = _cli(["run", "--dataset", "ml-100k", "--model", f"{src}:Broken", "--seed", "0",
-                           "--results", str(res)], capsys)
+    code, out, err = _cli(
+        ["run", "--dataset", "ml-100k", "--model", f"{src}:Broken", "--seed", "0", "--results", str(res)], capsys
+    )
     assert code == 2 and "property 'score'" in err and len(err.strip().splitlines()) == 1, err
     assert not res.exists()
     # the sound version of the same class passes and runs
     src.write_text(ONE_SHOT.format(init="pass", space="return {}", fit="pass", score="pass"))
-    assert _cli(["run", "--dataset", "ml-100k", "--model", f"{src}:Broken", "--seed", "0",
-                 "--results", str(res)], capsys)[0] == 0
+    assert (
+        _cli(["run", "--dataset", "ml-100k", "--model", f"{src}:Broken", "--seed", "0", "--results", str(res)], capsys)[
+            0
+        ]
+        == 0
+    )
 
 
 def _subprocess_env(path: Path) -> dict:
@@ -257,9 +313,26 @@ def test_a_module_spec_and_tuning(tmp_path):
     (pkg / "__init__.py").write_text("")
     (pkg / "svd.py").write_text(EXAMPLE.read_text())
     res = tmp_path / "res"
-    proc = subprocess.run([sys.executable, "-m", "benchmark", "tune", "--dataset", "ml-100k", "--model",
-                           "mylab.svd:PureSVD", "--trials", "2", "--results", str(res)],
-                          capture_output=True, text=True, cwd=tmp_path, env=_subprocess_env(tmp_path / "site"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmark",
+            "tune",
+            "--dataset",
+            "ml-100k",
+            "--model",
+            "mylab.svd:PureSVD",
+            "--trials",
+            "2",
+            "--results",
+            str(res),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_subprocess_env(tmp_path / "site"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "study ml-100k/puresvd/" in proc.stdout and "2 finished trials" in proc.stdout
 
@@ -274,13 +347,31 @@ def test_installed_entry_points_register_models(tmp_path):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: labmodels\nVersion: 1.2\n")
     (info / "entry_points.txt").write_text("[fusebench.models]\npuresvd = labmodels.svd:PureSVD\n")
     env = _subprocess_env(site)
-    listed = subprocess.run([sys.executable, "-m", "benchmark", "models", "list"], capture_output=True, text=True,
-                            cwd=tmp_path, env=env)
+    listed = subprocess.run(
+        [sys.executable, "-m", "benchmark", "models", "list"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
     assert listed.returncode == 0 and any(line.startswith("puresvd ") for line in listed.stdout.splitlines())
     res = tmp_path / "res"
-    proc = subprocess.run([sys.executable, "-m", "benchmark", "run", "--dataset", "ml-100k", "--model", "puresvd",
-                           "--seed", "0", "--results", str(res)], capture_output=True, text=True, cwd=tmp_path,
-                          env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmark",
+            "run",
+            "--dataset",
+            "ml-100k",
+            "--model",
+            "puresvd",
+            "--seed",
+            "0",
+            "--results",
+            str(res),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     (rec,) = _records(res)
     assert rec["model"]["source"]["entry_point"] == "puresvd (labmodels 1.2)"
@@ -288,19 +379,39 @@ def test_installed_entry_points_register_models(tmp_path):
     # a package whose model takes a built-in name is left out with one warning naming the package;
     # every other command goes on, and asking for that entry point's model gives the reason
     (info / "entry_points.txt").write_text("[fusebench.models]\nease2 = labmodels.bad:Ease\n")
-    (site / "labmodels" / "bad.py").write_text(textwrap.dedent("""
+    (site / "labmodels" / "bad.py").write_text(
+        textwrap.dedent("""
         from baselines import Recommender
         class Ease(Recommender):
             name = "ease"
             family = "baseline/cf"
-    """))
-    listed = subprocess.run([sys.executable, "-m", "benchmark", "models", "list"], capture_output=True, text=True,
-                            cwd=tmp_path, env=env)
+    """)
+    )
+    listed = subprocess.run(
+        [sys.executable, "-m", "benchmark", "models", "list"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
     assert listed.returncode == 0 and "labmodels 1.2" in listed.stderr and "built-in" in listed.stderr
     assert len(listed.stderr.strip().splitlines()) == 1
-    asked = subprocess.run([sys.executable, "-m", "benchmark", "run", "--dataset", "ml-100k", "--model", "ease2",
-                            "--seed", "0", "--results", str(res)], capture_output=True, text=True, cwd=tmp_path,
-                           env=env)
+    asked = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmark",
+            "run",
+            "--dataset",
+            "ml-100k",
+            "--model",
+            "ease2",
+            "--seed",
+            "0",
+            "--results",
+            str(res),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
     assert asked.returncode == 2 and "labmodels 1.2" in asked.stderr.splitlines()[-1]
 
 
@@ -324,8 +435,10 @@ def test_sources_hash_the_defining_file_and_classes_pickle(tmp_path, monkeypatch
 
 def test_a_users_register_decorator_is_harmless_and_built_in_names_stay_built_in(tmp_path):
     src = tmp_path / "mine.py"
-    src.write_text("from baselines import Recommender, register\n\n@register\nclass Mine(Recommender):\n"
-                   "    name = 'mine'\n    family = 'baseline/cf'\n")
+    src.write_text(
+        "from baselines import Recommender, register\n\n@register\nclass Mine(Recommender):\n"
+        "    name = 'mine'\n    family = 'baseline/cf'\n"
+    )
     assert external.load(f"{src}:Mine").name == "mine"
     src.write_text(src.read_text() + "\n# edited\n")
     assert external.load(f"{src}:Mine").name == "mine"  # the edited file replaces the old class

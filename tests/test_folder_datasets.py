@@ -18,8 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark", *args], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
 
 
 def _records(results: Path) -> dict:
@@ -48,13 +49,29 @@ def test_folder_datasets_in_workers_are_the_users_data(tmp_path):
     runs = {}
     for jobs in ("1", "2"):
         results = tmp_path / f"results{jobs}"
-        proc = _cli("run", "--all", "--datasets", ",".join(specs), "--models", "pop,itemknn", "--no-tune",
-                    "--seeds", "1", "--jobs", jobs, "--results", str(results))
+        proc = _cli(
+            "run",
+            "--all",
+            "--datasets",
+            ",".join(specs),
+            "--models",
+            "pop,itemknn",
+            "--no-tune",
+            "--seeds",
+            "1",
+            "--jobs",
+            jobs,
+            "--results",
+            str(results),
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "6 runs done, 0 already finished" in proc.stdout
         runs[jobs] = _records(results)
-    assert runs["1"].keys() == runs["2"].keys() == {(datasets.registry.resolve_name(s), m)
-                                                     for s in specs for m in ("pop", "itemknn")}
+    assert (
+        runs["1"].keys()
+        == runs["2"].keys()
+        == {(datasets.registry.resolve_name(s), m) for s in specs for m in ("pop", "itemknn")}
+    )
     for key, rec in runs["1"].items():
         ds = datasets.load(key[0])
         assert rec["dataset"]["fingerprint"] == ds.fingerprint() and rec["dataset"]["n_users"] == ds.n_users
@@ -66,13 +83,37 @@ def test_two_folders_with_one_name(tmp_path):
     a = write_mmrec_folder(tmp_path / "a", "shop", seed=1)
     b = write_mmrec_folder(tmp_path / "b", "shop", seed=2)
     results = tmp_path / "results"
-    proc = _cli("run", "--all", "--datasets", f"mmrec:{a},mmrec:{b}", "--models", "pop", "--no-tune",
-                "--seeds", "1", "--results", str(results))
+    proc = _cli(
+        "run",
+        "--all",
+        "--datasets",
+        f"mmrec:{a},mmrec:{b}",
+        "--models",
+        "pop",
+        "--no-tune",
+        "--seeds",
+        "1",
+        "--results",
+        str(results),
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and not results.exists()
     assert "both named 'shop'" in proc.stderr and f"shop_a=mmrec:{a}" in proc.stderr
 
-    proc = _cli("run", "--all", "--datasets", f"shop_a=mmrec:{a},shop_b=mmrec:{b}", "--models", "pop",
-                "--no-tune", "--seeds", "1", "--jobs", "2", "--results", str(results))
+    proc = _cli(
+        "run",
+        "--all",
+        "--datasets",
+        f"shop_a=mmrec:{a},shop_b=mmrec:{b}",
+        "--models",
+        "pop",
+        "--no-tune",
+        "--seeds",
+        "1",
+        "--jobs",
+        "2",
+        "--results",
+        str(results),
+    )
     assert proc.returncode == 0 and "2 runs done, 0 already finished" in proc.stdout, proc.stderr[-2000:]
     recs = _records(results)
     assert {r["dataset"]["name"] for r in recs.values()} == {"shop_a", "shop_b"}
@@ -87,9 +128,11 @@ def test_two_folders_with_one_name(tmp_path):
 def test_a_ragged_or_idless_catalogue_row_is_one_line(tmp_path):
     cat = tmp_path / "cat"
     cat.mkdir()
-    for body, message in (("user,item,rating\nu1,i1,5\nu2,i2,4,extra\n", "line 3 has 4 fields, the header 3"),
-                          ("user,item,rating\nu1,i1\n", "line 2 has 2 fields"),
-                          ("user,item,rating\nu1,i1,5\n ,i2,3\n", "line 3: empty user")):
+    for body, message in (
+        ("user,item,rating\nu1,i1,5\nu2,i2,4,extra\n", "line 3 has 4 fields, the header 3"),
+        ("user,item,rating\nu1,i1\n", "line 2 has 2 fields"),
+        ("user,item,rating\nu1,i1,5\n ,i2,3\n", "line 3: empty user"),
+    ):
         (cat / "interactions.csv").write_text(body)
         proc = _cli("run", "--dataset", f"catalogue:{cat}", "--model", "pop", "--results", str(tmp_path / "r"))
         assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
@@ -106,8 +149,17 @@ def test_ids_and_sizes_that_cannot_fit_are_refused_before_allocating(tmp_path):
         inter.write_text("\n".join(lines) + "\n")
         proc = _cli("run", "--dataset", f"mmrec:{mm}", "--model", "pop", "--results", str(tmp_path / "r"))
         assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
-    proc = _cli("run", "--dataset", "ml-100k", "--model", "bpr", "--param", "embedding_size=1000000000",
-                "--results", str(tmp_path / "r"))
+    proc = _cli(
+        "run",
+        "--dataset",
+        "ml-100k",
+        "--model",
+        "bpr",
+        "--param",
+        "embedding_size=1000000000",
+        "--results",
+        str(tmp_path / "r"),
+    )
     assert proc.returncode == 2 and "GiB of memory" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert not (tmp_path / "r").exists()
 
@@ -118,8 +170,19 @@ def test_models_the_data_cannot_feed_are_skipped_in_a_campaign(tmp_path):
     proc = _cli("run", "--dataset", f"mmrec:{mm}", "--model", "text-profile", "--results", str(results))
     assert proc.returncode == 2 and "needs item text" in proc.stderr and proc.stderr.count("\n") == 1
     assert not results.exists()
-    proc = _cli("run", "--all", "--datasets", f"mmrec:{mm}", "--models", "pop,text-profile,content-knn", "--no-tune",
-                "--seeds", "1", "--results", str(results))
+    proc = _cli(
+        "run",
+        "--all",
+        "--datasets",
+        f"mmrec:{mm}",
+        "--models",
+        "pop,text-profile,content-knn",
+        "--no-tune",
+        "--seeds",
+        "1",
+        "--results",
+        str(results),
+    )
     assert proc.returncode == 0 and "2 runs done" in proc.stdout, proc.stderr[-2000:]
     assert "skipped text-profile on shop: it needs item text" in proc.stderr
 
@@ -169,9 +232,14 @@ def test_a_feature_index_cannot_point_outside_its_catalogue(tmp_path):
     secret = tmp_path / "secret.npy"
     np.save(secret, np.ones((ds.n_items, 2), dtype=np.float32))
     (cat / "features").mkdir()
-    (cat / "features" / "index.json").write_text(json.dumps({
-        "item_ids": [str(i) for i in ds.item_ids],
-        "modalities": {"image/x": {"file": "../../secret.npy", "mask": "../../secret.npy"}}}))
+    (cat / "features" / "index.json").write_text(
+        json.dumps(
+            {
+                "item_ids": [str(i) for i in ds.item_ids],
+                "modalities": {"image/x": {"file": "../../secret.npy", "mask": "../../secret.npy"}},
+            }
+        )
+    )
     with pytest.raises(FusebenchError, match="points outside its folder"):
         datasets.load(f"catalogue:{cat}")
 
@@ -198,8 +266,9 @@ def test_a_folder_with_two_inter_files_takes_the_file_named_on_the_command_line(
     assert set(ds.features) == {"image", "text"}
     assert datasets.load(f"mmrec:{folder}/lfm2k_og_ids.inter").name == "lfm2k_og_ids"
     res = tmp_path / "res"
-    proc = _cli("run", "--dataset", f"mmrec:{folder}/lfm2k.inter", "--model", "pop", "--seed", "0",
-                "--results", str(res))
+    proc = _cli(
+        "run", "--dataset", f"mmrec:{folder}/lfm2k.inter", "--model", "pop", "--seed", "0", "--results", str(res)
+    )
     assert proc.returncode == 0, proc.stderr
     (rec,) = _records(res).values()
     assert rec["dataset"]["spec"] == f"mmrec:{folder}/lfm2k.inter" and rec["dataset"]["n_users"] == 20

@@ -17,8 +17,15 @@ from datasets import split
 from datasets.errors import FusebenchError
 from fusion_models.layers import ModalityEncoders
 
-FUSION = ("vbpr", "fusion-concat", "fusion-late", "fusion-attention", "fusion-adversarial", "fusion-mapping",
-          "fusion-transformer")
+FUSION = (
+    "vbpr",
+    "fusion-concat",
+    "fusion-late",
+    "fusion-attention",
+    "fusion-adversarial",
+    "fusion-mapping",
+    "fusion-transformer",
+)
 # a few quick epochs: a higher learning rate than the defaults so that they suffice
 FAST = {"epochs": 8, "learning_rate": 5e-3}
 
@@ -36,8 +43,10 @@ def _tiny_data(seed=0, features=None) -> FitData:
     train = sp.random(30, 40, density=0.2, format="csr", random_state=1, dtype=np.float32)
     train.data[:] = 1.0
     if features is None:
-        features = {"text": rng.normal(size=(40, 16)).astype(np.float32),
-                    "audio/vggish": rng.normal(size=(40, 8)).astype(np.float32) * 1000}
+        features = {
+            "text": rng.normal(size=(40, 16)).astype(np.float32),
+            "audio/vggish": rng.normal(size=(40, 8)).astype(np.float32) * 1000,
+        }
     return FitData(train=train, features=features, seed=seed)
 
 
@@ -102,8 +111,10 @@ def test_modalities_selection(name):
 
 
 @pytest.mark.parametrize("name", FUSION)
-@pytest.mark.parametrize("params", [{"modalities": "image"}, {"modalities": ""}, {"embedding_size": 0},
-                                    {"learning_rate": -1.0}, {"epochs": 0}])
+@pytest.mark.parametrize(
+    "params",
+    [{"modalities": "image"}, {"modalities": ""}, {"embedding_size": 0}, {"learning_rate": -1.0}, {"epochs": 0}],
+)
 def test_bad_parameters_raise(name, params):
     with pytest.raises(FusebenchError):
         make_model(name, params).fit(_tiny_data())
@@ -115,12 +126,20 @@ def test_needs_features(name):
         make_model(name).fit(FitData(train=_tiny_data().train))
 
 
-@pytest.mark.parametrize("name, params", [
-    ("vbpr", {"reg_weight": -1.0}), ("fusion-concat", {"dropout": 1.0}), ("fusion-adversarial", {"adv_weight": -1.0}),
-    ("fusion-adversarial", {"hidden_size": 0}), ("fusion-mapping", {"align_loss": "cosine"}),
-    ("fusion-mapping", {"temperature": 0.0}), ("fusion-transformer", {"n_heads": 3}),
-    ("fusion-transformer", {"dropout": -0.1}), ("fusion-transformer", {"n_layers": 0}),
-])
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("vbpr", {"reg_weight": -1.0}),
+        ("fusion-concat", {"dropout": 1.0}),
+        ("fusion-adversarial", {"adv_weight": -1.0}),
+        ("fusion-adversarial", {"hidden_size": 0}),
+        ("fusion-mapping", {"align_loss": "cosine"}),
+        ("fusion-mapping", {"temperature": 0.0}),
+        ("fusion-transformer", {"n_heads": 3}),
+        ("fusion-transformer", {"dropout": -0.1}),
+        ("fusion-transformer", {"n_layers": 0}),
+    ],
+)
 def test_model_specific_validation(name, params):
     with pytest.raises(FusebenchError):
         make_model(name, params).fit(_tiny_data())
@@ -145,8 +164,10 @@ def test_missing_features_are_masked_not_read(name):
     b = make_model(name, params).fit(_masked_data(2)).score(np.arange(30))
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # and the mask matters: without it the same rows do change the scores
-    unmasked = [make_model(name, params).fit(FitData(train=d.train, features=d.features, seed=0)).score(np.arange(30))
-                for d in (_masked_data(1), _masked_data(2))]
+    unmasked = [
+        make_model(name, params).fit(FitData(train=d.train, features=d.features, seed=0)).score(np.arange(30))
+        for d in (_masked_data(1), _masked_data(2))
+    ]
     assert not np.allclose(*unmasked, rtol=1e-5, atol=1e-6)
 
 
@@ -189,8 +210,11 @@ def test_sampled_softmax_loss_option(name):
         cands = torch.tensor([3, 4, 5, 7, 9, 11])
         logits = m.score_tensor(users)[:, cands] - log_inclusion(m._pop, cands, 4)
         manual = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 1]))
-        extra = m.extra_loss(users, pos, neg, m.module_.user(users), m.module_.items(pos), m.module_.items(neg)) \
-            if hasattr(m, "extra_loss") else None
+        extra = (
+            m.extra_loss(users, pos, neg, m.module_.user(users), m.module_.items(pos), m.module_.items(neg))
+            if hasattr(m, "extra_loss")
+            else None
+        )
         expected = float(manual) + (0.0 if extra is None else float(extra))
         assert float(m.sampled_softmax_loss(users, pos, neg)) == pytest.approx(expected, rel=1e-5)
 
@@ -297,8 +321,9 @@ def _train_only(m, which: str, steps: int = 60) -> float:
 @pytest.mark.parametrize("adversary", ["confusion", "reversal"])
 def test_adversarial_game_directions(adversary):
     """The discriminator learns to tell the sources apart; then the vectors learn to fool it."""
-    m = make_model("fusion-adversarial", {"embedding_size": 8, "learning_rate": 1e-2, "adv_weight": 1.0,
-                                          "adversary": adversary})
+    m = make_model(
+        "fusion-adversarial", {"embedding_size": 8, "learning_rate": 1e-2, "adv_weight": 1.0, "adversary": adversary}
+    )
     m.init(_tiny_data())
     m.batch_loss = lambda u, p, n: m.extra_loss(u, p, n, None, None, None)
     start = m.discriminator_accuracy()
@@ -313,8 +338,9 @@ def test_mapping_imputes_a_missing_modality_from_the_others():
     text = rng.normal(size=(40, 16)).astype(np.float32)
     audio = (text @ rng.normal(size=(16, 8))).astype(np.float32)  # audio is predictable from text
     data = _tiny_data(features={"text": text, "audio/vggish": audio})
-    m = make_model("fusion-mapping", {"epochs": 150, "embedding_size": 8, "learning_rate": 1e-2,
-                                      "align_weight": 1.0}).fit(data)
+    m = make_model(
+        "fusion-mapping", {"epochs": 150, "embedding_size": 8, "learning_rate": 1e-2, "align_weight": 1.0}
+    ).fit(data)
     items = np.arange(40)
     guess, truth = m.impute(items, "audio/vggish"), m.projected(items, "audio/vggish")
     cos = lambda a, b: (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)  # noqa: E731
@@ -324,8 +350,9 @@ def test_mapping_imputes_a_missing_modality_from_the_others():
     with pytest.raises(FusebenchError):
         m.impute(items, "image")
     # a missing modality is imputed (not a zero vector) when the item vector is built
-    masked = FitData(train=data.train, features=data.features, seed=0,
-                     feature_masks={"audio/vggish": np.arange(40) >= 4})
+    masked = FitData(
+        train=data.train, features=data.features, seed=0, feature_masks={"audio/vggish": np.arange(40) >= 4}
+    )
     mm = make_model("fusion-mapping", {"epochs": 2, "embedding_size": 8}).fit(masked)
     with torch.no_grad():
         z = mm.module_.imputed(torch.arange(4))
@@ -410,7 +437,7 @@ def test_item_rows_computes_each_distinct_item_once():
     assert torch.equal(q_pos, w[pos]) and torch.equal(q_neg, w[neg])
     assert seen[-1].tolist() == [1, 3, 5, 7, 9]  # once each
     every = torch.arange(40)
-    q, = item_rows(fn, 40, every.flip(0))
+    (q,) = item_rows(fn, 40, every.flip(0))
     assert seen[-1] is None and torch.equal(q, w.flip(0))  # the whole catalogue: fn(None)
     tokens = torch.randn(3, 40, 8)  # items along axis 1
     z_pos, z_neg = item_rows(lambda idx: tokens if idx is None else tokens[:, idx], 40, pos, neg, dim=1)

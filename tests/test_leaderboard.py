@@ -37,8 +37,13 @@ def results(ml100k, tmp_path_factory):
     cfg = Protocol(patience=1)
     for seed in SEEDS:
         sp = datasets.split(ml100k, protocol="random", seed=seed)
-        for model, params in [("pop", {}), ("itemknn", {}), ("ease", {}), ("content-knn", {}),
-                              ("fusion-concat", {"epochs": 1, "embedding_size": 8})]:
+        for model, params in [
+            ("pop", {}),
+            ("itemknn", {}),
+            ("ease", {}),
+            ("content-knn", {}),
+            ("fusion-concat", {"epochs": 1, "embedding_size": 8}),
+        ]:
             run_one(store, ml100k, sp, model, params, cfg)
         # a tuned ease (as `run --all` with tuning will record it): shown instead of the defaults
         out = run_one(store, ml100k, sp, "ease", {"l2": 100.0}, cfg)
@@ -59,8 +64,8 @@ def results(ml100k, tmp_path_factory):
 
 def _section(board: str, title: str) -> str:
     start = board.index(f" {title}\n")
-    nxt = re.search(r"^##+ ", board[start + len(title) + 2:], re.M)
-    return board[start: start + len(title) + 2 + nxt.start()] if nxt else board[start:]
+    nxt = re.search(r"^##+ ", board[start + len(title) + 2 :], re.M)
+    return board[start : start + len(title) + 2 + nxt.start()] if nxt else board[start:]
 
 
 def _table(section: str) -> dict[str, dict[str, str]]:
@@ -79,8 +84,14 @@ def test_main_table_rows_bold_std_tuning_and_references(results):
     board = (results / "LEADERBOARD.md").read_text()
     rows = _table(_section(board, "ml-100k (random split)"))
     # fusion-concat ran one epoch (its bound): marked as not converged
-    assert set(rows) == {"ease [ref]", "ease-twin", "itemknn", "pop", "content-knn",
-                         "fusion-concat (embedding_size=8, epochs=1) †"}
+    assert set(rows) == {
+        "ease [ref]",
+        "ease-twin",
+        "itemknn",
+        "pop",
+        "content-knn",
+        "fusion-concat (embedding_size=8, epochs=1) †",
+    }
     assert "† Not converged" in board
     ease = rows["ease [ref]"]
     assert ease["Tuning"] == "5 trials" and rows["pop"]["Tuning"] == "defaults"
@@ -100,9 +111,11 @@ def test_main_table_rows_bold_std_tuning_and_references(results):
 
 
 def _seed_avg(results, name, metric):
-    recs = [r for r in RecordStore(results).records()
-            if r["model"]["name"] == name and r["split"]["protocol"] == "random"
-            and (name != "ease" or r.get("tuning"))]
+    recs = [
+        r
+        for r in RecordStore(results).records()
+        if r["model"]["name"] == name and r["split"]["protocol"] == "random" and (name != "ease" or r.get("tuning"))
+    ]
     assert len(recs) == 2
     return np.mean([RecordStore.per_user(r)[metric].astype(np.float64) for r in recs], axis=0)
 
@@ -127,7 +140,8 @@ def test_markers_follow_holm_corrected_wilcoxon(results):
     c = table.stats.against_best("pop", "recall@20")
     assert c.test.p_wilcoxon == pytest.approx(p, rel=1e-9)
     assert c.p_wilcoxon_holm == pytest.approx(
-        holm([x.test.p_wilcoxon for x in table.stats.comparisons])[table.stats.comparisons.index(c)])
+        holm([x.test.p_wilcoxon for x in table.stats.comparisons])[table.stats.comparisons.index(c)]
+    )
     assert c.p_wilcoxon_holm < 0.05 and c.test.diff < 0
     # every marker on the page agrees with the statistics
     for row in table.rows:
@@ -192,6 +206,7 @@ def test_cli_leaderboard_command(results, capsys):
 
 
 # --- synthetic records: selection rule, old records, MMRec protocol -------------------------
+
 
 def _rec(name, params, seed, created, recall, family="baseline/cf", tuning=None, training=None, **extra):
     rec = {
@@ -258,12 +273,13 @@ def test_mmrec_protocol_gets_its_own_table_and_header():
 
 def test_tables_that_share_a_title_say_what_differs():
     other = {"metric": "recall@20", "patience": 5, "eval_every": 1}
-    recs = [_rec("pop", {}, 0, "", 0.1, training=other), _rec("pop", {}, 0, "", 0.3),
-            _rec("pop", {}, 0, "", 0.2)]
+    recs = [_rec("pop", {}, 0, "", 0.1, training=other), _rec("pop", {}, 0, "", 0.3), _rec("pop", {}, 0, "", 0.2)]
     recs[2]["dataset"]["rating_threshold"] = 4.0
     titles = sorted(t.title for t in build_tables(recs, n_resamples=10))
-    assert titles == ["synthetic (random split) [all ratings; default settings]",
-                      "synthetic (random split) [all ratings; patience=5]",
-                      "synthetic (random split) [ratings >= 4; default settings]"]
+    assert titles == [
+        "synthetic (random split) [all ratings; default settings]",
+        "synthetic (random split) [all ratings; patience=5]",
+        "synthetic (random split) [ratings >= 4; default settings]",
+    ]
     text = render(recs)
     assert "--patience 5" in text and "--rating-threshold 4" in text

@@ -17,9 +17,7 @@ ALL = M.RANK_METRICS
 def csr(rows: list[list[int]], n_items: int) -> sp.csr_matrix:
     indptr = np.cumsum([0] + [len(r) for r in rows])
     indices = np.array([i for r in rows for i in r], dtype=np.int32)
-    return sp.csr_matrix(
-        (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(rows), n_items)
-    )
+    return sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(rows), n_items))
 
 
 def random_cases(rng: np.random.Generator, n_users: int, n_items: int, kmax: int):
@@ -214,8 +212,7 @@ def test_against_trec_eval():
         for k in ks:
             run, qrels = _run_and_qrels(topk, truth, k)
             ev = pytrec_eval.RelevanceEvaluator(
-                qrels, {f"P.{k}", f"recall.{k}", f"success.{k}", "recip_rank", f"ndcg_cut.{k}",
-                        f"map_cut.{k}"}
+                qrels, {f"P.{k}", f"recall.{k}", f"success.{k}", "recip_rank", f"ndcg_cut.{k}", f"map_cut.{k}"}
             )
             res = ev.evaluate(run)
             for u in range(topk.shape[0]):
@@ -228,9 +225,7 @@ def test_against_trec_eval():
                 # trec_eval's ndcg_cut also uses the ideal ranking cut at k: same convention
                 assert r[f"ndcg_cut_{k}"] == pytest.approx(ours[f"ndcg@{k}"][u], abs=1e-9)
                 # trec_eval's map_cut divides by |R|, ours (RecBole) by min(|R|, k)
-                assert r[f"map_cut_{k}"] == pytest.approx(
-                    ours[f"map@{k}"][u] * min(n_rel, k) / n_rel, abs=1e-9
-                )
+                assert r[f"map_cut_{k}"] == pytest.approx(ours[f"map@{k}"][u] * min(n_rel, k) / n_rel, abs=1e-9)
 
 
 def test_against_ranx():
@@ -246,8 +241,14 @@ def test_against_ranx():
         empty = [q for q, d in run.items() if not d]
         for q in empty:  # ranx cannot hold an empty ranking: give it a non-relevant dummy
             run[q] = {"dummy": 0.0}
-        names = {"recall": "recall", "precision": "precision", "hit": "hit_rate",
-                 "ndcg": "ndcg", "mrr": "mrr", "map": "map"}
+        names = {
+            "recall": "recall",
+            "precision": "precision",
+            "hit": "hit_rate",
+            "ndcg": "ndcg",
+            "mrr": "mrr",
+            "map": "map",
+        }
         rx_metrics = [f"{names[m]}@{k}" for m in ALL for k in ks]
         res = ranx.evaluate(ranx.Qrels(qrels), ranx.Run(run), rx_metrics, return_mean=False)
         n_rel = np.diff(truth.indptr)
@@ -341,8 +342,7 @@ def test_warmup_runs():
 def test_perf_script_smoke(capsys):
     from benchmark.perf import main_metrics
 
-    assert main_metrics(["--users", "300", "--items", "200", "--k", "20", "--repeat", "1",
-                         "--no-compile-timing"]) == 0
+    assert main_metrics(["--users", "300", "--items", "200", "--k", "20", "--repeat", "1", "--no-compile-timing"]) == 0
     out = capsys.readouterr().out
     assert "ours / floor" in out and "numpy numbers equal ours to 1e-9: yes" in out
     if "RecBole numbers" in out:

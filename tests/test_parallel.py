@@ -16,26 +16,43 @@ from datasets.errors import FusebenchError
 
 REPO = Path(__file__).resolve().parents[1]
 # four cheap tunable models, so two workers start tuning together on a fresh tuning.db
-ARGS = ["run", "--all", "--datasets", "ml-100k", "--models", "ease,itemknn,rp3beta,pop", "--budget", "3",
-        "--seeds", "2"]
+ARGS = [
+    "run",
+    "--all",
+    "--datasets",
+    "ml-100k",
+    "--models",
+    "ease,itemknn,rp3beta,pop",
+    "--budget",
+    "3",
+    "--seeds",
+    "2",
+]
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark", *args], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
 
 
 def _outcome(results: Path):
     records = {}
     for p in (results / "runs").rglob("*.json"):
         rec = json.loads(p.read_text())
-        records[(rec["model"]["name"], rec["seed"])] = (rec["model"]["params"], rec["test"],
-                                                        rec["provenance"]["device"],
-                                                        rec["provenance"]["git_revision"])
+        records[(rec["model"]["name"], rec["seed"])] = (
+            rec["model"]["params"],
+            rec["test"],
+            rec["provenance"]["device"],
+            rec["provenance"]["git_revision"],
+        )
     with sqlite3.connect(results / "tuning.db") as con:
-        trials = sorted(con.execute(
-            "SELECT s.study_name, t.number, t.state, v.value FROM trials t JOIN studies s USING (study_id) "
-            "LEFT JOIN trial_values v USING (trial_id)").fetchall())
+        trials = sorted(
+            con.execute(
+                "SELECT s.study_name, t.number, t.state, v.value FROM trials t JOIN studies s USING (study_id) "
+                "LEFT JOIN trial_values v USING (trial_id)"
+            ).fetchall()
+        )
     return records, trials
 
 
@@ -60,8 +77,18 @@ def test_parallel_jobs_match_one_process(tmp_path):
 
 
 def test_an_error_in_a_worker_stops_the_run(tmp_path):
-    job = Job("no-such-dataset", "no-such-dataset", "", None, None, "random", "pop", {}, Protocol(),
-              Plan(results=str(tmp_path)))
+    job = Job(
+        "no-such-dataset",
+        "no-such-dataset",
+        "",
+        None,
+        None,
+        "random",
+        "pop",
+        {},
+        Protocol(),
+        Plan(results=str(tmp_path)),
+    )
     done = []
     with pytest.raises(FusebenchError, match="no-such-dataset"):
         run_parallel([job, job], 2, lambda i, r: done.append(i))

@@ -46,12 +46,15 @@ def test_real_interval_takes_ints_but_not_bools_nan_or_inf():
     assert not Interval("real").accepts(float("-inf")) and Interval("real").label == "real"
 
 
-@pytest.mark.parametrize("closed, label, inside, outside", [
-    ("left", "real in [0, 1)", [0, 0.5], [1, -0.1, 1.1]),
-    ("right", "real in (0, 1]", [1, 0.5], [0, 1.1]),
-    ("both", "real in [0, 1]", [0, 1], [-0.1, 1.1]),
-    ("neither", "real in (0, 1)", [0.5], [0, 1]),
-])
+@pytest.mark.parametrize(
+    "closed, label, inside, outside",
+    [
+        ("left", "real in [0, 1)", [0, 0.5], [1, -0.1, 1.1]),
+        ("right", "real in (0, 1]", [1, 0.5], [0, 1.1]),
+        ("both", "real in [0, 1]", [0, 1], [-0.1, 1.1]),
+        ("neither", "real in (0, 1)", [0.5], [0, 1]),
+    ],
+)
 def test_interval_ends(closed, label, inside, outside):
     c = Interval("real", 0, 1, closed=closed)
     assert c.label == label
@@ -215,9 +218,27 @@ def test_cli_refuses_a_bad_value_before_tuning_storage_or_records_exist(tmp_path
     results = tmp_path / "results"
     results.mkdir()
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmark", "run", "--dataset", "ml-100k", "--model", "ease", "--param", "l2=-1",
-         "--budget", "2", "--results", str(results)],
-        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "benchmark",
+            "run",
+            "--dataset",
+            "ml-100k",
+            "--model",
+            "ease",
+            "--param",
+            "l2=-1",
+            "--budget",
+            "2",
+            "--results",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].endswith("ease: parameter l2 must be a real number > 0, got -1.0"), lines

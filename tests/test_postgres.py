@@ -25,15 +25,37 @@ URL = os.environ.get("FUSEBENCH_TEST_POSTGRES_URL")
 if not URL:
     if os.environ.get("FUSEBENCH_REQUIRE_POSTGRES"):
         raise RuntimeError("FUSEBENCH_REQUIRE_POSTGRES is set but FUSEBENCH_TEST_POSTGRES_URL is not")
-    pytest.skip("no PostgreSQL server: set FUSEBENCH_TEST_POSTGRES_URL=postgresql://... (.ci/run starts one)",
-                allow_module_level=True)
+    pytest.skip(
+        "no PostgreSQL server: set FUSEBENCH_TEST_POSTGRES_URL=postgresql://... (.ci/run starts one)",
+        allow_module_level=True,
+    )
 
 
 def _worker(study: str, trials: int, results: Path, model: str = "itemknn", *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "benchmark", "tune", "--dataset", "ml-100k", "--model", model,
-         "--trials", str(trials), "--storage", URL, "--study", study, "--results", str(results), *extra],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "benchmark",
+            "tune",
+            "--dataset",
+            "ml-100k",
+            "--model",
+            model,
+            "--trials",
+            str(trials),
+            "--storage",
+            URL,
+            "--study",
+            study,
+            "--results",
+            str(results),
+            *extra,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -82,8 +104,11 @@ def test_a_killed_worker_s_trial_is_failed_and_its_slot_taken(tmp_path):
     while time.time() < deadline and not running:
         time.sleep(0.5)
         try:
-            running = [t for t in _trials(study) if t.state.name == "RUNNING"
-                       and t.user_attrs.get("worker", "").endswith(f":{victim.pid}")]
+            running = [
+                t
+                for t in _trials(study)
+                if t.state.name == "RUNNING" and t.user_attrs.get("worker", "").endswith(f":{victim.pid}")
+            ]
         except KeyError:  # the study does not exist yet
             pass
     assert running, "the victim never started a trial"
@@ -96,7 +121,6 @@ def test_a_killed_worker_s_trial_is_failed_and_its_slot_taken(tmp_path):
     finished = _check_exactly_once(study, budget)
     failed = [t for t in _trials(study) if t.state.name == "FAIL"]
     assert running[0].number in {t.number for t in failed}  # the dead worker's trial, failed by heartbeat
-    assert all(t.user_attrs["worker"].endswith(f":{survivor.pid}") or t.number < running[0].number
-               for t in finished)
+    assert all(t.user_attrs["worker"].endswith(f":{survivor.pid}") or t.number < running[0].number for t in finished)
     # the survivor waited for the heartbeat's grace period at most once, not forever
     assert time.time() - t0 < 600 + GRACE_S

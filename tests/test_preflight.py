@@ -18,8 +18,11 @@ def test_the_item_knn_graph_is_refused_when_its_estimate_exceeds_free_memory(mon
     rows, cols = cosine_knn(x, 10)  # fits: built
     assert len(rows) == 3000 * 10
     monkeypatch.setattr(memory, "available_bytes", lambda: 1_000_000)
-    with pytest.raises(FusebenchError, match=r"item kNN graph over 3,000 items \(k=10\) needs about .* GiB of memory"
-                                             r".*choose a smaller knn_k"):
+    with pytest.raises(
+        FusebenchError,
+        match=r"item kNN graph over 3,000 items \(k=10\) needs about .* GiB of memory"
+        r".*choose a smaller knn_k",
+    ):
         cosine_knn(x, 10)
 
 

@@ -43,8 +43,9 @@ def test_mmrec_protocol_masks_train_only_at_test(lfm2k, tmp_path):
 def test_mmrec_protocol_raises_the_epoch_cap_unless_set(lfm2k, tmp_path):
     s = split(lfm2k, "given")
     cfg = Protocol.mmrec(patience=1)
-    rec = run_one(RecordStore(tmp_path), lfm2k, s, "fusion-late", {"embedding_size": 8, "learning_rate": 0.05},
-                  cfg).record
+    rec = run_one(
+        RecordStore(tmp_path), lfm2k, s, "fusion-late", {"embedding_size": 8, "learning_rate": 0.05}, cfg
+    ).record
     assert rec["model"]["params"]["epochs"] == 1000
     assert rec["training"]["epochs_run"] < 1000 and rec["training"]["stopped_early"]
     rec = run_one(RecordStore(tmp_path), lfm2k, s, "fusion-late", {"embedding_size": 8, "epochs": 2}, cfg).record
@@ -52,8 +53,21 @@ def test_mmrec_protocol_raises_the_epoch_cap_unless_set(lfm2k, tmp_path):
 
 
 def test_cli_mmrec_needs_a_given_split(tmp_path, capsys):
-    code = main(["run", "--dataset", "ml-100k", "--model", "pop", "--protocol", "mmrec", "--seeds", "1",
-                 "--results", str(tmp_path / "r")])
+    code = main(
+        [
+            "run",
+            "--dataset",
+            "ml-100k",
+            "--model",
+            "pop",
+            "--protocol",
+            "mmrec",
+            "--seeds",
+            "1",
+            "--results",
+            str(tmp_path / "r"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "no split of its own" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
@@ -61,8 +75,22 @@ def test_cli_mmrec_needs_a_given_split(tmp_path, capsys):
 
 def test_cli_modalities_flag(lfm2k, tmp_path, capsys):
     res = tmp_path / "r"
-    code = main(["run", "--dataset", "lfm2k", "--model", "content-knn", "--modalities", "audio/vggish",
-                 "--seed", "0", "--no-tune", "--results", str(res)])
+    code = main(
+        [
+            "run",
+            "--dataset",
+            "lfm2k",
+            "--model",
+            "content-knn",
+            "--modalities",
+            "audio/vggish",
+            "--seed",
+            "0",
+            "--no-tune",
+            "--results",
+            str(res),
+        ]
+    )
     assert code == 0
     (rec,) = _records(res)
     assert rec["model"]["modalities"] == ["audio/vggish"]
@@ -79,8 +107,23 @@ def test_variants():
 
 def test_ablate_cli_writes_a_table_and_resumes(lfm2k, tmp_path, capsys):
     res = tmp_path / "r"
-    args = ["ablate", "--dataset", "lfm2k", "--model", "fusion-late", "--modalities", "text,audio/vggish",
-            "--seeds", "2", "--param", "epochs=1", "--param", "embedding_size=8", "--results", str(res)]
+    args = [
+        "ablate",
+        "--dataset",
+        "lfm2k",
+        "--model",
+        "fusion-late",
+        "--modalities",
+        "text,audio/vggish",
+        "--seeds",
+        "2",
+        "--param",
+        "epochs=1",
+        "--param",
+        "embedding_size=8",
+        "--results",
+        str(res),
+    ]
     assert main(args) == 0
     out, err = capsys.readouterr()
     table = (res / "ablations" / "lfm2k__fusion-late.md").read_text()
@@ -90,7 +133,10 @@ def test_ablate_cli_writes_a_table_and_resumes(lfm2k, tmp_path, capsys):
     recs = _records(res)
     assert len(recs) == 6  # 3 variants x 2 seeds, each an ordinary run record
     assert sorted({tuple(r["model"]["modalities"]) for r in recs}) == [
-        ("audio/vggish",), ("text",), ("text", "audio/vggish")]
+        ("audio/vggish",),
+        ("text",),
+        ("text", "audio/vggish"),
+    ]
     # the table's numbers are the records' means
     full = [r["test"]["recall@20"] for r in recs if r["model"]["modalities"] == ["text", "audio/vggish"]]
     assert f"{np.mean(full):.4f} ± {np.std(full, ddof=1):.4f}" in rows[1]
@@ -102,11 +148,14 @@ def test_ablate_cli_writes_a_table_and_resumes(lfm2k, tmp_path, capsys):
     assert (res / "ablations" / "lfm2k__fusion-late.md").read_text() == table
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--model", "pop"], "does not read item features"),
-    (["--model", "fusion-late", "--param", "modalities=text"], "chooses the modalities"),
-    (["--model", "fusion-late", "--modalities", "image"], "unknown modality"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model", "pop"], "does not read item features"),
+        (["--model", "fusion-late", "--param", "modalities=text"], "chooses the modalities"),
+        (["--model", "fusion-late", "--modalities", "image"], "unknown modality"),
+    ],
+)
 def test_ablate_user_errors(extra, message, tmp_path, capsys, lfm2k):
     res = tmp_path / "r"
     code = main(["ablate", "--dataset", "lfm2k", "--seeds", "1", "--results", str(res), *extra])

@@ -41,9 +41,11 @@ def _tiny_data(seed=0, n_modalities=2, masks=None) -> FitData:
     rng = np.random.default_rng(0)
     train = sp.random(30, 40, density=0.2, format="csr", random_state=1, dtype=np.float32)
     train.data[:] = 1.0
-    feats = {"text": rng.normal(size=(40, 16)).astype(np.float32),
-             "audio/vggish": rng.normal(size=(40, 8)).astype(np.float32) * 1000,
-             "image": rng.normal(size=(40, 5)).astype(np.float32)}
+    feats = {
+        "text": rng.normal(size=(40, 16)).astype(np.float32),
+        "audio/vggish": rng.normal(size=(40, 8)).astype(np.float32) * 1000,
+        "image": rng.normal(size=(40, 5)).astype(np.float32),
+    }
     feats = dict(list(feats.items())[:n_modalities])
     return FitData(train=train, features=feats, seed=seed, feature_masks=masks or {})
 
@@ -53,13 +55,40 @@ def _tiny_data(seed=0, n_modalities=2, masks=None) -> FitData:
 # ----------------------------------------------------------------------------------------------
 MMREC_DEFAULTS = {
     # overall.yaml + first value of each list in the model's yaml
-    "lattice": {"embedding_size": 64, "feat_embed_dim": 64, "knn_k": 10, "lambda_coeff": 0.9, "n_layers": 1,
-                "n_ui_layers": 2, "reg_weight": 0.0, "learning_rate": 1e-4, "lr_decay": 0.96,
-                "lr_decay_epochs": 50, "batch_size": 2048},
-    "freedom": {"embedding_size": 64, "feat_embed_dim": 64, "knn_k": 10, "mm_image_weight": 0.1, "dropout": 0.8,
-                "n_mm_layers": 1, "n_ui_layers": 2, "reg_weight": 0.0, "learning_rate": 1e-3, "batch_size": 2048},
-    "bm3": {"embedding_size": 64, "n_layers": 1, "reg_weight": 0.1, "dropout": 0.3, "cl_weight": 2.0,
-            "learning_rate": 1e-3, "batch_size": 2048},
+    "lattice": {
+        "embedding_size": 64,
+        "feat_embed_dim": 64,
+        "knn_k": 10,
+        "lambda_coeff": 0.9,
+        "n_layers": 1,
+        "n_ui_layers": 2,
+        "reg_weight": 0.0,
+        "learning_rate": 1e-4,
+        "lr_decay": 0.96,
+        "lr_decay_epochs": 50,
+        "batch_size": 2048,
+    },
+    "freedom": {
+        "embedding_size": 64,
+        "feat_embed_dim": 64,
+        "knn_k": 10,
+        "mm_image_weight": 0.1,
+        "dropout": 0.8,
+        "n_mm_layers": 1,
+        "n_ui_layers": 2,
+        "reg_weight": 0.0,
+        "learning_rate": 1e-3,
+        "batch_size": 2048,
+    },
+    "bm3": {
+        "embedding_size": 64,
+        "n_layers": 1,
+        "reg_weight": 0.1,
+        "dropout": 0.3,
+        "cl_weight": 2.0,
+        "learning_rate": 1e-3,
+        "batch_size": 2048,
+    },
 }
 MMREC_GRIDS = {
     "lattice": {"reg_weight": [0.0, 1e-5, 1e-4, 1e-3], "learning_rate": [1e-4, 5e-4, 1e-3, 5e-3]},
@@ -270,8 +299,9 @@ def test_freedom_graph_matches_dense_reference_and_roles():
     m = make_model("freedom", small("freedom", epochs=1, knn_k=3))
     m.init(data)
     feats = [torch.from_numpy(f) for f in m._features.values()]
-    dense = (0.9 * _dense_norm(_dense_knn(feats[0], 3, False), 1e-7)
-             + 0.1 * _dense_norm(_dense_knn(feats[1], 3, False), 1e-7))
+    dense = 0.9 * _dense_norm(_dense_knn(feats[0], 3, False), 1e-7) + 0.1 * _dense_norm(
+        _dense_knn(feats[1], 3, False), 1e-7
+    )
     torch.testing.assert_close(m._mm.to_dense(), dense)
     # every row of each binary kNN graph sums to 1 after normalisation
     np.testing.assert_allclose(m._mm.to_dense().sum(1).numpy(), 1.0, rtol=1e-5)
@@ -367,7 +397,7 @@ def test_lattice_learning_rate_schedule():
     for _ in range(3):
         m.train_epoch()
         rates.append(m._optimizer.param_groups[0]["lr"])
-    np.testing.assert_allclose(rates, [1e-3, 1e-3 * 0.96 ** 0.5, 1e-3 * 0.96])
+    np.testing.assert_allclose(rates, [1e-3, 1e-3 * 0.96**0.5, 1e-3 * 0.96])
 
 
 def test_bm3_trains_on_observed_pairs_without_negatives():
@@ -384,17 +414,28 @@ def test_bm3_trains_on_observed_pairs_without_negatives():
 
 
 @pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("params", [{"modalities": "video"}, {"embedding_size": 0}, {"learning_rate": -1.0},
-                                    {"epochs": 0}, {"reg_weight": -1.0}])
+@pytest.mark.parametrize(
+    "params",
+    [{"modalities": "video"}, {"embedding_size": 0}, {"learning_rate": -1.0}, {"epochs": 0}, {"reg_weight": -1.0}],
+)
 def test_bad_parameters_raise(name, params):
     with pytest.raises(FusebenchError):
         make_model(name, params).fit(_tiny_data())
 
 
-@pytest.mark.parametrize("name,params", [("lattice", {"knn_k": 0}), ("lattice", {"lambda_coeff": 1.5}),
-                                         ("freedom", {"dropout": 1.0}), ("freedom", {"mm_image_weight": -0.1}),
-                                         ("freedom", {"n_ui_layers": 1.5}), ("bm3", {"dropout": -0.1}),
-                                         ("bm3", {"cl_weight": -1.0}), ("bm3", {"train_features": "yes"})])
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("lattice", {"knn_k": 0}),
+        ("lattice", {"lambda_coeff": 1.5}),
+        ("freedom", {"dropout": 1.0}),
+        ("freedom", {"mm_image_weight": -0.1}),
+        ("freedom", {"n_ui_layers": 1.5}),
+        ("bm3", {"dropout": -0.1}),
+        ("bm3", {"cl_weight": -1.0}),
+        ("bm3", {"train_features": "yes"}),
+    ],
+)
 def test_model_specific_validation(name, params):
     with pytest.raises(FusebenchError):
         make_model(name, params).fit(_tiny_data())
@@ -423,8 +464,11 @@ def lfm2k_given(lfm2k):
 
 
 # short runs: a higher learning rate than LATTICE's MMRec default so that a few epochs suffice
-FAST = {"lattice": {"epochs": 6, "learning_rate": 5e-3}, "freedom": {"epochs": 6, "learning_rate": 5e-3},
-        "bm3": {"epochs": 6, "learning_rate": 5e-3}}
+FAST = {
+    "lattice": {"epochs": 6, "learning_rate": 5e-3},
+    "freedom": {"epochs": 6, "learning_rate": 5e-3},
+    "bm3": {"epochs": 6, "learning_rate": 5e-3},
+}
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -69,17 +69,24 @@ def test_generated_classes():
     bpr = get_model_class("recbole:BPR")
     assert bpr is get_model_class("recbole:bpr")  # cached, case-insensitive
     assert bpr.name == "recbole:BPR" and bpr.family == "baseline/cf" and bpr.iterative
-    assert bpr.defaults() == {"embedding_size": 64, "learning_rate": 0.001, "train_batch_size": 2048,
-                              "epochs": 300, "config": ""}
+    assert bpr.defaults() == {
+        "embedding_size": 64,
+        "learning_rate": 0.001,
+        "train_batch_size": 2048,
+        "epochs": 300,
+        "config": "",
+    }
     for name in ("Pop", "ItemKNN", "EASE", "NCEPLRec"):
         cls = get_model_class(f"recbole:{name}")
         assert not cls.iterative and cls.param_names() == ["config"], name
     with pytest.raises(FusebenchError, match="model parameters"):
         make_model("recbole:BPR", {"config": '{"embedding_size": 8}'}).init(
-            FitData(train=sp.csr_matrix(np.eye(3, dtype=np.float32))))
+            FitData(train=sp.csr_matrix(np.eye(3, dtype=np.float32)))
+        )
     with pytest.raises(FusebenchError, match="set by the adapter"):
         make_model("recbole:BPR", {"config": '{"seed": 3}'}).init(
-            FitData(train=sp.csr_matrix(np.eye(3, dtype=np.float32))))
+            FitData(train=sp.csr_matrix(np.eye(3, dtype=np.float32)))
+        )
 
 
 def test_pop_scores_align_with_our_item_counts(tiny_dataset, tmp_path, monkeypatch):
@@ -116,8 +123,13 @@ def test_bpr_two_epochs_beats_random(ml100k, tmp_path, monkeypatch):
     assert out.epochs_run == 2 and out.best_epoch in (1, 2)
     assert model.n_parameters() == (ml100k.n_users + 1 + ml100k.n_items + 1) * 64
     rng = np.random.default_rng(0)
-    rand = evaluate(lambda u: rng.random((len(u), ml100k.n_items), dtype=np.float32),
-                    split.test, split.train + split.valid, metrics=("recall",), ks=(20,))
+    rand = evaluate(
+        lambda u: rng.random((len(u), ml100k.n_items), dtype=np.float32),
+        split.test,
+        split.train + split.valid,
+        metrics=("recall",),
+        ks=(20,),
+    )
     ours = evaluate(model.score, split.test, split.train + split.valid, metrics=("recall",), ks=(20,))
     assert ours.summary["recall@20"] > 2 * rand.summary["recall@20"]
     # state round trip
@@ -155,7 +167,12 @@ def test_recbole_round_trip_without_timestamps_and_given_split(tmp_path):
     ds = replace(ds, given_split=labels)
     folder = export(ds, "recbole", tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == [
-        "tiny.item", "tiny.test.inter", "tiny.train.inter", "tiny.user", "tiny.valid.inter"]
+        "tiny.item",
+        "tiny.test.inter",
+        "tiny.train.inter",
+        "tiny.user",
+        "tiny.valid.inter",
+    ]
     assert "timestamp" not in (folder / "tiny.train.inter").read_text().splitlines()[0]
     back = datasets.load(f"recbole:{folder}")
     _same_content(ds, back)
@@ -166,8 +183,12 @@ def test_recbole_round_trip_without_timestamps_and_given_split(tmp_path):
 
 def test_mmrec_round_trip_tiny(tiny_dataset, tmp_path):
     folder = export(tiny_dataset, "mmrec", tmp_path)
-    assert sorted(p.name for p in folder.iterdir()) == ["i_id_mapping.csv", "text_feat.npy", "tiny.inter",
-                                                        "u_id_mapping.csv"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "i_id_mapping.csv",
+        "text_feat.npy",
+        "tiny.inter",
+        "u_id_mapping.csv",
+    ]
     back = datasets.load(f"mmrec:{folder}")
     _same_content(tiny_dataset, back, ids=False, text=False)  # MMRec carries neither
     default = datasets.split(tiny_dataset, "random", seed=0)
@@ -178,9 +199,14 @@ def test_mmrec_round_trip_tiny(tiny_dataset, tmp_path):
 def test_mmrec_export_with_split_and_feature_names(tiny_dataset, tmp_path):
     from dataclasses import replace
 
-    ds = replace(tiny_dataset, features={**tiny_dataset.features,
-                                         "audio/vggish": np.ones((6, 3), np.float32),
-                                         "image": np.zeros((6, 2), np.float32)})
+    ds = replace(
+        tiny_dataset,
+        features={
+            **tiny_dataset.features,
+            "audio/vggish": np.ones((6, 3), np.float32),
+            "image": np.zeros((6, 2), np.float32),
+        },
+    )
     sp_ = datasets.split(ds, "random", seed=3)
     folder = export(ds, "mmrec", tmp_path, split=sp_)
     assert {"text_feat.npy", "image_feat.npy", "audio_vggish.npy"} <= {p.name for p in folder.iterdir()}
@@ -196,13 +222,16 @@ def test_atomic_folder_rules(tmp_path):
     d = tmp_path / "shop"
     d.mkdir()
     (d / "shop.inter").write_text(
-        "timestamp:float\titem_id:token\tuser_id:token\trating:token\n"
-        "5\tb\tu2\t4\n3\ta\tu1\t5\n7\ta\tu2\t1\n", encoding="utf-8")
+        "timestamp:float\titem_id:token\tuser_id:token\trating:token\n5\tb\tu2\t4\n3\ta\tu1\t5\n7\ta\tu2\t1\n",
+        encoding="utf-8",
+    )
     (d / "shop.item").write_text(
         "item_id:token\tprice:float\ttitle:token_seq\timage_feat:float_seq\tweird:float_seq\tcat:token\n"
         "c\t3.0\tthird thing\t1 2\t9\tx\n"
         "a\t1.0\tfirst thing\t3 4\t8\ty\n"
-        "b\t\tsecond\t\t\tz\n", encoding="utf-8")
+        "b\t\tsecond\t\t\tz\n",
+        encoding="utf-8",
+    )
     ds = datasets.load(f"recbole:{d}")
     assert list(ds.item_ids) == ["c", "a", "b"] and list(ds.user_ids) == ["u1", "u2"]
     assert ds.interactions["item"].tolist() == [2, 1, 1]
@@ -242,8 +271,21 @@ def test_cli_export(tiny_dataset, tmp_path):
     folder = export(tiny_dataset, "recbole", tmp_path / "cli")
     out = subprocess.run(
         # (the options go last: argparse does not take the OUT positional after --format)
-        [sys.executable, "-m", "benchmark", "datasets", "export", f"recbole:{folder}", str(tmp_path / "out"),
-         "--format", "mmrec"], cwd=REPO, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "benchmark",
+            "datasets",
+            "export",
+            f"recbole:{folder}",
+            str(tmp_path / "out"),
+            "--format",
+            "mmrec",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ},
     )
     assert out.returncode == 0, out.stderr

@@ -72,8 +72,12 @@ def test_tables_are_shipped_and_match_their_sources():
     mm = load_paper("mmrec-amazon")
     assert "github.com/enoche/MMRec" in mm.info["source"] and mm.info["source_commit"]
     freedom = mm.results["amazon-baby"]["freedom"]
-    assert ((freedom["recall@10"], freedom["recall@20"], freedom["ndcg@10"], freedom["ndcg@20"])
-            == (0.0627, 0.0992, 0.0330, 0.0424))
+    assert (freedom["recall@10"], freedom["recall@20"], freedom["ndcg@10"], freedom["ndcg@20"]) == (
+        0.0627,
+        0.0992,
+        0.0330,
+        0.0424,
+    )
     assert mm.results["amazon-sports"]["bm3"]["recall@20"] == 0.0980
     assert mm.results["amazon-baby"]["bpr"]["ndcg@20"] == 0.0249
     assert set(mm.results["amazon-baby"]) == {"bpr", "lightgcn", "vbpr", "lattice", "bm3", "freedom"}
@@ -81,8 +85,13 @@ def test_tables_are_shipped_and_match_their_sources():
     rb = load_paper("recbole-gnn-ml1m")
     assert "RUCAIBox/RecBole-GNN" in rb.info["source"]
     bpr = rb.results["ml-1m"]["bpr"]
-    assert ([bpr[m] for m in ("recall@10", "mrr@10", "ndcg@10", "hit@10", "precision@10")]
-            == [0.1776, 0.4187, 0.2401, 0.7199, 0.1779])
+    assert [bpr[m] for m in ("recall@10", "mrr@10", "ndcg@10", "hit@10", "precision@10")] == [
+        0.1776,
+        0.4187,
+        0.2401,
+        0.7199,
+        0.1779,
+    ]
     assert rb.results["ml-1m"]["lightgcn"]["ndcg@10"] == 0.2538
     assert rb.protocol["rating_threshold"] == 3 and rb.protocol["split"] == "random"
     assert rb.models["lightgcn"]["params"]["learning_rate"] == 0.002
@@ -121,7 +130,8 @@ def test_missing_data_exits_2_one_line_per_file_and_writes_nothing(tmp_path, mon
     assert main(["reproduce", "recbole-gnn-ml1m", "--results", str(results), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert [line for line in err.splitlines() if line.startswith("missing: ")][0].startswith(
-        f"missing: {tmp_path}/empty/ml-1m.zip")
+        f"missing: {tmp_path}/empty/ml-1m.zip"
+    )
     assert not results.exists()
     assert main(["reproduce", "no-such-table"]) == 2
 
@@ -183,20 +193,40 @@ def write_raw_amazon(folder: Path, seed: int = 0) -> tuple[Path, Path, Path]:
     for u in range(12):
         for it in items:
             if rng.random() < 0.8 or it in items[:5]:
-                rows.append({"overall": float(rng.integers(1, 6)), "verified": True, "reviewerID": f"U{u:03d}",
-                             "asin": it, "unixReviewTime": int(1400000000 + rng.integers(0, 10**7)),
-                             "reviewText": "fine", "summary": "ok"})
-    rows += [{"overall": 4.0, "reviewerID": "sparse", "asin": a, "unixReviewTime": 1500000000 + k}
-             for k, a in enumerate([items[0], items[1], "B0RARE"])]
-    rows += [{"overall": 3.0, "reviewerID": "cascade", "asin": a, "unixReviewTime": 1500000100 + k}
-             for k, a in enumerate(items[:4] + ["B0RARE"])]
+                rows.append(
+                    {
+                        "overall": float(rng.integers(1, 6)),
+                        "verified": True,
+                        "reviewerID": f"U{u:03d}",
+                        "asin": it,
+                        "unixReviewTime": int(1400000000 + rng.integers(0, 10**7)),
+                        "reviewText": "fine",
+                        "summary": "ok",
+                    }
+                )
+    rows += [
+        {"overall": 4.0, "reviewerID": "sparse", "asin": a, "unixReviewTime": 1500000000 + k}
+        for k, a in enumerate([items[0], items[1], "B0RARE"])
+    ]
+    rows += [
+        {"overall": 3.0, "reviewerID": "cascade", "asin": a, "unixReviewTime": 1500000100 + k}
+        for k, a in enumerate(items[:4] + ["B0RARE"])
+    ]
     rows.append(dict(rows[0]))  # an exact duplicate: dropped
     folder.mkdir(parents=True, exist_ok=True)
     reviews = folder / "Baby_5.json"
     reviews.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     meta = folder / "meta_Baby.json"
-    metas = [{"asin": it, "title": f"Soft toy {i}", "brand": "Acme", "category": ["Baby", "Toys"],
-              "description": [f"A toy number {i}.", "Washable."]} for i, it in enumerate(items)]
+    metas = [
+        {
+            "asin": it,
+            "title": f"Soft toy {i}",
+            "brand": "Acme",
+            "category": ["Baby", "Toys"],
+            "description": [f"A toy number {i}.", "Washable."],
+        }
+        for i, it in enumerate(items)
+    ]
     metas.append({"asin": "B0RARE", "title": "Rare thing"})
     meta.write_text("\n".join(json.dumps(m) for m in metas) + "\n")
     images = folder / "image_features_Baby.b"
@@ -211,8 +241,9 @@ def write_raw_amazon(folder: Path, seed: int = 0) -> tuple[Path, Path, Path]:
 def test_amazon_raw_pipeline_builds_a_loadable_5core_folder(tmp_path, monkeypatch):
     reviews, meta, images = write_raw_amazon(tmp_path / "raw")
     out = tmp_path / "data" / "amazon-baby"
-    amazon.build_mmrec_folder(reviews, out, "baby", meta=meta, image_features=images, seed=3,
-                              text_encoder="text/tfidf-svd")
+    amazon.build_mmrec_folder(
+        reviews, out, "baby", meta=meta, image_features=images, seed=3, text_encoder="text/tfidf-svd"
+    )
     inter = pd.read_csv(out / "baby.inter", sep="\t")
     assert list(inter.columns) == ["userID", "itemID", "rating", "timestamp", "x_label"]
     assert inter.groupby("userID").size().min() >= 5 and inter.groupby("itemID").size().min() >= 5
@@ -253,13 +284,17 @@ def test_mmrec_split_rule_small_and_large_users():
 # ----------------------------------------------------------------------------- end to end
 def _check_report(path: Path, models: list[str], metrics: list[str]) -> str:
     text = path.read_text()
-    assert ("| Model | Metric | Published | Ours (mean ± std) | Δ abs | Δ rel | 95% CI (seeds, t) | "
-            "95% CI (users, bootstrap) | Verdict |" in text)
+    assert (
+        "| Model | Metric | Published | Ours (mean ± std) | Δ abs | Δ rel | 95% CI (seeds, t) | "
+        "95% CI (users, bootstrap) | Verdict |" in text
+    )
     assert "## Known protocol differences that can explain a gap" in text
-    assert ("Parameters overridden on the command line" in text
-            and re.search(r"Summary: \d+ of \d+ cells reproduced", text))
-    rows = [line for line in text.splitlines()
-            if line.startswith("| ") and "reproduced" in line and "Verdict" not in line]
+    assert "Parameters overridden on the command line" in text and re.search(
+        r"Summary: \d+ of \d+ cells reproduced", text
+    )
+    rows = [
+        line for line in text.splitlines() if line.startswith("| ") and "reproduced" in line and "Verdict" not in line
+    ]
     assert len(rows) == len(models) * len(metrics)
     for row in rows:
         cols = [c.strip() for c in row.strip("|").split("|")]
@@ -272,8 +307,20 @@ def _check_report(path: Path, models: list[str], metrics: list[str]) -> str:
 
 def test_reproduce_mmrec_table_end_to_end_on_fixture_data(amazon_dir, tmp_path, capsys):
     results = tmp_path / "results"
-    argv = ["reproduce", "mmrec-amazon", "--seeds", "2", "--param", "epochs=1", "--results", str(results),
-            "--device", "cpu", "--models", "bpr,freedom"]
+    argv = [
+        "reproduce",
+        "mmrec-amazon",
+        "--seeds",
+        "2",
+        "--param",
+        "epochs=1",
+        "--results",
+        str(results),
+        "--device",
+        "cpu",
+        "--models",
+        "bpr,freedom",
+    ]
     assert main(argv) == 0
     path = results / "reproductions" / "mmrec-amazon.md"
     assert capsys.readouterr().out.strip() == f"wrote {path}"
@@ -290,10 +337,28 @@ def test_reproduce_mmrec_table_end_to_end_on_fixture_data(amazon_dir, tmp_path, 
 
 def test_reproduce_recbole_table_end_to_end_on_fixture_ml1m(ml1m_dir, tmp_path):
     results = tmp_path / "results"
-    assert main(["reproduce", "recbole-gnn-ml1m", "--seeds", "2", "--param", "epochs=2", "--results", str(results),
-                 "--device", "cpu"]) == 0
-    text = _check_report(results / "reproductions" / "recbole-gnn-ml1m.md", ["bpr", "lightgcn"],
-                         ["recall", "mrr", "ndcg", "hit", "precision"])
+    assert (
+        main(
+            [
+                "reproduce",
+                "recbole-gnn-ml1m",
+                "--seeds",
+                "2",
+                "--param",
+                "epochs=2",
+                "--results",
+                str(results),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    text = _check_report(
+        results / "reproductions" / "recbole-gnn-ml1m.md",
+        ["bpr", "lightgcn"],
+        ["recall", "mrr", "ndcg", "hit", "precision"],
+    )
     assert "| BPR | mrr@10 | 0.4187 |" in text and "| LightGCN | hit@10 | 0.7330 |" in text
     assert "source 6,040 / 3,629 / 836,478" in text
     rec = json.loads(next((results / "runs").rglob("*.json")).read_text())
@@ -311,9 +376,30 @@ def test_reproduce_user_errors(amazon_dir, tmp_path):
 
 def test_reproduce_grid_selects_on_validation(ml1m_dir, tmp_path, capsys):
     results = tmp_path / "results"
-    assert main(["reproduce", "recbole-gnn-ml1m", "--models", "lightgcn", "--grid", "--param", "epochs=1",
-                 "--param", "n_layers=2", "--param", "reg_weight=0.0001", "--seeds", "2",
-                 "--results", str(results), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "recbole-gnn-ml1m",
+                "--models",
+                "lightgcn",
+                "--grid",
+                "--param",
+                "epochs=1",
+                "--param",
+                "n_layers=2",
+                "--param",
+                "reg_weight=0.0001",
+                "--seeds",
+                "2",
+                "--results",
+                str(results),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert err.count("(grid)") == 3  # learning_rate in [0.005, 0.002, 0.001]; the overridden ones are not searched
     recs = [json.loads(p.read_text()) for p in (results / "runs").rglob("*.json")]

@@ -173,8 +173,9 @@ def test_cli_prints_means_and_writes_per_user_csv(tmp_path, capsys):
     assert "absent from the run" in printed.err
     rows = list(csv.DictReader(out.open()))
     assert [r["user"] for r in rows] == list(scored.users)
-    assert list(rows[0]) == ["user", "n_relevant", "n_listed"] + [f"{m}@{k}" for m in M.RANK_METRICS
-                                                                   for k in (1, 5, 10)]
+    assert list(rows[0]) == ["user", "n_relevant", "n_listed"] + [
+        f"{m}@{k}" for m in M.RANK_METRICS for k in (1, 5, 10)
+    ]
     for r, row in zip(rows, range(len(rows))):
         for m in M.RANK_METRICS:
             assert float(r[f"{m}@5"]) == scored.per_user[f"{m}@5"][row]  # full precision
@@ -187,8 +188,10 @@ BAD_RUNS = {
     "score": ("u1 Q0 i1 1 high sys\n", "line 1: score 'high' is not a number"),
     "rank": ("u1 Q0 i1 first 0.5 sys\n", "line 1: rank 'first' is not an integer"),
     "nan": ("u1 Q0 i1 1 nan sys\n", "line 1: score 'nan' is not finite"),
-    "duplicate": ("u1 Q0 i1 1 0.5 sys\n\nu1 Q0 i2 2 0.4 sys\nu1 Q0 i1 3 0.3 sys\n",
-                  "line 4 repeats user 'u1' item 'i1' of line 1"),
+    "duplicate": (
+        "u1 Q0 i1 1 0.5 sys\n\nu1 Q0 i2 2 0.4 sys\nu1 Q0 i1 3 0.3 sys\n",
+        "line 4 repeats user 'u1' item 'i1' of line 1",
+    ),
     "tags": ("u1 Q0 i1 1 0.5 a\nu1 Q0 i2 2 0.4 b\n", "line 2: run tag 'b' differs"),
     "empty": ("\n  \n", "is empty"),
 }
@@ -205,12 +208,15 @@ def test_bad_run_file_is_one_line_and_exit_2(tmp_path, capsys, case):
     assert len(err) == 1 and err[0].startswith("error: run file") and message in err[0], err
 
 
-@pytest.mark.parametrize("text, message", [
-    ("u1 0 i1 1\nu1 0 i2\n", "line 2: expected 4 fields"),
-    ("u1 0 i1 0.5\n", "line 1: relevance '0.5' is not an integer"),
-    ("u1 0 i1 1\nu1 0 i1 0\n", "line 2 repeats user 'u1' item 'i1' of line 1"),
-    ("", "is empty"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("u1 0 i1 1\nu1 0 i2\n", "line 2: expected 4 fields"),
+        ("u1 0 i1 0.5\n", "line 1: relevance '0.5' is not an integer"),
+        ("u1 0 i1 1\nu1 0 i1 0\n", "line 2 repeats user 'u1' item 'i1' of line 1"),
+        ("", "is empty"),
+    ],
+)
 def test_bad_qrels_is_one_line_and_exit_2(tmp_path, capsys, text, message):
     rp, qp = tmp_path / "run.txt", tmp_path / "qrels.txt"
     rp.write_text("u1 Q0 i1 1 0.5 sys\n")
@@ -274,8 +280,9 @@ def external(ml100k, tmp_path_factory):
         out["runs"][name] = write_trec_run(root / f"{name}.run", ml100k, users, scores, masked, name)
         longest = int(np.diff(seen[users].indptr).max()) + 50
         unmasked = M.topk_items(scores, longest)
-        out["runs"][f"{name}-unmasked"] = write_trec_run(root / f"{name}-unmasked.run", ml100k, users, scores,
-                                                         unmasked, name)
+        out["runs"][f"{name}-unmasked"] = write_trec_run(
+            root / f"{name}-unmasked.run", ml100k, users, scores, unmasked, name
+        )
     return out
 
 
@@ -289,8 +296,17 @@ def _record(results: Path, name: str) -> tuple[dict, dict]:
 @pytest.mark.parametrize("model, run", [("pop", "pop"), ("ease", "ease"), ("ease", "ease-unmasked")])
 def test_score_dataset_record_equals_the_models_own_record(external, capsys, model, run):
     name = f"ext-{run}"
-    argv = ["score", "--dataset", "ml-100k", "--run", str(external["runs"][run]), "--name", name,
-            "--results", str(external["results"])]
+    argv = [
+        "score",
+        "--dataset",
+        "ml-100k",
+        "--run",
+        str(external["runs"][run]),
+        "--name",
+        name,
+        "--results",
+        str(external["results"]),
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr()
     if run.endswith("unmasked"):
@@ -318,13 +334,24 @@ def test_leaderboard_lists_external_rows_beside_the_models(external, capsys):
     from benchmark.leaderboard import write_leaderboard
 
     for run in ("pop", "ease"):
-        main(["score", "--dataset", "ml-100k", "--run", str(external["runs"][run]), "--name", f"ext-{run}",
-              "--results", str(external["results"])])
+        main(
+            [
+                "score",
+                "--dataset",
+                "ml-100k",
+                "--run",
+                str(external["runs"][run]),
+                "--name",
+                f"ext-{run}",
+                "--results",
+                str(external["results"]),
+            ]
+        )
     capsys.readouterr()
     board = write_leaderboard(external["results"]).read_text()
     titles = [ln for ln in board.splitlines() if ln.startswith("## ml-100k")]
     assert titles == ["## ml-100k (random split)"], "the external rows must not make a table of their own"
-    table = board[board.index(titles[0]):]
+    table = board[board.index(titles[0]) :]
     table = table[: table.index("\n## ", 5)] if "\n## " in table[5:] else table
     main_table = table[: table.index("<details>")]
     rows = {ln.split("|")[1].strip(): ln for ln in main_table.splitlines() if ln.startswith("| ")}
@@ -351,8 +378,12 @@ def test_leaderboard_shows_a_user_models_source_without_importing_it(external, t
     dst.parent.mkdir(parents=True)
     shutil.copy(src.with_suffix(".npz"), dst.with_suffix(".npz"))
     rec = json.loads(src.read_text())
-    rec["model"] = {**rec["model"], "name": "mypop", "family": "baseline/cf",
-                    "source": {"spec": "nowhere/my_models.py:MyPop", "sha256": "abcdef0123456789" * 4}}
+    rec["model"] = {
+        **rec["model"],
+        "name": "mypop",
+        "family": "baseline/cf",
+        "source": {"spec": "nowhere/my_models.py:MyPop", "sha256": "abcdef0123456789" * 4},
+    }
     dst.write_text(json.dumps(rec))
     board = write_leaderboard(results).read_text()  # the spec's file does not exist: nothing imports it
     assert "| mypop `abcdef01`" in board
@@ -363,8 +394,9 @@ def test_leaderboard_shows_a_user_models_source_without_importing_it(external, t
 def test_score_dataset_unknown_ids_and_absent_users(external, ml100k, tmp_path, capsys):
     lines = external["runs"]["pop"].read_text().splitlines()
     bad = tmp_path / "bad.run"
-    bad.write_text("\n".join(lines[:3] + ["nobody Q0 1 1 1.0 pop", "1 Q0 99999 1 1.0 pop",
-                                          "ghost Q0 2 1 1.0 pop"]) + "\n")
+    bad.write_text(
+        "\n".join(lines[:3] + ["nobody Q0 1 1 1.0 pop", "1 Q0 99999 1 1.0 pop", "ghost Q0 2 1 1.0 pop"]) + "\n"
+    )
     argv = ["score", "--dataset", "ml-100k", "--name", "bad", "--results", str(tmp_path / "r")]
     assert main([*argv, "--run", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -385,8 +417,11 @@ def test_score_dataset_unknown_ids_and_absent_users(external, ml100k, tmp_path, 
     rest = external["users"][10:]
     np.testing.assert_array_equal(arrays["recall@20"][rest], own[rest])
     assert rec["scoring"]["test_users_absent"] == 10
-    for extra, message in ((["--name", "ease"], "is a fusebench model"), (["--ks", "5"], "--ks apply with --qrels"),
-                           (["--name", "a|b"], "use letters")):
+    for extra, message in (
+        (["--name", "ease"], "is a fusebench model"),
+        (["--ks", "5"], "--ks apply with --qrels"),
+        (["--name", "a|b"], "use letters"),
+    ):
         assert main(["score", "--dataset", "ml-100k", "--run", str(part), "--name", "bad", *extra]) == 2
         assert message in capsys.readouterr().err
 
@@ -398,14 +433,16 @@ def test_export_split_round_trip_recbole_load_and_qrels_scoring(external, ml100k
     import datasets
 
     split = external["split"]
-    assert main(["datasets", "export", "ml-100k", "--split", "--protocol", "random", "--seed", "0",
-                 str(tmp_path / "out")]) == 0
+    assert (
+        main(["datasets", "export", "ml-100k", "--split", "--protocol", "random", "--seed", "0", str(tmp_path / "out")])
+        == 0
+    )
     folder = tmp_path / "out" / "ml-100k-random-seed0"
     assert capsys.readouterr().out.strip() == f"wrote {folder}"
     token = folder.name
-    assert {p.name for p in folder.iterdir()} == {f"{token}.{x}" for x in
-                                                  ("train.inter", "valid.inter", "test.inter", "user", "item",
-                                                   "test.qrels")}
+    assert {p.name for p in folder.iterdir()} == {
+        f"{token}.{x}" for x in ("train.inter", "valid.inter", "test.inter", "user", "item", "test.qrels")
+    }
     back = datasets.load(f"recbole:{folder}")
     assert list(back.user_ids) == list(ml100k.user_ids) and list(back.item_ids) == list(ml100k.item_ids)
     again = datasets.split(back, "given")
@@ -421,9 +458,11 @@ def test_export_split_round_trip_recbole_load_and_qrels_scoring(external, ml100k
         assert np.mean(values) == pytest.approx(own[key], abs=1e-12), key
     # errors: OUT is a file; the folder exists; --protocol without --split
     (tmp_path / "file").write_text("x")
-    for argv, message in ((["--split", str(tmp_path / "file")], "is a file"),
-                          (["--split", "--seed", "0", str(tmp_path / "out")], "already exists"),
-                          (["--protocol", "random", str(tmp_path / "o2")], "add --split")):
+    for argv, message in (
+        (["--split", str(tmp_path / "file")], "is a file"),
+        (["--split", "--seed", "0", str(tmp_path / "out")], "already exists"),
+        (["--protocol", "random", str(tmp_path / "o2")], "add --split"),
+    ):
         assert main(["datasets", "export", "ml-100k", *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
@@ -441,10 +480,19 @@ def test_recbole_loads_the_exported_split(external, ml100k, tmp_path):
     from recbole.config import Config
     from recbole.data import create_dataset
 
-    cfg = {"data_path": str(tmp_path), "benchmark_filename": ["train", "valid", "test"],
-           "load_col": {"inter": ["user_id", "item_id"]}, "filter_inter_by_user_or_item": False,
-           "user_inter_num_interval": None, "item_inter_num_interval": None, "val_interval": None,
-           "rm_dup_inter": None, "show_progress": False, "save_dataset": False, "save_dataloaders": False}
+    cfg = {
+        "data_path": str(tmp_path),
+        "benchmark_filename": ["train", "valid", "test"],
+        "load_col": {"inter": ["user_id", "item_id"]},
+        "filter_inter_by_user_or_item": False,
+        "user_inter_num_interval": None,
+        "item_inter_num_interval": None,
+        "val_interval": None,
+        "rm_dup_inter": None,
+        "show_progress": False,
+        "save_dataset": False,
+        "save_dataloaders": False,
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         config = Config(model="Pop", dataset=folder.name, config_dict=cfg)

@@ -88,8 +88,9 @@ def test_per_user_ratios(mls):
     assert (v == t).all()  # equal ratios -> equal counts per user
 
 
-@pytest.mark.parametrize("protocol",
-                         ["random", "leave-one-out", "cold-start-items", "user-temporal", "global-temporal"])
+@pytest.mark.parametrize(
+    "protocol", ["random", "leave-one-out", "cold-start-items", "user-temporal", "global-temporal"]
+)
 def test_deterministic_and_seed_sensitive(protocol, ml100k):
     a = split(ml100k, protocol, seed=7)
     b = split(ml100k, protocol, seed=7)
@@ -168,13 +169,19 @@ def test_few_interaction_users(tiny_dataset):
 
 def test_dedup_keeps_latest(tiny_dataset):
     df = tiny_dataset.interactions
-    dup = pd.DataFrame({"user": np.int32([0, 0]), "item": np.int32([0, 5]), "rating": np.float32([1, 2]),
-                        "timestamp": np.int64([99, 1])})
+    dup = pd.DataFrame(
+        {
+            "user": np.int32([0, 0]),
+            "item": np.int32([0, 5]),
+            "rating": np.float32([1, 2]),
+            "timestamp": np.int64([99, 1]),
+        }
+    )
     ds = dataclasses.replace(tiny_dataset, interactions=pd.concat([df, dup], ignore_index=True))
     rows = dedup_rows(ds)
     assert len(rows) == len(df)
-    assert 17 in rows and 0 not in rows      # (0,0) at t=99 replaces t=10
-    assert 5 in rows and 18 not in rows      # (0,5) at t=15 beats t=1
+    assert 17 in rows and 0 not in rows  # (0,0) at t=99 replaces t=10
+    assert 5 in rows and 18 not in rows  # (0,5) at t=15 beats t=1
     for protocol in ("random", "user-temporal", "global-temporal", "leave-one-out"):
         s = split(ds, protocol, seed=1)
         _check_partition(ds, s)
@@ -234,10 +241,22 @@ def test_vectorised_on_many_users():
     n_users, n_items, n = 150_000, 5_000, 600_000
     u = rng.integers(0, n_users, n).astype(np.int32)
     i = rng.integers(0, n_items, n).astype(np.int32)
-    df = pd.DataFrame({"user": u, "item": i, "rating": np.ones(n, np.float32),
-                       "timestamp": rng.integers(0, 10**9, n).astype(np.int64)})
-    ds = MultimodalDataset(name="big", interactions=df, n_users=n_users, n_items=n_items,
-                           user_ids=np.arange(n_users), item_ids=np.arange(n_items))
+    df = pd.DataFrame(
+        {
+            "user": u,
+            "item": i,
+            "rating": np.ones(n, np.float32),
+            "timestamp": rng.integers(0, 10**9, n).astype(np.int64),
+        }
+    )
+    ds = MultimodalDataset(
+        name="big",
+        interactions=df,
+        n_users=n_users,
+        n_items=n_items,
+        user_ids=np.arange(n_users),
+        item_ids=np.arange(n_items),
+    )
     t0 = time.perf_counter()
     for protocol in ("random", "user-temporal", "leave-one-out"):
         s = split(ds, protocol, seed=0)

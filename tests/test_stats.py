@@ -132,10 +132,10 @@ def test_compare_models_picks_references_and_corrects_the_whole_table():
     fb = {c.reference for c in st.comparisons if c.kind == "best fusion vs baseline"}
     assert fb == {"pop", "content"}
     assert len(st.comparisons) == (4 + 2) * 5
-    np.testing.assert_allclose([c.p_wilcoxon_holm for c in st.comparisons],
-                               holm([c.test.p_wilcoxon for c in st.comparisons]))
-    np.testing.assert_allclose([c.p_t_holm for c in st.comparisons],
-                               holm([c.test.p_t for c in st.comparisons]))
+    np.testing.assert_allclose(
+        [c.p_wilcoxon_holm for c in st.comparisons], holm([c.test.p_wilcoxon for c in st.comparisons])
+    )
+    np.testing.assert_allclose([c.p_t_holm for c in st.comparisons], holm([c.test.p_t for c in st.comparisons]))
     assert st.against_best("fusion-late", "recall@20").direction == 1
     assert st.against_best("pop", "ndcg@20").direction == -1
     tw = st.against_best("fusion-twin", "recall@20")

@@ -153,8 +153,16 @@ def test_the_seed_run_that_reuses_the_full_length_training_is_bit_identical(monk
     assert result.full_length is not None and result.trained is not None  # the check ran here
     shortcut, a = outs[0].record, RecordStore.per_user({"_path": outs[0].path})
     # the slow path: the same seed run, trained from scratch
-    slow = run_one(store, ds, get_split(0), FastBPR.name, {**result.best_params, **params}, cfg, force=True,
-                   tuning=result.as_record())
+    slow = run_one(
+        store,
+        ds,
+        get_split(0),
+        FastBPR.name,
+        {**result.best_params, **params},
+        cfg,
+        force=True,
+        tuning=result.as_record(),
+    )
     assert slow.key == outs[0].key
     assert _comparable(shortcut) == _comparable(slow.record)
     b = RecordStore.per_user({"_path": slow.path})

@@ -59,7 +59,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(n)
         for m in sorted(graph.get(n, ())):
             if state.get(m) == 1:
-                return stack[stack.index(m):] + [m]
+                return stack[stack.index(m) :] + [m]
             if m not in state:
                 found = visit(m)
                 if found:
@@ -86,6 +86,5 @@ def test_no_import_cycle():
 
 
 def test_lower_packages_never_import_higher_ones():
-    bad = [(n, d) for n, deps in _graph().items() for d in deps
-           if LAYER[d.split(".")[0]] > LAYER[n.split(".")[0]]]
+    bad = [(n, d) for n, deps in _graph().items() for d in deps if LAYER[d.split(".")[0]] > LAYER[n.split(".")[0]]]
     assert bad == [], bad

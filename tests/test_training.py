@@ -44,8 +44,9 @@ def test_early_stopping_restores_the_best_epoch():
     train_m, valid = _data()
     model = ScheduledModel(valid, good=(3,))
     seen = []
-    out = train(model, FitData(train=train_m), valid, metric="recall@5", patience=4,
-                on_eval=lambda e, v: seen.append((e, v)))
+    out = train(
+        model, FitData(train=train_m), valid, metric="recall@5", patience=4, on_eval=lambda e, v: seen.append((e, v))
+    )
     assert out.best_epoch == 3
     assert out.best_valid == 1.0
     assert out.epochs_run == 7 and out.stopped_early  # 4 evaluations without improvement

@@ -133,8 +133,14 @@ def test_tuning_cannot_receive_the_test_matrix(tmp_path):
         tune(split, "ease", Budget(trials=1), results=tmp_path)
     assert not any("test" in f for f in TuningData.__dataclass_fields__)
     # the tuner's view is built without reading test, and tuning never reads it either
-    trapped = datasets.Split(train=split.train, valid=split.valid, test=_Trap(), protocol=split.protocol,
-                             params=split.params, seed=split.seed)
+    trapped = datasets.Split(
+        train=split.train,
+        valid=split.valid,
+        test=_Trap(),
+        protocol=split.protocol,
+        params=split.params,
+        seed=split.seed,
+    )
     res = tune(tuning_data(ds, trapped), "itemknn", Budget(trials=2), results=tmp_path)
     assert res.trials == 2 and 0 < res.best_valid <= 1
 
@@ -230,8 +236,9 @@ def test_cli_tune_and_run_with_budget(tmp_path, capsys, ml100k):
     code = main(["tune", "--dataset", "ml-100k", "--model", "ease", "--trials", "2", "--results", str(results)])
     out = capsys.readouterr().out
     assert code == 0 and "2 finished trials" in out and "best valid recall@20" in out
-    code = main(["run", "--dataset", "ml-100k", "--model", "ease", "--budget", "2", "--seeds", "2",
-                 "--results", str(results)])
+    code = main(
+        ["run", "--dataset", "ml-100k", "--model", "ease", "--budget", "2", "--seeds", "2", "--results", str(results)]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "2 runs done" in out and "(0 new tuning trials)" in out  # the study was reused
     recs = list(RecordStore(results).records())
@@ -249,8 +256,10 @@ def test_cli_tune_and_run_with_budget(tmp_path, capsys, ml100k):
         (["run", "--all", "--pruner", "nope"], "unknown pruner"),
         (["tune", "--dataset", "ml-100k", "--model", "ease", "--trials", "2", "--timeout", "5"], "not both"),
         (["tune", "--dataset", "ml-100k", "--model", "nope"], "unknown model"),
-        (["tune", "--dataset", "ml-100k", "--model", "ease", "--storage", "postgresql://x@127.0.0.1:1/none"],
-         "cannot open tuning storage"),
+        (
+            ["tune", "--dataset", "ml-100k", "--model", "ease", "--storage", "postgresql://x@127.0.0.1:1/none"],
+            "cannot open tuning storage",
+        ),
     ],
 )
 def test_tuning_user_errors_exit_2(args, message, tmp_path, capsys):
@@ -263,9 +272,22 @@ def test_tuning_user_errors_exit_2(args, message, tmp_path, capsys):
 def test_tuning_record_is_json_and_has_no_password():
     from benchmark.tuning import TuningResult
 
-    r = TuningResult(study="s", storage=storage_kind("postgresql://u:hunter2@h/db"), budget=Budget(trials=3),
-                     metric="recall@20", trials=3, complete=2, pruned=1, new_trials=3, best_params={"l2": 1.0},
-                     best_valid=0.3, seconds=1.0, sampler="TPE(seed=0)", pruner="median", split_seed=0)
+    r = TuningResult(
+        study="s",
+        storage=storage_kind("postgresql://u:hunter2@h/db"),
+        budget=Budget(trials=3),
+        metric="recall@20",
+        trials=3,
+        complete=2,
+        pruned=1,
+        new_trials=3,
+        best_params={"l2": 1.0},
+        best_valid=0.3,
+        seconds=1.0,
+        sampler="TPE(seed=0)",
+        pruner="median",
+        split_seed=0,
+    )
     text = json.dumps(r.as_record())
     assert "hunter2" not in text and '"storage": "postgresql"' in text
 

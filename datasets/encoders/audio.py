@@ -20,8 +20,9 @@ from ..errors import FusebenchError
 from .base import Encoder, register
 
 
-def logmel_stats(y: np.ndarray, sr: int, n_mels: int = 64, n_mfcc: int = 20, n_fft: int = 2048,
-                 hop_length: int = 512) -> np.ndarray:
+def logmel_stats(
+    y: np.ndarray, sr: int, n_mels: int = 64, n_mfcc: int = 20, n_fft: int = 2048, hop_length: int = 512
+) -> np.ndarray:
     """float32 (2 * n_mels + 2 * n_mfcc,) statistics of a mono signal (see the module doc)."""
     import librosa
 
@@ -42,8 +43,16 @@ class LogMelAudio(Encoder):
     default_batch_size = 16
     description = "64-band log-mel + 20 MFCC, mean and std over time, 22.05 kHz mono, first 30 s"
 
-    def __init__(self, batch_size: int | None = None, device: str | None = "auto", progress: bool = True,
-                 sample_rate: int = 22050, n_mels: int = 64, n_mfcc: int = 20, max_seconds: float = 30.0):
+    def __init__(
+        self,
+        batch_size: int | None = None,
+        device: str | None = "auto",
+        progress: bool = True,
+        sample_rate: int = 22050,
+        n_mels: int = 64,
+        n_mfcc: int = 20,
+        max_seconds: float = 30.0,
+    ):
         super().__init__(batch_size, device, progress)
         if sample_rate < 1000 or n_mels < 1 or n_mfcc < 1 or n_mfcc > n_mels or max_seconds <= 0:
             raise FusebenchError("audio/logmel: need sample_rate >= 1000, 1 <= n_mfcc <= n_mels, max_seconds > 0")
@@ -54,8 +63,14 @@ class LogMelAudio(Encoder):
         return 2 * self.n_mels + 2 * self.n_mfcc
 
     def settings(self) -> dict[str, Any]:
-        return {"sr": self.sample_rate, "n_mels": self.n_mels, "n_mfcc": self.n_mfcc, "n_fft": 2048,
-                "hop": 512, "max_seconds": self.max_seconds}
+        return {
+            "sr": self.sample_rate,
+            "n_mels": self.n_mels,
+            "n_mfcc": self.n_mfcc,
+            "n_fft": 2048,
+            "hop": 512,
+            "max_seconds": self.max_seconds,
+        }
 
     def requires_torch(self) -> bool:
         return False

@@ -145,8 +145,9 @@ class Encoder:
         return None
 
     # ------------------------------------------------------------------ encoding
-    def encode(self, contents: Sequence[Any], use_cache: bool = True,
-               cache_root: str | os.PathLike | None = None) -> EncodeResult:
+    def encode(
+        self, contents: Sequence[Any], use_cache: bool = True, cache_root: str | os.PathLike | None = None
+    ) -> EncodeResult:
         """Encode one content per item (text, or file path; ``None`` = missing).
 
         Returns an `EncodeResult`; never raises for a missing or unreadable item.
@@ -163,9 +164,18 @@ class Encoder:
             hit = _cache.load_entry(path)
             if hit is not None and hit[0].shape == (len(contents), self.output_dim()):
                 feats, mask, problems, info = hit
-                return EncodeResult(feats, mask, problems, self.name, self.version, self.settings(), fp,
-                                    cached=True, seconds=time.perf_counter() - t0,
-                                    extra={k: v for k, v in info.items() if k == "device"})
+                return EncodeResult(
+                    feats,
+                    mask,
+                    problems,
+                    self.name,
+                    self.version,
+                    self.settings(),
+                    fp,
+                    cached=True,
+                    seconds=time.perf_counter() - t0,
+                    extra={k: v for k, v in info.items() if k == "device"},
+                )
         n = len(contents)
         feats = np.zeros((n, self.output_dim()), dtype=np.float32)
         mask = np.zeros(n, dtype=bool)
@@ -191,12 +201,28 @@ class Encoder:
                 feats[i] = row
                 mask[i] = True
         seconds = time.perf_counter() - t0
-        info = {"encoder": self.name, "version": self.version, "settings": self.settings(),
-                "content_fingerprint": fp, "device": device, "seconds": round(seconds, 3)}
+        info = {
+            "encoder": self.name,
+            "version": self.version,
+            "settings": self.settings(),
+            "content_fingerprint": fp,
+            "device": device,
+            "seconds": round(seconds, 3),
+        }
         if use_cache:
             _cache.save_entry(path, feats, mask, problems, info)
-        return EncodeResult(feats, mask, problems, self.name, self.version, self.settings(), fp,
-                            cached=False, seconds=seconds, extra={"device": device})
+        return EncodeResult(
+            feats,
+            mask,
+            problems,
+            self.name,
+            self.version,
+            self.settings(),
+            fp,
+            cached=False,
+            seconds=seconds,
+            extra={"device": device},
+        )
 
     def requires_torch(self) -> bool:
         return True
@@ -208,9 +234,9 @@ class Encoder:
         bar = progress_bar(len(contents), self.name) if self.progress else None
         try:
             for s in range(0, len(contents), self.batch_size):
-                batch = contents[s: s + self.batch_size]
+                batch = contents[s : s + self.batch_size]
                 rows, errs = self._encode_batch(batch, device)
-                out[s: s + len(batch)] = rows
+                out[s : s + len(batch)] = rows
                 errors.update({s + j: e for j, e in errs.items()})
                 if bar is not None:
                     bar.update(len(batch))

@@ -78,9 +78,12 @@ def load_entry(path: Path) -> tuple[np.ndarray, np.ndarray, dict[int, str], dict
     return feats, mask, problems, info
 
 
-def save_entry(path: Path, features: np.ndarray, mask: np.ndarray, problems: dict[int, str],
-               info: dict[str, Any]) -> None:
+def save_entry(
+    path: Path, features: np.ndarray, mask: np.ndarray, problems: dict[int, str], info: dict[str, Any]
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = json.dumps({**info, "problems": {str(k): v for k, v in problems.items()}}, sort_keys=True)
-    atomic_write(path, lambda fh: np.savez(fh, features=features.astype(np.float32), mask=mask.astype(bool),
-                                           info=np.array(payload)))
+    atomic_write(
+        path,
+        lambda fh: np.savez(fh, features=features.astype(np.float32), mask=mask.astype(bool), info=np.array(payload)),
+    )

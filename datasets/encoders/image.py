@@ -96,8 +96,15 @@ def build_mobilenet_v2(num_classes: int = 1000):
     class MobileNetV2(nn.Module):
         def __init__(self):
             super().__init__()
-            setting = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-                       (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+            setting = [
+                (1, 16, 1, 1),
+                (6, 24, 2, 2),
+                (6, 32, 3, 2),
+                (6, 64, 4, 2),
+                (6, 96, 3, 1),
+                (6, 160, 3, 2),
+                (6, 320, 1, 1),
+            ]
             feats = [conv_bn_act(3, 32, 3, 2)]
             inp = 32
             for t, c, n, s in setting:
@@ -179,8 +186,8 @@ class _TorchImageEncoder(Encoder):
         out = np.zeros((len(arrays), self.dim), dtype=np.float32)
         with torch.inference_mode():
             for s in range(0, len(arrays), self.batch_size):
-                x = torch.from_numpy(np.stack(arrays[s: s + self.batch_size])).to(device)
-                out[s: s + len(x)] = net.embed(x).float().cpu().numpy()
+                x = torch.from_numpy(np.stack(arrays[s : s + self.batch_size])).to(device)
+                out[s : s + len(x)] = net.embed(x).float().cpu().numpy()
         return out
 
     def _encode_batch(self, batch, device):
@@ -229,8 +236,10 @@ class ResNet50Image(_TorchImageEncoder):
     name = "image/resnet50"
     version = "1"
     dim = 2048
-    needs = ("torchvision, and its ResNet50 IMAGENET1K_V2 weights (resnet50-11ad3fa6.pth) in the torch hub "
-             "cache or at $FUSEBENCH_RESNET50_WEIGHTS; never downloaded at run time")
+    needs = (
+        "torchvision, and its ResNet50 IMAGENET1K_V2 weights (resnet50-11ad3fa6.pth) in the torch hub "
+        "cache or at $FUSEBENCH_RESNET50_WEIGHTS; never downloaded at run time"
+    )
     requires = ("torch", "PIL", "torchvision")
     description = "ResNet-50 (torchvision IMAGENET1K_V2), global-average-pooled, resize 232, 224x224 centre crop"
     resize = 232  # torchvision's IMAGENET1K_V2 eval transform

@@ -38,7 +38,7 @@ INDEX = "index.json"
 def store_dir(dataset_name: str) -> Path:
     """Where ``features extract`` writes for ``dataset_name`` (see the module doc)."""
     if dataset_name.startswith(CATALOGUE_PREFIX):
-        return Path(dataset_name[len(CATALOGUE_PREFIX):]) / "features"
+        return Path(dataset_name[len(CATALOGUE_PREFIX) :]) / "features"
     return cache_dir() / "features" / slug(dataset_name)
 
 
@@ -64,14 +64,19 @@ def read_index(folder: Path) -> dict[str, Any] | None:
     return idx
 
 
-
-
 def _ids(item_ids) -> list[str]:
     return [str(i) for i in item_ids]
 
 
-def write_feature(folder: str | os.PathLike, dataset: MultimodalDataset, modality: str, features: np.ndarray,
-                  mask: np.ndarray, provenance: dict[str, Any], problems: dict[int, str] | None = None) -> Path:
+def write_feature(
+    folder: str | os.PathLike,
+    dataset: MultimodalDataset,
+    modality: str,
+    features: np.ndarray,
+    mask: np.ndarray,
+    provenance: dict[str, Any],
+    problems: dict[int, str] | None = None,
+) -> Path:
     """Store one aligned feature matrix (with mask and provenance) for ``dataset``; returns the .npy path."""
     folder = Path(folder)
     if modality.split("/")[0] not in MODALITY_ROOTS:
@@ -126,11 +131,13 @@ def attach(ds: MultimodalDataset, folder: str | os.PathLike) -> MultimodalDatase
             x = np.load(files[0], allow_pickle=False)
             m = np.load(files[1], allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise FusebenchError(f"dataset {ds.name!r}: extracted feature {mod!r} in {folder} is unreadable "
-                                 f"({exc})") from exc
+            raise FusebenchError(
+                f"dataset {ds.name!r}: extracted feature {mod!r} in {folder} is unreadable ({exc})"
+            ) from exc
         if x.ndim != 2 or x.shape[0] != ds.n_items or m.shape != (ds.n_items,):
-            raise FusebenchError(f"dataset {ds.name!r}: extracted feature {mod!r} in {folder} "
-                                 "does not align with its items")
+            raise FusebenchError(
+                f"dataset {ds.name!r}: extracted feature {mod!r} in {folder} does not align with its items"
+            )
         feats[mod] = np.ascontiguousarray(x, dtype=np.float32)
         m = m.astype(bool)
         if not m.all():

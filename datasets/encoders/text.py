@@ -64,8 +64,13 @@ class MiniLMText(Encoder):
     default_batch_size = 64
     description = "sentence-transformers/all-MiniLM-L6-v2: mean-pooled, L2-normalised, 256-token truncation"
 
-    def __init__(self, batch_size: int | None = None, device: str | None = "auto", progress: bool = True,
-                 max_length: int = MINILM_MAX_LENGTH):
+    def __init__(
+        self,
+        batch_size: int | None = None,
+        device: str | None = "auto",
+        progress: bool = True,
+        max_length: int = MINILM_MAX_LENGTH,
+    ):
         super().__init__(batch_size, device, progress)
         if not 1 <= int(max_length) <= 512:
             raise FusebenchError(f"text/minilm: max_length must be in 1..512, got {max_length!r}")
@@ -87,9 +92,14 @@ class MiniLMText(Encoder):
         try:
             with torch.inference_mode():
                 for s in range(0, len(texts), self.batch_size):
-                    idx = order[s: s + self.batch_size]
-                    enc = tok([texts[i] for i in idx], padding=True, truncation=True,
-                              max_length=self.max_length, return_tensors="pt").to(device)
+                    idx = order[s : s + self.batch_size]
+                    enc = tok(
+                        [texts[i] for i in idx],
+                        padding=True,
+                        truncation=True,
+                        max_length=self.max_length,
+                        return_tensors="pt",
+                    ).to(device)
                     hidden = model(**enc).last_hidden_state
                     m = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                     emb = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
@@ -113,8 +123,14 @@ class TfidfSvdText(Encoder):
     requires = ("sklearn",)
     description = "TF-IDF (sublinear, English stop words) + truncated SVD (LSA), L2-normalised; fit on the catalogue"
 
-    def __init__(self, batch_size: int | None = None, device: str | None = "auto", progress: bool = True,
-                 dim: int = 64, seed: int = 0):
+    def __init__(
+        self,
+        batch_size: int | None = None,
+        device: str | None = "auto",
+        progress: bool = True,
+        dim: int = 64,
+        seed: int = 0,
+    ):
         super().__init__(batch_size, device, progress)
         if int(dim) < 1:
             raise FusebenchError(f"text/tfidf-svd: dim must be >= 1, got {dim!r}")

@@ -50,8 +50,9 @@ class FramesVideo(Encoder):
     default_batch_size = 4
     description = "8 uniformly sampled frames -> image/mobilenet_v2 -> mean and max over time"
 
-    def __init__(self, batch_size: int | None = None, device: str | None = "auto", progress: bool = True,
-                 n_frames: int = 8):
+    def __init__(
+        self, batch_size: int | None = None, device: str | None = "auto", progress: bool = True, n_frames: int = 8
+    ):
         super().__init__(batch_size, device, progress)
         if int(n_frames) < 1:
             raise FusebenchError(f"video/frames: n_frames must be >= 1, got {n_frames!r}")
@@ -59,8 +60,12 @@ class FramesVideo(Encoder):
         self.image = MobileNetV2Image(batch_size=32, device=device, progress=False)
 
     def settings(self) -> dict[str, Any]:
-        return {"n_frames": self.n_frames, "image_encoder": f"{self.image.name}@{self.image.version}",
-                **{f"image_{k}": v for k, v in self.image.settings().items()}, "pool": "mean+max"}
+        return {
+            "n_frames": self.n_frames,
+            "image_encoder": f"{self.image.name}@{self.image.version}",
+            **{f"image_{k}": v for k, v in self.image.settings().items()},
+            "pool": "mean+max",
+        }
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
