@@ -161,13 +161,12 @@ def _json(value: Any) -> str:
 
 def leaderboard(results: str | Path = "results") -> dict[str, pd.DataFrame]:
     """The leaderboard's tables from the records in `results`, built by the leaderboard's own
-    code (same rows, reference and Holm-corrected tests): {table title: DataFrame}, one row per
-    model, indexed by the row's label, with mean and sample std over seeds of each test metric
-    (`recall@20`, `recall@20_std`, ...), the difference to the reference model on Recall@20 and
-    its corrected p-value, whether a seed stopped at the epoch bound, and seconds of training."""
-    import numpy as np
-
-    from .leaderboard import build_tables
+    code (`leaderboard_data`: the numbers LEADERBOARD.json holds): {table title: DataFrame}, one
+    row per model, indexed by the row's label, with mean and sample std over seeds of each test
+    metric (`recall@20`, `recall@20_std`, ...), whether it is the reference, the difference to
+    the reference on Recall@20 and its Holm-corrected p-value, whether a seed stopped at the
+    epoch bound, and seconds of training."""
+    from .leaderboard import build_tables, leaderboard_data
     from .metrics import PRIMARY_METRIC
     from .records import RecordStore
 
@@ -175,22 +174,26 @@ def leaderboard(results: str | Path = "results") -> dict[str, pd.DataFrame]:
         raise FusebenchError(f"results folder {results} does not exist")
     records = [r for r in RecordStore(results).records() if not r.get("failed")]
     out = {}
-    for table in build_tables(records):
+    for table in leaderboard_data(build_tables(records))["datasets"].values():
         rows = []
-        for row in table.rows:
-            line = {"model": row.label, "name": row.model, "family": row.family, "seeds": len(row.records)}
-            for metric in sorted({k for r in row.records for k in (r.get("test") or {})}):
-                values = [v for v in row.values(metric) if np.isfinite(v)]
-                line[metric] = float(np.mean(values)) if values else float("nan")
-                line[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
-            versus = table.stats.against_best(row.label, PRIMARY_METRIC)
+        for label, m in table["models"].items():
+            line = {"model": label, "name": m["name"], "family": m["family"]}
+            line["seeds"] = max((v["seeds"] for v in m["test"].values()), default=0)
+            for metric, v in m["test"].items():
+                line[metric] = _nan(v["mean"])
+                line[f"{metric}_std"] = _nan(v["std"])
+            versus = (m["vs_reference"] or {}).get(PRIMARY_METRIC) or {}
             line.update(
-                reference=row.label == table.stats.best_baseline,
-                delta_vs_reference=versus.test.diff if versus else float("nan"),
-                p_holm=versus.p_wilcoxon_holm if versus else float("nan"),
-                stopped_by_cap=row.capped,
-                train_seconds=row.train_seconds(),
+                reference=m["reference"],
+                delta_vs_reference=_nan(versus.get("delta")),
+                p_holm=_nan(versus.get("p_holm")),
+                stopped_by_cap=m["stopped_by_cap"],
+                train_seconds=_nan(m["train_seconds"]),
             )
             rows.append(line)
-        out[table.title] = pd.DataFrame(rows).set_index("model")
+        out[table["title"]] = pd.DataFrame(rows).set_index("model")
     return out
+
+
+def _nan(x) -> float:
+    return float("nan") if x is None else x

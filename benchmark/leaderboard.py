@@ -963,6 +963,48 @@ def render(
     return "\n".join(parts) + "\n"
 
 
+def _finite(x) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def leaderboard_data(tables: list[Table]) -> dict[str, Any]:
+    """The leaderboard's numbers, machine-readable: what LEADERBOARD.json holds and
+    `benchmark.api.leaderboard` returns as DataFrames. One entry per table, keyed by its dataset
+    (by its title where one dataset has several tables); every value comes from the same rows,
+    reference and Holm-corrected tests as the Markdown page. NaN is written as null."""
+    datasets = [t.dataset for t in tables]
+    out = {}
+    for t in tables:
+        models = {}
+        for row in t.rows:
+            test = {}
+            for metric in sorted({k for r in row.records for k in (r.get("test") or {})}):
+                vals = [v for v in row.values(metric) if np.isfinite(v)]
+                test[metric] = {
+                    "mean": float(np.mean(vals)) if vals else None,
+                    "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
+                    "seeds": len(vals),
+                }
+            versus = {}
+            for metric in TESTED_METRICS:
+                c = t.stats.against_best(row.label, metric)
+                if c is not None:
+                    versus[metric] = {"delta": _finite(c.test.diff), "p_holm": _finite(c.p_wilcoxon_holm)}
+            models[row.label] = {
+                "name": row.model,
+                "family": row.family,
+                "reference": row.label == t.stats.best_baseline,
+                "test": test,
+                "placebo_lift": None,  # the placebo controls are not run yet
+                "vs_reference": versus or None,
+                "stopped_by_cap": row.capped,
+                "train_seconds": _finite(row.train_seconds()),
+            }
+        key = t.dataset if datasets.count(t.dataset) == 1 else t.title
+        out[key] = {"title": t.title, "protocol": t.protocol, "settings": t.settings, "models": models, "findings": []}
+    return {"datasets": out}
+
+
 def write_leaderboard(results_dir: str | Path) -> Path:
     store = RecordStore(results_dir)
     records, failed = [], []
@@ -971,6 +1013,8 @@ def write_leaderboard(results_dir: str | Path) -> Path:
     tables = build_tables(records)
     plotted = write_plots(tables, results_dir)
     text = render(records, tables, plotted=plotted, failed=failed, root=Path(results_dir))
+    data = json.dumps(leaderboard_data(tables), indent=2, sort_keys=True).encode()
+    atomic_write(Path(results_dir) / "LEADERBOARD.json", lambda f: f.write(data))
     path = Path(results_dir) / "LEADERBOARD.md"
     atomic_write(path, lambda f: f.write(text.encode()))
     return path

@@ -113,6 +113,15 @@ def test_api_runs_are_the_cli_runs_and_classes_work_like_names(tmp_path, capsys)
         np.mean([ours[("ease", s)]["test"]["recall@20"] for s in (0, 1)]), abs=1e-12
     )
     assert not table["stopped_by_cap"].any()
+    # LEADERBOARD.json, written with the Markdown by the same generator, holds the same numbers
+    board = json.loads((api_res / "LEADERBOARD.json").read_text())["datasets"]["ml-100k"]
+    assert board["protocol"] == "random" and board["findings"] == []
+    ease = board["models"]["ease"]
+    assert ease["family"] == "baseline/cf" and ease["reference"] and ease["test"]["recall@20"]["seeds"] == 2
+    assert ease["test"]["recall@20"]["mean"] == table.loc["ease", "recall@20"]
+    pop = board["models"]["pop"]["vs_reference"]["recall@20"]
+    assert pop["delta"] == table.loc["pop", "delta_vs_reference"] and pop["p_holm"] < 0.05
+    assert board["models"]["pop"]["placebo_lift"] is None and board["models"]["pop"]["stopped_by_cap"] is False
 
 
 def test_a_class_defined_in_a_session_runs_in_this_process(tmp_path):
