@@ -1,0 +1,375 @@
+"""The leaderboard's numbers: run records -> rows (one per model and table, seeds grouped, the
+selection rule applied) -> tables with their statistics (`benchmark.stats`), and the
+machine-readable form of them (`leaderboard_data`, LEADERBOARD.json). `benchmark.leaderboard`
+renders these tables; nothing here formats text for the page.
+
+Records are read through the small field readers below, tolerant of old records that lack
+newer fields."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .metrics import PRIMARY_METRIC
+from .records import RecordStore
+from .stats import TESTED_METRICS, GroupStats, ModelRuns, compare_models
+
+COLUMNS = (
+    ("recall@10", "Recall@10"),
+    ("recall@20", "Recall@20"),
+    ("ndcg@10", "NDCG@10"),
+    ("ndcg@20", "NDCG@20"),
+    ("mrr@20", "MRR@20"),
+    ("item_coverage@20", "Coverage@20"),
+)
+EXTERNAL = "external"  # the family of recommendations made elsewhere (benchmark.score)
+COLD_START = "cold-start-items"
+DEFAULT_SETTINGS = {
+    "metric": PRIMARY_METRIC,
+    "patience": 10,
+    "eval_every": 1,
+    "protocol": "fusebench",
+    "mask_valid_at_test": True,
+}
+
+
+# --- record fields (tolerant of old records) -----------------------------------------------
+
+
+def _settings(rec: dict[str, Any]) -> dict[str, Any]:
+    tr = rec.get("training") or {}
+    return {k: tr.get(k, d) for k, d in DEFAULT_SETTINGS.items()}
+
+
+def _protocol(rec: dict[str, Any]) -> str:
+    return (rec.get("split") or {}).get("protocol", "unknown")
+
+
+def _split_params(rec: dict[str, Any]) -> str:
+    return json.dumps((rec.get("split") or {}).get("params", {}), sort_keys=True, default=str)
+
+
+def _tuning(rec: dict[str, Any]) -> dict[str, Any] | None:
+    t = rec.get("tuning")
+    if isinstance(t, dict) and int(t.get("trials") or 0) > 0:
+        return t
+    return None
+
+
+def _budget(t: dict[str, Any] | None) -> str:
+    if t is None:
+        return "defaults"
+    if t.get("budget"):
+        return str(t["budget"])
+    out = f"{int(t['trials'])} trials"
+    if t.get("timeout"):
+        out += f", ≤{float(t['timeout']):g} s"
+    return out
+
+
+def _created(rec: dict[str, Any]) -> str:
+    return str((rec.get("provenance") or {}).get("created") or "")
+
+
+def _seed(rec: dict[str, Any]) -> int:
+    s = rec.get("seed", (rec.get("split") or {}).get("seed", 0))
+    return int(s) if s is not None else 0
+
+
+def stopped_at_bound(rec: dict[str, Any]) -> bool:
+    """True when an iterative run ended at its epoch bound instead of by patience (records
+    before `stopped_by` existed: not stopped early). One-shot runs never are."""
+    tr = rec.get("training") or {}
+    if tr.get("epochs_run") is None:
+        return False
+    by = tr.get("stopped_by") or ("patience" if tr.get("stopped_early") else "max_epochs")
+    return by != "patience"
+
+
+def _num(x) -> float:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+    return x
+
+
+def _label(rec: dict[str, Any]) -> str:
+    """Model name, plus the parameters that differ from its defaults (untuned rows)."""
+    m = rec["model"]
+    tr = rec.get("training") or {}
+    diff = {
+        k: v
+        for k, v in (m.get("params") or {}).items()
+        if (m.get("defaults") or {}).get(k) != v
+        # the protocol's epoch bound is a setting of the table, not of the model
+        and not (k == tr.get("epochs_param") and v == tr.get("max_epochs"))
+    }
+    if not diff:
+        return m["name"]
+    return f"{m['name']} ({', '.join(f'{k}={_short(v)}' for k, v in sorted(diff.items()))})"
+
+
+def _short(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _external(rec: dict[str, Any]) -> bool:
+    """A record of recommendations made elsewhere (`python -m benchmark score --dataset`)."""
+    return (rec.get("model") or {}).get("family") == EXTERNAL
+
+
+def _code(rec: dict[str, Any]) -> dict[str, Any] | None:
+    """What produced a row beyond fusebench's own code: a user's model class (`model.source`:
+    spec, sha256) or an external system's run file (`model.run_file`: path, sha256)."""
+    m = rec.get("model") or {}
+    src = m.get("run_file") if _external(rec) else m.get("source")
+    return src if isinstance(src, dict) and src.get("sha256") else None
+
+
+def _model_arg(rec: dict[str, Any]) -> str:
+    """What `--model` takes to run this record's model again: a user class's import spec, else its name."""
+    src = (rec.get("model") or {}).get("source")
+    spec = src.get("spec") if isinstance(src, dict) else None
+    return shlex.quote(str(spec)) if spec else rec["model"]["name"]
+
+
+# --- tables --------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    model: str
+    label: str
+    family: str
+    records: list[dict[str, Any]]  # sorted by seed
+    tuning: dict[str, Any] | None
+    means: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [_seed(r) for r in self.records]
+
+    def values(self, key: str) -> list[float]:
+        return [_num((r.get("test") or {}).get(key)) for r in self.records]
+
+    @property
+    def capped(self) -> bool:
+        """Some seed's training ended at the epoch bound, not by patience: not converged."""
+        return any(stopped_at_bound(r) for r in self.records)
+
+    def train_seconds(self) -> float:
+        v = [_num(r.get("train_seconds")) for r in self.records]
+        v = [x for x in v if np.isfinite(x)]
+        return float(np.mean(v)) if v else float("nan")
+
+
+@dataclass
+class Table:
+    key: tuple
+    title: str
+    dataset: str
+    protocol: str
+    settings: dict[str, Any]
+    rows: list[Row]
+    dropped: dict[str, int]  # model -> hyper-parameter sets not shown
+    stats: GroupStats
+    first: dict[str, Any]  # one record, for dataset facts
+    plot: str | None = None  # path relative to the results folder
+    extra: list[str] = field(default_factory=list)  # what tells tables with the same title apart
+
+    @property
+    def cold_start(self) -> bool:
+        return self.protocol == COLD_START
+
+
+def _group_key(rec: dict[str, Any]) -> tuple:
+    ds = rec["dataset"]
+    s = _settings(rec)
+    return (
+        ds["name"],
+        _protocol(rec),
+        _split_params(rec),
+        ds.get("rating_threshold"),
+        ds.get("fingerprint"),
+        json.dumps(s, sort_keys=True),
+    )
+
+
+def _select_rows(records: list[dict[str, Any]]) -> tuple[list[Row], dict[str, int]]:
+    """One row per model: group seeds of one parameter set, then apply the selection rule."""
+    variants: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for rec in records:
+        m = rec["model"]
+        # another version of a user's code (or run file) is another variant: never one mean of both
+        code = (m.get("source") or {}).get("sha256") or (m.get("run_file") or {}).get("sha256")
+        pkey = json.dumps([m.get("params") or {}, code], sort_keys=True, default=str)
+        variants[m["name"]][pkey].append(rec)
+    rows, dropped = [], {}
+    for name, by_params in variants.items():
+        cands = []
+        for recs in by_params.values():
+            # one record per seed (a rerun with --force replaces the file; keep the newest anyway)
+            per_seed: dict[int, dict] = {}
+            for r in sorted(recs, key=_created):
+                per_seed[_seed(r)] = r
+            recs = [per_seed[s] for s in sorted(per_seed)]
+            tuning = next((t for t in map(_tuning, recs) if t), None)
+            label = name if tuning else _label(recs[0])  # tuned parameters are listed under the table
+            cands.append(Row(name, label, recs[0]["model"].get("family", "?"), recs, tuning))
+        cands.sort(
+            key=lambda r: (r.tuning is not None, max(map(_created, r.records)), len(r.records), r.label), reverse=True
+        )
+        rows.append(cands[0])
+        if len(cands) > 1:
+            dropped[name] = len(cands) - 1
+    for row in rows:
+        for key, _ in COLUMNS:
+            vals = [v for v in row.values(key) if np.isfinite(v)]
+            row.means[key] = float(np.mean(vals)) if vals else float("nan")
+    rows.sort(key=lambda r: (-_nan_low(r.means.get(PRIMARY_METRIC)), r.label))
+    return rows, dropped
+
+
+def _nan_low(x) -> float:
+    return -np.inf if x is None or not np.isfinite(x) else x
+
+
+def _model_runs(row: Row) -> ModelRuns:
+    def loader(rec):
+        return lambda: RecordStore.per_user(rec) if "_path" in rec else None
+
+    per_seed = {_seed(r): loader(r) for r in row.records}
+    return ModelRuns(row.label, row.family, row.means.get(PRIMARY_METRIC, float("nan")), per_seed)
+
+
+def _same_evaluation(table_key: tuple, ext_key: tuple) -> bool:
+    """An external record belongs in a table of the same data, split and test-time protocol;
+    the selection settings (validation metric, patience) do not apply to it."""
+    if table_key[:5] != ext_key[:5]:
+        return False
+    a, b = json.loads(table_key[5]), json.loads(ext_key[5])
+    return all(a[k] == b[k] for k in ("protocol", "mask_valid_at_test"))
+
+
+def build_tables(records: list[dict[str, Any]], n_resamples: int = 1000) -> list[Table]:
+    """One table per dataset/protocol group, rows selected and statistics computed. An external
+    system's record joins every table of its data, split and test protocol (else one of its own)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for rec in records:
+        if not _external(rec):
+            groups[_group_key(rec)].append(rec)
+    for rec in filter(_external, records):
+        key = _group_key(rec)
+        for g in [g for g in groups if _same_evaluation(g, key)] or [key]:
+            groups[g].append(rec)
+    tables = []
+    for gkey, recs in sorted(groups.items(), key=lambda kv: json.dumps(kv[0], default=str)):
+        rows, dropped = _select_rows(recs)
+        stats = compare_models([_model_runs(r) for r in rows], n_resamples=n_resamples)
+        name, protocol = gkey[0], gkey[1]
+        settings = json.loads(gkey[5])
+        title = f"{name} ({protocol} split"
+        if settings["protocol"] != "fusebench":
+            title += f", {'MMRec' if settings['protocol'] == 'mmrec' else settings['protocol']} protocol"
+        title += ")"
+        first = next((r for r in recs if not _external(r)), recs[0])  # the table's facts: a trained run's
+        tables.append(Table(gkey, title, name, protocol, settings, rows, dropped, stats, first))
+    # disambiguate tables that would share a title (other threshold, settings, split or data version)
+    same: dict[str, list[Table]] = defaultdict(list)
+    for t in tables:
+        same[t.title].append(t)
+    for group in same.values():
+        if len(group) < 2:
+            continue
+        for i, k in ((1, "split"), (3, "threshold"), (4, "data"), (5, "settings")):
+            if len({t.key[i] for t in group}) < 2:
+                continue
+            for t in group:
+                t.extra.append(_distinguish(t, k))
+        for t in group:
+            t.extra = [x for x in t.extra if x] or [f"#{_short_hash(t.key)}"]
+            t.title += f" [{'; '.join(t.extra)}]"
+    return tables
+
+
+def _nondefault_settings(s: dict[str, Any]) -> dict[str, Any]:
+    defaults = {**DEFAULT_SETTINGS, "patience": 20 if s.get("protocol") == "mmrec" else 10}
+    return {k: v for k, v in s.items() if k not in ("protocol", "mask_valid_at_test") and defaults.get(k) != v}
+
+
+def _distinguish(t: Table, what: str) -> str:
+    if what == "split":
+        return f"split {_split_params(t.first)}"
+    if what == "threshold":
+        thr = t.first["dataset"].get("rating_threshold")
+        return "all ratings" if thr is None else f"ratings >= {thr:g}"
+    if what == "data":
+        return f"data sha256 {str(t.first['dataset'].get('fingerprint'))[:8]}"
+    diff = _nondefault_settings(t.settings)
+    return ", ".join(f"{k}={v}" for k, v in sorted(diff.items())) or "default settings"
+
+
+def _short_hash(key) -> str:
+    return hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:6]
+
+
+def _short_hashes(row: Row) -> list[str]:
+    """The distinct short SHA-256s of the code or run files behind a row's seeds."""
+    out = []
+    for r in row.records:
+        src = _code(r)
+        if src is not None and str(src["sha256"])[:8] not in out:
+            out.append(str(src["sha256"])[:8])
+    return out
+
+
+def _finite(x) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def leaderboard_data(tables: list[Table]) -> dict[str, Any]:
+    """The leaderboard's numbers, machine-readable: what LEADERBOARD.json holds and
+    `benchmark.api.leaderboard` returns as DataFrames. One entry per table, keyed by its dataset
+    (by its title where one dataset has several tables); every value comes from the same rows,
+    reference and Holm-corrected tests as the Markdown page. NaN is written as null."""
+    datasets = [t.dataset for t in tables]
+    out = {}
+    for t in tables:
+        models = {}
+        for row in t.rows:
+            test = {}
+            for metric in sorted({k for r in row.records for k in (r.get("test") or {})}):
+                vals = [v for v in row.values(metric) if np.isfinite(v)]
+                test[metric] = {
+                    "mean": float(np.mean(vals)) if vals else None,
+                    "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
+                    "seeds": len(vals),
+                }
+            versus = {}
+            for metric in TESTED_METRICS:
+                c = t.stats.against_best(row.label, metric)
+                if c is not None:
+                    versus[metric] = {"delta": _finite(c.test.diff), "p_holm": _finite(c.p_wilcoxon_holm)}
+            models[row.label] = {
+                "name": row.model,
+                "family": row.family,
+                "reference": row.label == t.stats.best_baseline,
+                "test": test,
+                "placebo_lift": None,  # the placebo controls are not run yet
+                "vs_reference": versus or None,
+                "stopped_by_cap": row.capped,
+                "train_seconds": _finite(row.train_seconds()),
+            }
+        key = t.dataset if datasets.count(t.dataset) == 1 else t.title
+        out[key] = {"title": t.title, "protocol": t.protocol, "settings": t.settings, "models": models, "findings": []}
+    return {"datasets": out}
