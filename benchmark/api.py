@@ -166,9 +166,9 @@ def leaderboard(results: str | Path = "results") -> dict[str, pd.DataFrame]:
     metric (`recall@20`, `recall@20_std`, ...), whether it is the reference, the difference to
     the reference on Recall@20 and its Holm-corrected p-value, whether a seed stopped at the
     epoch bound, and seconds of training."""
-    from .tables import build_tables, leaderboard_data
     from .metrics import PRIMARY_METRIC
     from .records import RecordStore
+    from .tables import build_tables, leaderboard_data
 
     if not Path(results).is_dir():
         raise FusebenchError(f"results folder {results} does not exist")

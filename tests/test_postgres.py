@@ -17,7 +17,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from benchmark.tuning import GRACE_S, _driver_url
+from benchmark.storage import GRACE_S, _driver_url
 
 REPO = Path(__file__).resolve().parents[1]
 URL = os.environ.get("FUSEBENCH_TEST_POSTGRES_URL")

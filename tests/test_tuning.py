@@ -15,7 +15,8 @@ from benchmark.cli import main
 from benchmark.pipeline import Plan, run_model, tuning_data
 from benchmark.protocol import Protocol
 from benchmark.records import RecordStore
-from benchmark.tuning import Budget, TuningData, storage_kind, tune
+from benchmark.storage import storage_kind
+from benchmark.tuning import Budget, TuningData, tune
 from conftest import ValidationBlend
 from conftest import synthetic_dataset as _synthetic
 from datasets.errors import FusebenchError
