@@ -584,6 +584,8 @@ def cmd_score(args) -> int:
                 ("--seed", args.seed),
                 ("--rating-threshold", args.rating_threshold),
                 ("--force", args.force or None),
+                ("--results", None if args.results == "results" else args.results),  # qrels mode writes no record
+                ("--data-dir", args.data_dir),
             )
             if v is not None
         ]

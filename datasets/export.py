@@ -186,8 +186,10 @@ def export(ds: MultimodalDataset, fmt: str, out: str | os.PathLike, split: Split
         raise FusebenchError(f"{target} already exists; remove it or choose another output folder")
     if split is not None and split.train.shape != (ds.n_users, ds.n_items):
         raise FusebenchError(f"split has shape {split.train.shape}, dataset {ds.name!r} has {(ds.n_users, ds.n_items)}")
+    made = not out.exists()  # a folder this call creates is removed again if the export fails
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{token}-", dir=out))
+    done = False
     try:
         work = tmp / token
         work.mkdir()
@@ -199,6 +201,9 @@ def export(ds: MultimodalDataset, fmt: str, out: str | os.PathLike, split: Split
         else:
             _write_mmrec(ds, work, split)
         os.replace(work, target)
+        done = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if made and not done:
+            shutil.rmtree(out, ignore_errors=True)  # nothing half-written: not even the empty OUT
     return target

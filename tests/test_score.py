@@ -234,6 +234,8 @@ def test_missing_files_and_bad_options_exit_2(tmp_path, capsys):
         (["--run", str(qp), "--qrels", str(tmp_path)], "is a folder"),
         (["--run", str(qp)], "either --qrels"),
         (["--run", str(qp), "--qrels", str(qp), "--name", "x"], "apply with --dataset"),
+        (["--run", str(qp), "--qrels", str(qp), "--results", str(tmp_path / "r")], "--results apply with --dataset"),
+        (["--run", str(qp), "--qrels", str(qp), "--data-dir", str(tmp_path)], "--data-dir apply with --dataset"),
         (["--run", str(qp), "--qrels", str(qp), "--ks", "0"], "cutoffs must be >= 1"),
     ):
         assert main(["score", *argv]) == 2
@@ -504,3 +506,20 @@ def test_recbole_loads_the_exported_split(external, ml100k, tmp_path):
         items = pd.Index(ml100k.item_ids.astype(str)).get_indexer(ds.id2token("item_id", b.inter_feat["item_id"]))
         coo = getattr(split, part).tocoo()
         assert sorted(zip(users.tolist(), items.tolist())) == sorted(zip(coo.row.tolist(), coo.col.tolist())), part
+
+
+def test_an_export_that_cannot_be_written_leaves_nothing(tmp_path):
+    """Ids TREC files cannot carry (whitespace) stop the export before anything is left behind."""
+    from dataclasses import replace
+
+    from conftest import make_tiny_dataset
+    from datasets import split
+    from datasets.errors import FusebenchError
+    from datasets.export import export
+
+    ds = make_tiny_dataset()
+    ds = replace(ds, item_ids=np.array([f"item {i}" for i in range(ds.n_items)], dtype=object))
+    out = tmp_path / "out"
+    with pytest.raises(FusebenchError, match="holds whitespace"):
+        export(ds, "recbole", out, split=split(ds, protocol="random", seed=0))
+    assert not out.exists()
