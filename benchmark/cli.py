@@ -23,7 +23,7 @@ from datasets.errors import EnvironmentFault, FusebenchError
 
 from .metrics import PRIMARY_METRIC
 from .options import DEFAULT_DATASETS, UsageError, parse_params, resolve_models, split_list
-from .protocol import Protocol
+from .protocol import PATIENCE, Protocol
 from .records import RecordStore
 from .training import parse_metric
 
@@ -50,7 +50,8 @@ def run_config(args, device: str) -> tuple[str | None, Protocol]:
     """(split protocol or None for the dataset's default, evaluation settings) from the CLI.
 
     `--protocol mmrec` is MMRec's protocol: the dataset's given split, early stopping with
-    MMRec's stopping_step 20 (our patience 21) over up to 1000 epochs, and only training items masked at test time."""
+    MMRec's stopping_step 20 (our patience 21, the default of every protocol) over up to 1000 epochs, and only
+    training items masked at test time."""
     protocols = (*datasets.PROTOCOLS, "mmrec")
     if args.protocol is not None and args.protocol not in protocols:
         raise UsageError(f"unknown protocol {args.protocol!r}; available: {', '.join(protocols)}")
@@ -505,8 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--patience",
         type=int,
-        help="validations without improvement before stopping (default 10; 21 under mmrec, "
-        "as MMRec's stopping_step 20 stops at the 21st)",
+        help=f"validations without improvement before stopping (default {PATIENCE} in every protocol: "
+        "MMRec's stopping_step 20 stops at the 21st)",
     )
     r.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
     r.add_argument(

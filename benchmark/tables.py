@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .metrics import PRIMARY_METRIC
+from .protocol import PATIENCE
 from .records import RecordStore
 from .stats import TESTED_METRICS, GroupStats, ModelRuns, compare_models
 
@@ -33,7 +34,7 @@ EXTERNAL = "external"  # the family of recommendations made elsewhere (benchmark
 COLD_START = "cold-start-items"
 DEFAULT_SETTINGS = {
     "metric": PRIMARY_METRIC,
-    "patience": 10,
+    "patience": PATIENCE,
     "eval_every": 1,
     "protocol": "fusebench",
     "mask_valid_at_test": True,
@@ -303,8 +304,7 @@ def build_tables(records: list[dict[str, Any]], n_resamples: int = 1000) -> list
 
 
 def _nondefault_settings(s: dict[str, Any]) -> dict[str, Any]:
-    defaults = {**DEFAULT_SETTINGS, "patience": 20 if s.get("protocol") == "mmrec" else 10}
-    return {k: v for k, v in s.items() if k not in ("protocol", "mask_valid_at_test") and defaults.get(k) != v}
+    return {k: v for k, v in s.items() if k not in ("protocol", "mask_valid_at_test") and DEFAULT_SETTINGS.get(k) != v}
 
 
 def _distinguish(t: Table, what: str) -> str:

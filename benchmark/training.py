@@ -26,6 +26,7 @@ from datasets.errors import FusebenchError
 
 from .evaluate import evaluate
 from .metrics import PRIMARY_METRIC, RANK_METRICS
+from .protocol import PATIENCE
 
 
 def parse_metric(metric: str) -> tuple[str, int]:
@@ -59,7 +60,7 @@ def train(
     *,
     metric: str = PRIMARY_METRIC,
     eval_every: int = 1,
-    patience: int = 10,
+    patience: int = PATIENCE,
     on_eval: Callable[[int, float], None] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> TrainOutcome:

@@ -259,7 +259,7 @@ def test_old_records_without_new_fields_render(tmp_path):
 
 
 def test_mmrec_protocol_gets_its_own_table_and_header():
-    mm = {"metric": "recall@20", "patience": 20, "eval_every": 1, "protocol": "mmrec", "mask_valid_at_test": False}
+    mm = {"metric": "recall@20", "patience": 21, "eval_every": 1, "protocol": "mmrec", "mask_valid_at_test": False}
     recs = [_rec("pop", {}, 0, "", 0.1, training=mm), _rec("pop", {}, 0, "", 0.3)]
     for r in recs[:1]:
         r["split"]["protocol"] = "given"
@@ -267,7 +267,7 @@ def test_mmrec_protocol_gets_its_own_table_and_header():
     titles = sorted(t.title for t in tables)
     assert titles == ["synthetic (given split, MMRec protocol)", "synthetic (random split)"]
     text = render(recs, tables)
-    assert "only train items masked at test" in text and "patience 20" in text
+    assert "only train items masked at test" in text and "patience 21" in text
     assert "--protocol mmrec" in text and "--patience" not in text
 
 
