@@ -16,6 +16,7 @@ from .base import (
     make_model,
     model_names,
     model_source,
+    reads_content,
     register,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "campaign_models",
     "model_names",
     "model_source",
+    "reads_content",
     "register",
 ]

@@ -5,17 +5,24 @@ from __future__ import annotations
 import copy
 import inspect
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from datasets.errors import FusebenchError
+from datasets.placebo import placebo_features, placebo_text
 
 from .params import check_params
 
 FAMILIES = ("baseline/cf", "baseline/content", "baseline/hybrid", "fusion")
+
+
+def reads_content(cls) -> bool:
+    """Whether models of `cls` may read item content: every family but collaborative
+    filtering. These are the models a placebo control applies to."""
+    return cls.family != "baseline/cf"
 
 
 @dataclass
@@ -45,6 +52,16 @@ class FitData:
             seed=split.seed,
             device=device,
             feature_masks=dict(getattr(dataset, "feature_masks", None) or {}),
+        )
+
+    def placebo(self, kind: str | None) -> FitData:
+        """This data with its item content replaced by the `kind` placebo (`datasets.placebo`:
+        "shuffle" or "noise"), drawn from this data's seed; None: this data unchanged."""
+        if kind is None:
+            return self
+        features, masks = placebo_features(self.features, self.feature_masks, kind, self.seed)
+        return replace(
+            self, features=features, feature_masks=masks, item_text=placebo_text(self.item_text, kind, self.seed)
         )
 
     @property

@@ -17,9 +17,10 @@ from tqdm import tqdm
 
 import datasets
 import fusion_models  # noqa: F401  (registers the fusion models)
-from baselines.base import campaign_models, get_model_class, model_names, model_source
+from baselines.base import campaign_models, get_model_class, model_names, model_source, reads_content
 from baselines.params import describe
 from datasets.errors import EnvironmentFault, FusebenchError
+from datasets.placebo import PLACEBOS, check_placebo
 
 from .metrics import PRIMARY_METRIC
 from .options import DEFAULT_DATASETS, UsageError, parse_params, resolve_models, split_list
@@ -134,8 +135,17 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
         loaded = [ds for ds in loaded if ds.given_split is not None]
     from .pipeline import Plan
 
+    placebos = tuple(check_placebo(k) for k in split_list(getattr(args, "placebo", None), "--placebo") or ())
+    if placebos and not args.all and not reads_content(get_model_class(models[0])):
+        raise UsageError(f"{models[0]} reads no item content: --placebo does not apply to it")
     plan = Plan(
-        seeds=seeds, budget=budget, storage=args.storage, results=args.results, pruner=args.pruner, force=args.force
+        seeds=seeds,
+        budget=budget,
+        storage=args.storage,
+        results=args.results,
+        pruner=args.pruner,
+        force=args.force,
+        placebos=tuple(dict.fromkeys(placebos)),
     )
     counts = {"done": 0, "skipped": 0, "trials": 0, "failed": 0}
     pairs = []
@@ -166,7 +176,8 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
         for ds, m in pairs
     ]
     jobs = longest_first(jobs, lambda m: get_model_class(m).iterative)
-    bar = tqdm(total=len(jobs) * len(seeds), desc="fusebench", unit="run", disable=None, dynamic_ncols=True)
+    runs = sum(len(seeds) * (1 + len(plan.placebos) * reads_content(get_model_class(j.model))) for j in jobs)
+    bar = tqdm(total=runs, desc="fusebench", unit="run", disable=None, dynamic_ncols=True)
 
     def on_tuned(job, res):
         counts["trials"] += res.new_trials
@@ -197,16 +208,16 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
             return
         counts["done"] += 1
         rec = out.record
+        label = job.model + (f" [{rec['placebo']} placebo]" if rec.get("placebo") else "")
         if out.status == "failed":
             counts["failed"] += 1
             tqdm.write(
-                f"{job.name:16s} {job.model:12s} seed={seed} FAILED: {rec['failed']} (recorded; "
-                "listed on the leaderboard)",
+                f"{job.name:16s} {label:12s} seed={seed} FAILED: {rec['failed']} (recorded; listed on the leaderboard)",
                 file=sys.stderr,
             )
             return
         tqdm.write(
-            f"{job.name:16s} {job.model:12s} seed={seed} recall@20={rec['test']['recall@20']:.4f} "
+            f"{job.name:16s} {label:12s} seed={seed} recall@20={rec['test']['recall@20']:.4f} "
             f"ndcg@20={rec['test']['ndcg@20']:.4f} train={rec['train_seconds']:.1f}s",
             file=sys.stderr,
         )
@@ -229,8 +240,8 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
             res, outcomes = result
             if res is not None:
                 on_tuned(jobs[i], res)
-            for seed, out in zip(seeds, outcomes):
-                on_run(jobs[i], seed, out)
+            for out in outcomes:  # the seeds' runs, then their placebo controls
+                on_run(jobs[i], out.record.get("seed"), out)
 
         run_parallel(jobs, min(workers, len(jobs)), on_done)
     bar.close()
@@ -510,6 +521,12 @@ def build_parser() -> argparse.ArgumentParser:
         "MMRec's stopping_step 20 stops at the 21st)",
     )
     r.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
+    r.add_argument(
+        "--placebo",
+        metavar="KINDS",
+        help=f"also run placebo controls ({', '.join(PLACEBOS)}, comma-separated) of every model that reads "
+        "item content: its configuration and seeds on content that carries no item information",
+    )
     r.add_argument(
         "--epochs",
         type=int,

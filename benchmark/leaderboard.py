@@ -41,7 +41,7 @@ from . import plots
 from .metrics import PRIMARY_METRIC
 from .protocol import MAX_EPOCHS
 from .records import RecordStore
-from .stats import ALPHA, TESTED_METRICS
+from .stats import ALPHA, LIFT_METRICS, TESTED_METRICS
 from .tables import (  # the numbers this page renders
     COLUMNS,
     EXTERNAL,
@@ -65,6 +65,8 @@ from .tables import (  # the numbers this page renders
 
 FAMILY_NAMES = {**plots.FAMILY_NAMES, "external": "external"}
 UP, DOWN, REF = "▲", "▼", "[ref]"
+# the placebo controls' columns, in this order (datasets.placebo)
+LIFT_HEADERS = {"shuffle": "Lift vs shuffled", "noise": "Lift vs noise"}
 CAPPED = "†"  # a row with a seed whose training ended at the epoch bound, not by patience
 DEFAULT_SEEDS = 3  # run's --seeds default
 CONVENTIONS = """\
@@ -152,8 +154,23 @@ def _fmt_ci(ci: tuple[float, float] | None) -> str:
     return f"[{ci[0]:.4f}, {ci[1]:.4f}]"
 
 
+def _lifts(table: Table) -> list[str]:
+    """The placebo controls run in this table (the order of LIFT_HEADERS)."""
+    return [p for p in LIFT_HEADERS if any(p in r.placebos for r in table.rows)]
+
+
+def _lift_cell(st, row, placebo: str, metric: str) -> str:
+    """Real minus placebo (per-user paired mean difference) with the significance marker."""
+    c = st.lift(row.label, placebo, metric) if placebo in row.placebos else None
+    if c is None or not np.isfinite(c.test.diff):
+        return "–"
+    cell = f"{c.test.diff:+.4f}"
+    return cell + (f" {UP if c.direction > 0 else DOWN}" if c.direction else "")
+
+
 def _markdown_table(table: Table) -> str:
     st = table.stats
+    lifts = _lifts(table)
     rows, means = [], []
     for row in table.rows:
         label = row.label
@@ -178,6 +195,7 @@ def _markdown_table(table: Table) -> str:
             _fmt_count(first["model"].get("n_parameters")),
             "–" if row.family == EXTERNAL else _budget(row.tuning),
         ]
+        out += [_lift_cell(st, row, placebo, PRIMARY_METRIC) for placebo in lifts]
         rows.append(out)
         means.append([_nan_low(row.means.get(k)) for k, _ in COLUMNS])
     means = np.array(means, dtype=float).reshape(len(rows), len(COLUMNS))
@@ -201,6 +219,7 @@ def _markdown_table(table: Table) -> str:
         "Eval s",
         "Params",
         "Tuning",
+        *(LIFT_HEADERS[p] for p in lifts),
     ]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
@@ -236,6 +255,34 @@ def _describe(table: Table) -> str:
     return "; ".join(facts) + "."
 
 
+def _lift_legend(table: Table) -> str:
+    """What the placebo columns mean, and which models beat both controls."""
+    st = table.stats
+    both = [
+        r.label
+        for r in table.rows
+        if all((c := st.lift(r.label, p, PRIMARY_METRIC)) is not None and c.direction > 0 for p in LIFT_HEADERS)
+    ]
+    tested = [r.label for r in table.rows if set(LIFT_HEADERS) <= set(r.placebos)]
+    verdict = (
+        ""
+        if not tested
+        else " Beats both: "
+        + (", ".join(f"`{x}`" for x in both) if both else "none")
+        + f" (of {len(tested)} with both controls)."
+    )
+    return (
+        "Lift vs shuffled / vs noise: test Recall@20 of the model minus the same configuration and "
+        "seeds trained on placebo content (per-user paired mean difference; ▲/▼ Holm-corrected "
+        f"Wilcoxon p < {ALPHA} with the table's other tests; NDCG@20 in the details). *Shuffled*: each "
+        "modality's rows permuted across items, so the content keeps its distribution but belongs to "
+        "other items; beating it shows the model reads the item's own content. *Noise*: Gaussian "
+        "noise with each modality's means and variances, which a model can use as a second, free "
+        "item-id embedding; beating it shows the content is worth more than an extra id. A model is "
+        "said to use its content only where it beats both." + verdict
+    )
+
+
 def _notes(table: Table) -> list[str]:
     st = table.stats
     notes = []
@@ -267,6 +314,8 @@ def _notes(table: Table) -> list[str]:
         notes.append(
             f"Every iterative run in this table stopped by patience (none at its epoch bound, no {CAPPED} rows)."
         )
+    if _lifts(table):
+        notes.append(_lift_legend(table))
     own = [(r, [_code(rec) for rec in r.records]) for r in table.rows if r.family != EXTERNAL]
     own = [(r, srcs) for r, srcs in own if any(srcs)]
     if own:
@@ -378,6 +427,29 @@ def _significance(table: Table) -> str:
         h = ["Best fusion vs baseline"]
         for m in shown:
             h += [f"Δ{names[m]}", "p Wilcoxon (Holm)", "p t-test (Holm)"]
+        parts += ["", tabulate(rows, headers=h, tablefmt="github", disable_numparse=True)]
+    lifted = [(r, p) for r in table.rows for p in _lifts(table) if p in r.placebos]
+    if lifted:
+        names = {m: dict(COLUMNS).get(m, m) for m in LIFT_METRICS}
+        h = ["Content lift", "Seeds"]
+        for m in LIFT_METRICS:
+            h += [f"{names[m]} placebo", f"Δ{names[m]}", "p Wilcoxon (Holm)", "p t-test (Holm)"]
+        rows = []
+        for row, placebo in lifted:
+            out = [f"{row.label} vs {placebo} placebo", str(len(row.placebos[placebo].records))]
+            for m in LIFT_METRICS:
+                c = st.lift(row.label, placebo, m)
+                out.append(_fmt(row.placebos[placebo].values(m)))
+                out += (
+                    ["–"] * 3
+                    if c is None
+                    else [
+                        f"{c.test.diff:+.4f}" if np.isfinite(c.test.diff) else "–",
+                        _fmt_p(c.p_wilcoxon_holm),
+                        _fmt_p(c.p_t_holm),
+                    ]
+                )
+            rows.append(out)
         parts += ["", tabulate(rows, headers=h, tablefmt="github", disable_numparse=True)]
     return "\n".join(parts)
 
@@ -491,6 +563,8 @@ def reproduce_commands(tables: list[Table]) -> list[str]:
             opts += f" --{k.replace('_', '-')} {v}"
         seeds = sorted({sd for r in t.rows if r.family != EXTERNAL for sd in r.seeds})
         opts += _seed_option(seeds)
+        if _lifts(t):
+            opts += f" --placebo {','.join(_lifts(t))}"
         for r in t.rows:
             if r.family == EXTERNAL:  # recommendations made elsewhere: scored again from their run files
                 for rec in r.records:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from baselines import FitData
+from baselines import FitData, get_model_class, reads_content
 from datasets import MultimodalDataset, Split
 
 from .protocol import Protocol
@@ -43,6 +43,9 @@ class Plan:
     results: str | Path = "results"
     pruner: str = "median"
     force: bool = False
+    # placebo controls (datasets.placebo) run after the real seeds of every model that reads
+    # item content: the same configuration and seeds on placebo content, no tuning of their own
+    placebos: tuple[str, ...] = ()
 
 
 def run_model(
@@ -59,7 +62,9 @@ def run_model(
     progress: Callable[[str], None] | None = None,
 ) -> tuple[TuningResult | None, list[RunOutcome]]:
     """Tune `model` on `dataset` (split seed TUNING_SPLIT_SEED) with `params` held fixed, then
-    run the chosen configuration once per seed. Returns the tuning result and the outcomes."""
+    run the chosen configuration once per seed, then once per seed and placebo control
+    (`plan.placebos`) if the model reads item content. Returns the tuning result and the
+    outcomes (real runs first)."""
     result, tuning, final = None, None, dict(params)
     if plan.budget is not None:
         result = tune(
@@ -93,4 +98,12 @@ def run_model(
         outcomes.append(out)
         if on_run is not None:
             on_run(seed, out)
+    for kind in plan.placebos if reads_content(get_model_class(model)) else ():
+        for seed in plan.seeds:
+            out = run_one(
+                store, dataset, get_split(seed), model, final, cfg, force=plan.force, tuning=tuning, placebo=kind
+            )
+            outcomes.append(out)
+            if on_run is not None:
+                on_run(seed, out)
     return result, outcomes

@@ -7,9 +7,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from baselines import FitData, make_model, model_source
+from baselines import FitData, get_model_class, make_model, model_source, reads_content
 from datasets import MultimodalDataset, Split
 from datasets.errors import FusebenchError
+from datasets.placebo import check_placebo
 
 from .evaluate import evaluate
 from .protocol import Protocol
@@ -80,6 +81,7 @@ def run_one(
     progress: Callable[[str], None] | None = None,
     tuning: dict[str, Any] | None = None,
     trained: Any = None,
+    placebo: str | None = None,
 ) -> RunOutcome:
     """Train (params = a fixed configuration), select the epoch on valid, test once, record.
 
@@ -87,8 +89,13 @@ def run_one(
     tuning, is stored as the record's "tuning"; its TUNING_IDENTITY fields join the key.
     `trained` (`benchmark.tuning.Trained`): this configuration already trained on this split
     under this protocol by tuning's full-length check; it is used instead of training again
-    when its parameters, split seed and protocol are this run's."""
+    when its parameters, split seed and protocol are this run's. `placebo` ("shuffle" or
+    "noise", `datasets.placebo`): the same run on placebo item content, a control of the real
+    run; its record carries `"placebo"` at the top level and in its key (null for real runs,
+    whose keys are unchanged)."""
     cfg = cfg or Protocol()
+    if check_placebo(placebo) is not None and not reads_content(get_model_class(model_name)):
+        raise FusebenchError(f"{model_name} reads no item content: a placebo control does not apply to it")
     if split.test.nnz == 0:  # every metric would be NaN: nothing to record
         raise FusebenchError(
             f"dataset {dataset.name!r}: its {split.protocol} split (seed {split.seed}) has no test "
@@ -100,14 +107,17 @@ def run_one(
     identity = run_identity(dataset, split, model_name, resolved, cfg)
     if tuning is not None:
         identity["tuning"] = {k: tuning.get(k) for k in TUNING_IDENTITY}
+    if placebo is not None:
+        identity["placebo"] = placebo
     key = record_key(identity)
     held = None if force else store.finished(dataset.name, model_name, key)
     if held is not None:
         return RunOutcome(status="skipped", key=key, record=held, path=held["_path"])
 
-    data = FitData.from_split(dataset, split, cfg.device)
+    data = FitData.from_split(dataset, split, cfg.device).placebo(placebo)
     if (
-        trained is not None
+        placebo is None
+        and trained is not None
         and trained.split_seed == split.seed
         and trained.model.get_params() == resolved
         and type(trained.model) is type(model)
@@ -182,6 +192,7 @@ def _describe(
     cls = type(model)
     return {
         **describe_data(identity, key, dataset, split, cfg.device),
+        "placebo": identity.get("placebo"),
         "model": {
             "name": model_name,
             "family": cls.family,

@@ -20,6 +20,9 @@ What the leaderboard reports, and how (the rules, in one place):
 - **Multiplicity.** Holm-Bonferroni over every test of one table (all comparisons x all
   tested metrics), separately for the t-test and the Wilcoxon p-values. NaN p-values (tests
   not run) do not count towards the number of hypotheses.
+- **Content lift.** A model that reads item content against its placebo controls (the same
+  configuration and seeds on placebo content, `datasets.placebo`), on LIFT_METRICS, paired
+  per user like the other comparisons and Holm-corrected together with them.
 - **Intervals.** 95% percentile bootstrap of the mean over users (1000 resamples of users
   with replacement, ``numpy.random.default_rng(seed)``), on the seed-averaged per-user values.
 """
@@ -45,13 +48,17 @@ __all__ = [
     "Comparison",
     "GroupStats",
     "compare_models",
+    "placebo_kind",
     "TESTED_METRICS",
+    "LIFT_METRICS",
     "PRIMARY_METRIC",
     "ALPHA",
 ]
 
 # per-user metrics the leaderboard shows (coverage is list-level: it has no per-user values)
 TESTED_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@20")
+# a model against its placebo controls (content lift): the leaderboard's column and its detail
+LIFT_METRICS = (PRIMARY_METRIC, "ndcg@20")
 ALPHA = 0.05
 BASELINE_PREFIX = "baseline/"
 FUSION_FAMILY = "fusion"
@@ -241,10 +248,22 @@ class GroupStats:
     n_users: dict[str, int]  # label -> users in the bootstrap (seed-averaged, finite)
 
     def against_best(self, label: str, metric: str) -> Comparison | None:
+        return self._find("vs best baseline", label, metric)
+
+    def lift(self, label: str, placebo: str, metric: str) -> Comparison | None:
+        """The real run of `label` against its `placebo` control (None when not run)."""
+        return self._find(placebo_kind(placebo), label, metric)
+
+    def _find(self, kind: str, label: str, metric: str) -> Comparison | None:
         for c in self.comparisons:
-            if c.kind == "vs best baseline" and c.model == label and c.metric == metric:
+            if c.kind == kind and c.model == label and c.metric == metric:
                 return c
         return None
+
+
+def placebo_kind(placebo: str) -> str:
+    """The `Comparison.kind` of a model against its placebo control."""
+    return f"vs {placebo} placebo"
 
 
 def _best(models: Sequence[ModelRuns], keep: Callable[[ModelRuns], bool]) -> ModelRuns | None:
@@ -272,8 +291,12 @@ def compare_models(
     ci_metrics: Sequence[str] = (PRIMARY_METRIC, "ndcg@20"),
     n_resamples: int = 1000,
     seed: int = 0,
+    placebos: Mapping[str, Mapping[str, ModelRuns]] | None = None,
+    lift_metrics: Sequence[str] = LIFT_METRICS,
 ) -> GroupStats:
-    """All comparisons of one table (see the module doc), Holm-corrected together."""
+    """All comparisons of one table (see the module doc), Holm-corrected together. `placebos`
+    (label -> placebo -> that model's placebo runs) adds each model's content lift: the real
+    runs against the placebo's on the seeds both ran, for `lift_metrics`."""
     ref = _best(models, lambda m: m.is_baseline)
     fus = _best(models, lambda m: m.family == FUSION_FAMILY)
     pairs: list[tuple[ModelRuns, ModelRuns, str]] = []
@@ -283,6 +306,11 @@ def compare_models(
             # fusion vs the best baseline is already in the list above
             pairs += [(fus, b, "best fusion vs baseline") for b in models if b.is_baseline and b is not ref]
     comps = [_compare(a, b, kind, metric) for a, b, kind in pairs for metric in metrics]
+    by_label = {m.label: m for m in models}
+    for label, controls in (placebos or {}).items():
+        for placebo, runs in sorted(controls.items()):
+            if label in by_label:
+                comps += [_compare(by_label[label], runs, placebo_kind(placebo), m) for m in lift_metrics]
     pt = holm([c.test.p_t for c in comps])
     pw = holm([c.test.p_wilcoxon for c in comps])
     comps = [

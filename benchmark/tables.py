@@ -20,7 +20,7 @@ import numpy as np
 from .metrics import PRIMARY_METRIC
 from .protocol import PATIENCE
 from .records import RecordStore
-from .stats import TESTED_METRICS, GroupStats, ModelRuns, compare_models
+from .stats import LIFT_METRICS, TESTED_METRICS, GroupStats, ModelRuns, compare_models
 
 COLUMNS = (
     ("recall@10", "Recall@10"),
@@ -124,6 +124,11 @@ def _short(v) -> str:
     return str(v)
 
 
+def _placebo(rec: dict[str, Any]) -> str | None:
+    """The placebo control a record is (`datasets.placebo`: "shuffle", "noise"), None for a real run."""
+    return rec.get("placebo")
+
+
 def _external(rec: dict[str, Any]) -> bool:
     """A record of recommendations made elsewhere (`python -m benchmark score --dataset`)."""
     return (rec.get("model") or {}).get("family") == EXTERNAL
@@ -155,6 +160,8 @@ class Row:
     records: list[dict[str, Any]]  # sorted by seed
     tuning: dict[str, Any] | None
     means: dict[str, float] = field(default_factory=dict)
+    # placebo -> the runs of this configuration on placebo content (its controls; not in the means)
+    placebos: dict[str, Row] = field(default_factory=dict)
 
     @property
     def seeds(self) -> list[int]:
@@ -209,24 +216,27 @@ def _group_key(rec: dict[str, Any]) -> tuple:
 def _select_rows(records: list[dict[str, Any]]) -> tuple[list[Row], dict[str, int]]:
     """One row per model: group seeds of one parameter set, then apply the selection rule."""
     variants: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    controls: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for rec in records:
         m = rec["model"]
-        # another version of a user's code (or run file) is another variant: never one mean of both
-        code = (m.get("source") or {}).get("sha256") or (m.get("run_file") or {}).get("sha256")
-        pkey = json.dumps([m.get("params") or {}, code], sort_keys=True, default=str)
-        variants[m["name"]][pkey].append(rec)
+        if _placebo(rec) is None:
+            variants[m["name"]][_variant(rec)].append(rec)
+        else:
+            controls[(m["name"], _variant(rec), _placebo(rec))].append(rec)
     rows, dropped = [], {}
     for name, by_params in variants.items():
         cands = []
-        for recs in by_params.values():
-            # one record per seed (a rerun with --force replaces the file; keep the newest anyway)
-            per_seed: dict[int, dict] = {}
-            for r in sorted(recs, key=_created):
-                per_seed[_seed(r)] = r
-            recs = [per_seed[s] for s in sorted(per_seed)]
+        for pkey, recs in by_params.items():
+            recs = _one_per_seed(recs)
             tuning = next((t for t in map(_tuning, recs) if t), None)
             label = name if tuning else _label(recs[0])  # tuned parameters are listed under the table
-            cands.append(Row(name, label, recs[0]["model"].get("family", "?"), recs, tuning))
+            row = Row(name, label, recs[0]["model"].get("family", "?"), recs, tuning)
+            for (cname, ckey, placebo), crecs in sorted(controls.items()):
+                if (cname, ckey) == (name, pkey):
+                    row.placebos[placebo] = Row(
+                        name, f"{label} [{placebo} placebo]", row.family, _one_per_seed(crecs), tuning
+                    )
+            cands.append(row)
         cands.sort(
             key=lambda r: (r.tuning is not None, max(map(_created, r.records)), len(r.records), r.label), reverse=True
         )
@@ -237,8 +247,31 @@ def _select_rows(records: list[dict[str, Any]]) -> tuple[list[Row], dict[str, in
         for key, _ in COLUMNS:
             vals = [v for v in row.values(key) if np.isfinite(v)]
             row.means[key] = float(np.mean(vals)) if vals else float("nan")
+        for prow in row.placebos.values():
+            prow.means = {k: _mean_finite(prow.values(k)) for k, _ in COLUMNS}
     rows.sort(key=lambda r: (-_nan_low(r.means.get(PRIMARY_METRIC)), r.label))
     return rows, dropped
+
+
+def _variant(rec: dict[str, Any]) -> str:
+    """A model's parameter set and code version: the runs of one row (over seeds). Another
+    version of a user's code (or run file) is another variant: never one mean of both."""
+    m = rec["model"]
+    code = (m.get("source") or {}).get("sha256") or (m.get("run_file") or {}).get("sha256")
+    return json.dumps([m.get("params") or {}, code], sort_keys=True, default=str)
+
+
+def _one_per_seed(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per seed, by seed (a rerun with --force replaces the file; keep the newest anyway)."""
+    per_seed: dict[int, dict] = {}
+    for r in sorted(recs, key=_created):
+        per_seed[_seed(r)] = r
+    return [per_seed[s] for s in sorted(per_seed)]
+
+
+def _mean_finite(values: list[float]) -> float:
+    vals = [v for v in values if np.isfinite(v)]
+    return float(np.mean(vals)) if vals else float("nan")
 
 
 def _nan_low(x) -> float:
@@ -276,7 +309,8 @@ def build_tables(records: list[dict[str, Any]], n_resamples: int = 1000) -> list
     tables = []
     for gkey, recs in sorted(groups.items(), key=lambda kv: json.dumps(kv[0], default=str)):
         rows, dropped = _select_rows(recs)
-        stats = compare_models([_model_runs(r) for r in rows], n_resamples=n_resamples)
+        placebos = {r.label: {k: _model_runs(p) for k, p in r.placebos.items()} for r in rows if r.placebos}
+        stats = compare_models([_model_runs(r) for r in rows], n_resamples=n_resamples, placebos=placebos)
         name, protocol = gkey[0], gkey[1]
         settings = json.loads(gkey[5])
         title = f"{name} ({protocol} split"
@@ -337,6 +371,24 @@ def _finite(x) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
 
 
+def _placebo_lift(t: Table, row: Row) -> dict[str, Any] | None:
+    """{placebo: {metric: {"delta", "p_holm", "seeds"}}} for a row with placebo controls, else None."""
+    if not row.placebos:
+        return None
+    out = {}
+    for placebo in sorted(row.placebos):
+        out[placebo] = {}
+        for metric in LIFT_METRICS:
+            c = t.stats.lift(row.label, placebo, metric)
+            if c is not None:
+                out[placebo][metric] = {
+                    "delta": _finite(c.test.diff),
+                    "p_holm": _finite(c.p_wilcoxon_holm),
+                    "seeds": len(c.seeds),
+                }
+    return out
+
+
 def leaderboard_data(tables: list[Table]) -> dict[str, Any]:
     """The leaderboard's numbers, machine-readable: what LEADERBOARD.json holds and
     `benchmark.api.leaderboard` returns as DataFrames. One entry per table, keyed by its dataset
@@ -365,7 +417,7 @@ def leaderboard_data(tables: list[Table]) -> dict[str, Any]:
                 "family": row.family,
                 "reference": row.label == t.stats.best_baseline,
                 "test": test,
-                "placebo_lift": None,  # the placebo controls are not run yet
+                "placebo_lift": _placebo_lift(t, row),
                 "vs_reference": versus or None,
                 "stopped_by_cap": row.capped,
                 "train_seconds": _finite(row.train_seconds()),
