@@ -372,6 +372,13 @@ def _notes(table: Table) -> list[str]:
     return notes
 
 
+def _test_cells(c) -> list[str]:
+    """Δ, Holm-corrected Wilcoxon p and t-test p of one comparison ("–" when not run)."""
+    if c is None:
+        return ["–"] * 3
+    return [f"{c.test.diff:+.4f}" if np.isfinite(c.test.diff) else "–", _fmt_p(c.p_wilcoxon_holm), _fmt_p(c.p_t_holm)]
+
+
 def _significance(table: Table) -> str:
     st = table.stats
     if not any(c.test.n for c in st.comparisons) and not any(st.ci.values()):
@@ -386,15 +393,7 @@ def _significance(table: Table) -> str:
         out = [row.label + (f" {REF}" if row.label == st.best_baseline else ""), str(st.n_users.get(row.label, "–"))]
         for m in shown:
             out.append(_fmt_ci(st.ci.get(row.label, {}).get(m)))
-            c = st.against_best(row.label, m)
-            if c is None:
-                out += ["–", "–", "–"]
-            else:
-                out += [
-                    f"{c.test.diff:+.4f}" if np.isfinite(c.test.diff) else "–",
-                    _fmt_p(c.p_wilcoxon_holm),
-                    _fmt_p(c.p_t_holm),
-                ]
+            out += _test_cells(st.against_best(row.label, m))
         rows.append(out)
     parts = [
         f"Against the reference `{st.best_baseline}`: Δ = mean per-user difference (model − reference) on "
@@ -414,15 +413,7 @@ def _significance(table: Table) -> str:
             out = [f"{st.best_fusion} vs {ref}"]
             for m in shown:
                 c = cs.get(m)
-                out += (
-                    ["–"] * 3
-                    if c is None
-                    else [
-                        f"{c.test.diff:+.4f}" if np.isfinite(c.test.diff) else "–",
-                        _fmt_p(c.p_wilcoxon_holm),
-                        _fmt_p(c.p_t_holm),
-                    ]
-                )
+                out += _test_cells(c)
             rows.append(out)
         h = ["Best fusion vs baseline"]
         for m in shown:
@@ -440,15 +431,7 @@ def _significance(table: Table) -> str:
             for m in LIFT_METRICS:
                 c = st.lift(row.label, placebo, m)
                 out.append(_fmt(row.placebos[placebo].values(m)))
-                out += (
-                    ["–"] * 3
-                    if c is None
-                    else [
-                        f"{c.test.diff:+.4f}" if np.isfinite(c.test.diff) else "–",
-                        _fmt_p(c.p_wilcoxon_holm),
-                        _fmt_p(c.p_t_holm),
-                    ]
-                )
+                out += _test_cells(c)
             rows.append(out)
         parts += ["", tabulate(rows, headers=h, tablefmt="github", disable_numparse=True)]
     return "\n".join(parts)
