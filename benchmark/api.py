@@ -83,12 +83,15 @@ def run(
     data_dir: str | None = None,
     force: bool = False,
     storage: str | None = None,
+    placebo: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Run `models` (names, specs or Recommender classes; default: every registered model) on
     `datasets` (default: the CLI's), like `run --all`: tuned with `budget` (the CLI's default
     when not given; None: no tuning, the defaults or `params`), then `seeds` seed runs each.
     Returns one row per run: dataset, model, seed, status (done / skipped: already recorded /
-    failed), family, test metrics, train seconds, parameters and the record's path."""
+    failed), family, placebo (None for real runs; `placebo=("shuffle", "noise")` adds those
+    controls of every content model, as `--placebo`), test metrics, train seconds, parameters
+    and the record's path."""
     from .cli import build_parser, execute_run
 
     if models is not None and not len(models):
@@ -112,6 +115,7 @@ def run(
         "--data-dir": data_dir,
         "--force": force,
         "--storage": storage,
+        "--placebo": ",".join(placebo) or None,
     }
     if params:  # parameters go with one model on one dataset (`run --dataset D --model M --param ...`)
         if len(names) != 1 or not datasets or len(datasets) != 1:
@@ -139,6 +143,7 @@ def run(
                 "seed": seed,
                 "status": out.status,
                 "family": rec["model"]["family"],
+                "placebo": rec.get("placebo"),
                 **rec.get("test", {}),
                 "train_seconds": rec.get("train_seconds"),
                 "params": rec["model"]["params"],
@@ -147,10 +152,16 @@ def run(
         )
     if not rows:
         return pd.DataFrame(
-            columns=["dataset", "model", "seed", "status", "family", "train_seconds", "params", "record"]
+            columns=["dataset", "model", "seed", "status", "family", "placebo", "train_seconds", "params", "record"]
         )
-    # workers finish in any order: the frame is sorted, the same for every --jobs
-    return pd.DataFrame(rows).sort_values(["dataset", "model", "seed"], kind="stable", ignore_index=True)
+    # workers finish in any order: the frame is sorted, the same for every --jobs (real runs first)
+    frame = pd.DataFrame(rows)
+    order = frame["placebo"].map(lambda p: "" if p is None else p)
+    return (
+        frame.assign(_placebo=order)
+        .sort_values(["dataset", "model", "_placebo", "seed"], kind="stable", ignore_index=True)
+        .drop(columns="_placebo")
+    )
 
 
 def _json(value: Any) -> str:

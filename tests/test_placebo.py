@@ -213,3 +213,24 @@ def test_a_table_without_placebo_runs_is_unchanged(tmp_path):
         )
     page = write_leaderboard(tmp_path).read_text()
     assert "Lift vs" not in page and "placebo" not in page.lower()
+
+
+def test_api_runs_placebo_controls_after_the_real_runs(tmp_path):
+    from benchmark import api
+
+    runs = api.run(
+        datasets=["ml-100k"],
+        models=["content-knn", "pop"],
+        budget=None,
+        seeds=1,
+        results=tmp_path,
+        jobs=1,
+        placebo=("shuffle",),
+    )
+    assert list(zip(runs["model"], runs["placebo"])) == [
+        ("content-knn", None),
+        ("content-knn", "shuffle"),
+        ("pop", None),
+    ]
+    real, shuffled = runs["recall@20"][:2]
+    assert shuffled < real
