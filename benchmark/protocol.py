@@ -62,6 +62,10 @@ class Protocol:
             }
         )
 
+    def stopping(self) -> dict[str, Any]:
+        """The stopping rule's settings, as `benchmark.training.train` takes them."""
+        return {"metric": self.metric, "eval_every": self.eval_every, "patience": self.patience}
+
     def identity(self) -> dict[str, Any]:
         """The settings that change results (and so belong in a record's key)."""
         out = {"metric": self.metric, "patience": self.patience, "eval_every": self.eval_every}

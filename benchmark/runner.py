@@ -125,15 +125,7 @@ def run_one(
         model, outcome = trained.model, trained.outcome
     else:
         try:
-            outcome = train(
-                model,
-                data,
-                split.valid,
-                metric=cfg.metric,
-                eval_every=cfg.eval_every,
-                patience=cfg.patience,
-                progress=progress,
-            )
+            outcome = train(model, data, split.valid, **cfg.stopping(), progress=progress)
         except FloatingPointError as exc:
             # a diverging configuration is a result of this seed, not a crash of the campaign:
             # recorded as failed (and, being seeded, not retried on resume; --force retries)

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from datasets.placebo import PLACEBOS
+
 from .metrics import PRIMARY_METRIC
 from .protocol import PATIENCE
 from .records import RecordStore
@@ -231,8 +233,8 @@ def _select_rows(records: list[dict[str, Any]]) -> tuple[list[Row], dict[str, in
             tuning = next((t for t in map(_tuning, recs) if t), None)
             label = name if tuning else _label(recs[0])  # tuned parameters are listed under the table
             row = Row(name, label, recs[0]["model"].get("family", "?"), recs, tuning)
-            for (cname, ckey, placebo), crecs in sorted(controls.items()):
-                if (cname, ckey) == (name, pkey):
+            for placebo in PLACEBOS:
+                if crecs := controls.get((name, pkey, placebo)):
                     row.placebos[placebo] = Row(
                         name, f"{label} [{placebo} placebo]", row.family, _one_per_seed(crecs), tuning
                     )
@@ -243,12 +245,8 @@ def _select_rows(records: list[dict[str, Any]]) -> tuple[list[Row], dict[str, in
         rows.append(cands[0])
         if len(cands) > 1:
             dropped[name] = len(cands) - 1
-    for row in rows:
-        for key, _ in COLUMNS:
-            vals = [v for v in row.values(key) if np.isfinite(v)]
-            row.means[key] = float(np.mean(vals)) if vals else float("nan")
-        for prow in row.placebos.values():
-            prow.means = {k: _mean_finite(prow.values(k)) for k, _ in COLUMNS}
+    for row in [*rows, *(p for r in rows for p in r.placebos.values())]:
+        row.means = {key: _mean_finite(row.values(key)) for key, _ in COLUMNS}
     rows.sort(key=lambda r: (-_nan_low(r.means.get(PRIMARY_METRIC)), r.label))
     return rows, dropped
 

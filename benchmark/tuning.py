@@ -421,14 +421,7 @@ def _full_length_choice(st, data: TuningData, model_name: str, cfg: Protocol, tr
                 progress(f"full-length validation of the {role}")
             model = _model(model_name, t.user_attrs["params"], cfg)
             try:
-                out = train(
-                    model,
-                    data.fit_data(cfg.device),
-                    data.valid,
-                    metric=cfg.metric,
-                    eval_every=cfg.eval_every,
-                    patience=cfg.patience,
-                )
+                out = train(model, data.fit_data(cfg.device), data.valid, **cfg.stopping())
                 value = out.best_valid if out.best_valid is not None and math.isfinite(out.best_valid) else -math.inf
                 if math.isfinite(value):
                     trained[role] = Trained(model, out, int(data.split.get("seed", 0)))
@@ -528,15 +521,7 @@ def _objective(
                 raise _EpochCap
 
         try:
-            train(
-                model,
-                fit_data,
-                data.valid,
-                metric=cfg.metric,
-                eval_every=cfg.eval_every,
-                patience=cfg.patience,
-                on_eval=on_eval,
-            )
+            train(model, fit_data, data.valid, **cfg.stopping(), on_eval=on_eval)
         except _EpochCap:
             pass
         except FloatingPointError as e:  # a diverging configuration: finished, never best
