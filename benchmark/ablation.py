@@ -4,9 +4,10 @@
 read, then once with each modality removed (and, with three or more, with each one alone), on
 the same splits and seeds, through the ordinary runner (so every variant is a normal run
 record, resumable and skipped when already done). The table compares each variant with the
-full model: mean test metric ± std over seeds, the change, and a paired Wilcoxon test on
-per-user values (Holm-corrected over the table). A large drop when m is removed says the model
-relies on m; no drop says m adds nothing the others (or the interactions) do not carry.
+full model: mean test metric ± std over seeds, the change, and the leaderboard's seed-aware
+test (`benchmark.stats.seed_test`, Holm-corrected over the table; two seeds or more). A large
+drop when m is removed says the model relies on m; no drop says m adds nothing the others (or
+the interactions) do not carry.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from datasets.errors import FusebenchError
 from .protocol import Protocol
 from .records import RecordStore
 from .runner import run_one
-from .stats import holm, paired_test, seed_average
+from .stats import holm, seed_test
 
 METRICS = ("recall@20", "ndcg@20")
 
@@ -104,9 +105,8 @@ def report(dataset: str, model: str, vs: list[Variant], runs: dict[str, list[tup
             row.append(f"{vals.mean():.4f}{std}")
             row.append("" if v.label == "all" else f"{(vals.mean() - ref) / ref * 100:+.1f}%" if ref else "n/a")
             if v.label != "all":
-                a = seed_average([pu[metric] for _, pu in recs])
-                b = seed_average([pu[metric] for _, pu in full])
-                tests.append((len(rows), len(row) - 1, paired_test(a, b).p_wilcoxon))
+                a, b = [pu[metric] for _, pu in recs], [pu[metric] for _, pu in full]
+                tests.append((len(rows), len(row) - 1, seed_test(a, b).p))
         rows.append(row)
     adjusted = holm([p for _, _, p in tests])
     for (i, j, _), p in zip(tests, adjusted):
@@ -123,8 +123,8 @@ def report(dataset: str, model: str, vs: list[Variant], runs: dict[str, list[tup
         f"Split protocol `{first['split']['protocol']}`, seeds {seeds}, evaluation protocol "
         f"`{first['training'].get('protocol', 'fusebench')}`; the model's other hyper-parameters: "
         f"{_params(first)}. Test metrics, mean ± std over seeds; Δ is relative to the run with all "
-        "modalities; p: paired two-sided Wilcoxon signed-rank on per-user values against `all`, "
-        "Holm-corrected over the table.",
+        "modalities; p: the seed-aware two-sided t-test against `all` (training seeds and users both "
+        "sources of chance, as on the leaderboard; not run with one seed), Holm-corrected over the table.",
         "",
         tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True),
         "",

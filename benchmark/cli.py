@@ -378,6 +378,13 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_aa(args) -> int:
+    from . import aa
+
+    print(aa.run(args.results, args.metric, args.dataset))
+    return 0
+
+
 def cmd_datasets(args) -> int:
     if args.action == "list":
         for name in datasets.available():
@@ -576,6 +583,14 @@ def build_parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="regenerate results/LEADERBOARD.md from the records")
     lb.add_argument("--results", default="results")
     lb.set_defaults(func=cmd_leaderboard)
+
+    aa = sub.add_parser(
+        "aa", help="A/A check: how often the tests call a model different from itself (groups of its own seeds)"
+    )
+    aa.add_argument("--results", default="results")
+    aa.add_argument("--dataset", help="only this dataset's tables")
+    aa.add_argument("--metric", default=PRIMARY_METRIC, help=f"per-user test metric (default {PRIMARY_METRIC})")
+    aa.set_defaults(func=cmd_aa)
 
     dr = sub.add_parser(
         "doctor", help="list damaged or orphaned records, studies and locks; --fix moves them to results/quarantine/"

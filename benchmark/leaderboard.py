@@ -8,9 +8,10 @@ evaluation settings: masking, validation metric, patience). Rules, stated on the
   table, the row shown is the tuned one (a record with ``tuning.trials > 0``); among several
   tuned ones, or when none is tuned, the most recently run one (latest
   ``provenance.created``; ties: more seeds, then label). The others are counted under the table.
-- **Markers** (▲ better / ▼ worse than the best baseline) come from the paired two-sided
-  Wilcoxon signed-rank test on per-user values, Holm-corrected over every test of the table,
-  p < 0.05 (see ``benchmark.stats``). The t-test p-values are listed beside them.
+- **Markers** (▲ better / ▼ worse than the best baseline, and on the content-lift columns) come
+  from the seed-aware test (training seeds and users both sources of chance), Holm-corrected
+  over every test of the table, p < 0.05 (see ``benchmark.stats``). The per-user Wilcoxon and
+  t-test p-values are listed beside them in the details.
 - **Bold**: the best mean of each column (ties at the shown precision: all of them).
 - **Summary**: models ranked by mean rank of their test Recall@20 over the tables (average
   ranks for ties), with the number of tables each model was ranked on.
@@ -84,12 +85,18 @@ One row per model and table: runs of the same (dataset, protocol, model, hyper-p
 seeds. When a model was run with several hyper-parameter sets, the row shows the tuned one (an
 Optuna search on validation), else the most recently run one; the others are counted under the
 table. **Bold**: best mean per column. {UP}/{DOWN}: significantly better/worse than the best
-baseline (the `baseline/*` model with the highest mean test Recall@20, marked {REF}): paired
-two-sided Wilcoxon signed-rank test on per-user values (each user's value averaged over the
-seeds both models ran on; users without test items in either model dropped), Holm-Bonferroni
-corrected over all tests of the table (every model x Recall@10/20, NDCG@10/20, MRR@20, plus the
-best fusion model against every baseline), adjusted p < {ALPHA}. Paired t-test p-values and 95%
-bootstrap intervals (1000 resamples of users, seed 0) are listed under each table. Coverage@20
+baseline (the `baseline/*` model with the highest mean test Recall@20, marked {REF}): a
+seed-aware two-sided t-test on the seeds both models ran on, in which the training seed and
+the users are both sources of chance (Δ = mean per-user difference of seed-averaged values;
+its variance = each model's seed-to-seed variance of its per-seed means over its seeds, plus
+the users' variance of the paired differences over the users; Welch-Satterthwaite degrees of
+freedom; not run with one seed), Holm-Bonferroni corrected over all tests of the table (every
+model x Recall@10/20, NDCG@10/20, MRR@20, the best fusion model against every baseline, and
+the content lifts), adjusted p < {ALPHA}. A per-user test alone calls a model "better" than
+itself when two groups of its own seeds are compared (`python -m benchmark aa` runs this A/A
+check on the records), so the per-user paired Wilcoxon and t-test p-values (users without test
+items in either model dropped) are only listed under each table, with 95% bootstrap intervals
+(1000 resamples of users, seed 0). Coverage@20
 is a list-level number and is not tested. Train s: wall-clock training time (validation passes
 excluded); Eval s: one full-ranking test pass; Params: learned scalars used at scoring; Tuning:
 `defaults` = constructor defaults, no search, else the search budget per (dataset, model):
@@ -274,7 +281,7 @@ def _lift_legend(table: Table) -> str:
     return (
         "Lift vs shuffled / vs noise: test Recall@20 of the model minus the same configuration and "
         "seeds trained on placebo content (per-user paired mean difference; ▲/▼ Holm-corrected "
-        f"Wilcoxon p < {ALPHA} with the table's other tests; NDCG@20 in the details). *Shuffled*: each "
+        f"seed-aware p < {ALPHA} with the table's other tests; NDCG@20 in the details). *Shuffled*: each "
         "modality's rows permuted across items, so the content keeps its distribution but belongs to "
         "other items; beating it shows the model reads the item's own content. *Noise*: Gaussian "
         "noise with each modality's means and variances, which a model can use as a second, free "
@@ -372,11 +379,15 @@ def _notes(table: Table) -> list[str]:
     return notes
 
 
+P_HEADERS = ("p seed-aware (Holm)", "p Wilcoxon (Holm)", "p t-test (Holm)")
+
+
 def _test_cells(c) -> list[str]:
-    """Δ, Holm-corrected Wilcoxon p and t-test p of one comparison ("–" when not run)."""
+    """Δ and the Holm-corrected p's of one comparison, P_HEADERS' order ("–" when not run)."""
     if c is None:
-        return ["–"] * 3
-    return [f"{c.test.diff:+.4f}" if np.isfinite(c.test.diff) else "–", _fmt_p(c.p_wilcoxon_holm), _fmt_p(c.p_t_holm)]
+        return ["–"] * (1 + len(P_HEADERS))
+    delta = f"{c.test.diff:+.4f}" if np.isfinite(c.test.diff) else "–"
+    return [delta, _fmt_p(c.p_seed_holm), _fmt_p(c.p_wilcoxon_holm), _fmt_p(c.p_t_holm)]
 
 
 def _significance(table: Table) -> str:
@@ -387,7 +398,7 @@ def _significance(table: Table) -> str:
     names = {"recall@20": "Recall@20", "ndcg@20": "NDCG@20"}
     headers = ["Model", "Users"]
     for m in shown:
-        headers += [f"{names[m]} 95% CI", f"Δ{names[m]}", "p Wilcoxon (Holm)", "p t-test (Holm)"]
+        headers += [f"{names[m]} 95% CI", f"Δ{names[m]}", *P_HEADERS]
     rows = []
     for row in table.rows:
         out = [row.label + (f" {REF}" if row.label == st.best_baseline else ""), str(st.n_users.get(row.label, "–"))]
@@ -417,14 +428,14 @@ def _significance(table: Table) -> str:
             rows.append(out)
         h = ["Best fusion vs baseline"]
         for m in shown:
-            h += [f"Δ{names[m]}", "p Wilcoxon (Holm)", "p t-test (Holm)"]
+            h += [f"Δ{names[m]}", *P_HEADERS]
         parts += ["", tabulate(rows, headers=h, tablefmt="github", disable_numparse=True)]
     lifted = [(r, p) for r in table.rows for p in _lifts(table) if p in r.placebos]
     if lifted:
         names = {m: dict(COLUMNS).get(m, m) for m in LIFT_METRICS}
         h = ["Content lift", "Seeds"]
         for m in LIFT_METRICS:
-            h += [f"{names[m]} placebo", f"Δ{names[m]}", "p Wilcoxon (Holm)", "p t-test (Holm)"]
+            h += [f"{names[m]} placebo", f"Δ{names[m]}", *P_HEADERS]
         rows = []
         for row, placebo in lifted:
             out = [f"{row.label} vs {placebo} placebo", str(len(row.placebos[placebo].records))]

@@ -12,17 +12,27 @@ What the leaderboard reports, and how (the rules, in one place):
   mean over those seeds where the user has test items (per-user arrays hold NaN for users
   without test items), and users that are NaN in either model after averaging are dropped.
   No common seed, or per-user arrays of different lengths: no test (p-values NaN).
-- **Tests.** Paired t-test (``scipy.stats.ttest_rel``) and Wilcoxon signed-rank
+- **The test behind the markers: seed-aware.** Users are not the only source of chance: a
+  model's training seed moves every user's value at once, which a per-user test cannot see
+  (the A/A check, `benchmark.aa`, measures how often a model "beats" itself). The markers
+  come from `seed_test`: the mean per-user difference of seed-averaged values (the Δ shown),
+  with as its variance the sum of each model's seed-to-seed variance of its per-seed means
+  (over its number of seeds) and the user-to-user variance of the paired differences (over
+  the number of users), a t statistic with Welch-Satterthwaite degrees of freedom, two-sided.
+  With zero seed variance (a deterministic model on a fixed split) it is the paired t-test
+  over users; with one seed in either model it is not run (NaN): training variance cannot be
+  estimated from one run.
+- **Per-user tests (details).** Paired t-test (``scipy.stats.ttest_rel``) and Wilcoxon signed-rank
   (``scipy.stats.wilcoxon``, ``zero_method="wilcox"``: users with a zero difference are
   dropped, scipy's default; two-sided). Edge cases: fewer than two pairs -> NaN (no test);
   all differences zero (identical arrays; scipy's Wilcoxon raises) -> p = 1 for both tests;
   a constant non-zero difference (t undefined, scipy returns p = 0) is kept as scipy gives it.
 - **Multiplicity.** Holm-Bonferroni over every test of one table (all comparisons x all
-  tested metrics), separately for the t-test and the Wilcoxon p-values. NaN p-values (tests
+  tested metrics), separately for the seed-aware, the t-test and the Wilcoxon p-values. NaN p-values (tests
   not run) do not count towards the number of hypotheses.
 - **Content lift.** A model that reads item content against its placebo controls (the same
-  configuration and seeds on placebo content, `datasets.placebo`), on LIFT_METRICS, paired
-  per user like the other comparisons and Holm-corrected together with them.
+  configuration and seeds on placebo content, `datasets.placebo`), on LIFT_METRICS, tested
+  like the other comparisons and Holm-corrected together with them.
 - **Intervals.** 95% percentile bootstrap of the mean over users (1000 resamples of users
   with replacement, ``numpy.random.default_rng(seed)``), on the seed-averaged per-user values.
 """
@@ -41,6 +51,8 @@ from .metrics import PRIMARY_METRIC
 __all__ = [
     "PairedTest",
     "paired_test",
+    "SeedTest",
+    "seed_test",
     "holm",
     "bootstrap_ci",
     "seed_average",
@@ -107,6 +119,61 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> PairedTest:
         t = sps.ttest_rel(a, b)
         w = sps.wilcoxon(a, b, zero_method="wilcox", alternative="two-sided")
     return PairedTest(n, mean_a, mean_b, diff, float(t.statistic), float(t.pvalue), float(w.statistic), float(w.pvalue))
+
+
+@dataclass(frozen=True)
+class SeedTest:
+    """Seed-aware comparison of A with B (see the module doc); ``diff`` = mean over users of the
+    seed-averaged differences (as `PairedTest.diff`), ``se`` its standard error, ``df``
+    Welch-Satterthwaite's."""
+
+    seeds_a: int
+    seeds_b: int
+    n_users: int
+    diff: float
+    se: float
+    df: float
+    p: float
+
+
+def _seed_means(runs: Sequence[np.ndarray], users: np.ndarray) -> np.ndarray:
+    """Each seed's mean over `users` (a user without test items in that seed is left out)."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.array([np.nanmean(np.asarray(r, dtype=np.float64).ravel()[users]) for r in runs])
+
+
+def seed_test(a_runs: Sequence[np.ndarray], b_runs: Sequence[np.ndarray]) -> SeedTest:
+    """Test A against B from their per-seed per-user arrays (users aligned), accounting for both
+    the training seeds and the users as sources of chance (module doc)."""
+    nan = float("nan")
+    if not a_runs or not b_runs:
+        return SeedTest(len(a_runs), len(b_runs), 0, nan, nan, nan, nan)
+    na, nb = len(a_runs), len(b_runs)
+    if len({np.asarray(r).size for r in (*a_runs, *b_runs)}) != 1:
+        return SeedTest(na, nb, 0, nan, nan, nan, nan)
+    avg_a, avg_b = seed_average(a_runs), seed_average(b_runs)
+    users = np.flatnonzero(~(np.isnan(avg_a) | np.isnan(avg_b)))
+    nu = int(users.size)
+    if nu < 2:
+        return SeedTest(na, nb, nu, nan, nan, nan, nan)
+    xa, xb = avg_a[users], avg_b[users]
+    # the difference is the per-user tests' (mean of seed-averaged differences: one Δ on the
+    # page); its spread over seeds comes from the per-seed means
+    diff = float((xa - xb).mean())
+    ma, mb = _seed_means(a_runs, users), _seed_means(b_runs, users)
+    if na < 2 or nb < 2:
+        return SeedTest(na, nb, nu, diff, nan, nan, nan)
+    # (variance of the mean, its degrees of freedom) for each independent source of chance
+    parts = [(ma.var(ddof=1) / na, na - 1), (mb.var(ddof=1) / nb, nb - 1), ((xa - xb).var(ddof=1) / nu, nu - 1)]
+    var = sum(v for v, _ in parts)
+    if not var > 0:
+        # nothing varies: identical models and users, or a constant difference
+        return SeedTest(na, nb, nu, diff, 0.0, nan, 1.0 if diff == 0 else 0.0)
+    df = var**2 / sum(v**2 / k for v, k in parts if v > 0)
+    se = float(np.sqrt(var))
+    p = float(2.0 * sps.t.sf(abs(diff) / se, df))
+    return SeedTest(na, nb, nu, diff, se, float(df), p)
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
@@ -202,7 +269,9 @@ class ModelRuns:
                 self._cache[seed] = None  # e.g. an old record without its per-user file
         return self._cache[seed]
 
-    def averaged(self, metric: str, seeds: Sequence[int] | None = None) -> np.ndarray | None:
+    def runs(self, metric: str, seeds: Sequence[int] | None = None) -> list[np.ndarray] | None:
+        """The per-user arrays of `metric`, one per seed (None when one is missing or the
+        seeds' arrays differ in length)."""
         seeds = sorted(self.per_seed) if seeds is None else sorted(seeds)
         arrays = []
         for s in seeds:
@@ -212,7 +281,11 @@ class ModelRuns:
             arrays.append(pu[metric])
         if not arrays or len({np.asarray(a).size for a in arrays}) != 1:
             return None
-        return seed_average(arrays)
+        return arrays
+
+    def averaged(self, metric: str, seeds: Sequence[int] | None = None) -> np.ndarray | None:
+        arrays = self.runs(metric, seeds)
+        return None if arrays is None else seed_average(arrays)
 
 
 @dataclass(frozen=True)
@@ -222,21 +295,23 @@ class Comparison:
     kind: str  # "vs best baseline" | "best fusion vs baseline"
     metric: str
     seeds: tuple[int, ...]
-    test: PairedTest
+    test: PairedTest  # per user, on seed-averaged values (the details)
+    seed: SeedTest  # seeds and users (the markers)
     p_t_holm: float = float("nan")
     p_wilcoxon_holm: float = float("nan")
+    p_seed_holm: float = float("nan")
 
     @property
     def significant(self) -> bool:
-        """Holm-corrected Wilcoxon p < ALPHA (what drives the leaderboard's markers)."""
-        return bool(np.isfinite(self.p_wilcoxon_holm) and self.p_wilcoxon_holm < ALPHA)
+        """Holm-corrected seed-aware p < ALPHA (what drives the leaderboard's markers)."""
+        return bool(np.isfinite(self.p_seed_holm) and self.p_seed_holm < ALPHA)
 
     @property
     def direction(self) -> int:
         """+1 when A is significantly better than B, -1 when worse, 0 otherwise."""
-        if not self.significant or not np.isfinite(self.test.diff) or self.test.diff == 0:
+        if not self.significant or not np.isfinite(self.seed.diff) or self.seed.diff == 0:
             return 0
-        return 1 if self.test.diff > 0 else -1
+        return 1 if self.seed.diff > 0 else -1
 
 
 @dataclass
@@ -278,11 +353,13 @@ def _compare(a: ModelRuns, b: ModelRuns, kind: str, metric: str) -> Comparison:
     seeds = tuple(sorted(set(a.per_seed) & set(b.per_seed)))
     nan = float("nan")
     test = PairedTest(0, nan, nan, nan, nan, nan, nan, nan)
+    by_seed = SeedTest(0, 0, 0, nan, nan, nan, nan)
     if seeds:
-        xa, xb = a.averaged(metric, seeds), b.averaged(metric, seeds)
-        if xa is not None and xb is not None and xa.size == xb.size:
-            test = paired_test(xa, xb)
-    return Comparison(a.label, b.label, kind, metric, seeds, test)
+        ra, rb = a.runs(metric, seeds), b.runs(metric, seeds)
+        if ra is not None and rb is not None and ra[0].size == rb[0].size:
+            test = paired_test(seed_average(ra), seed_average(rb))
+            by_seed = seed_test(ra, rb)
+    return Comparison(a.label, b.label, kind, metric, seeds, test, by_seed)
 
 
 def compare_models(
@@ -313,9 +390,10 @@ def compare_models(
                 comps += [_compare(by_label[label], runs, placebo_kind(placebo), m) for m in lift_metrics]
     pt = holm([c.test.p_t for c in comps])
     pw = holm([c.test.p_wilcoxon for c in comps])
+    ps = holm([c.seed.p for c in comps])
     comps = [
-        Comparison(c.model, c.reference, c.kind, c.metric, c.seeds, c.test, float(x), float(y))
-        for c, x, y in zip(comps, pt, pw)
+        Comparison(c.model, c.reference, c.kind, c.metric, c.seeds, c.test, c.seed, float(x), float(y), float(z))
+        for c, x, y, z in zip(comps, pt, pw, ps)
     ]
     ci: dict[str, dict[str, tuple[float, float]]] = {}
     n_users: dict[str, int] = {}

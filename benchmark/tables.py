@@ -369,8 +369,18 @@ def _finite(x) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
 
 
+def _test_data(c) -> dict[str, float | None]:
+    """One comparison's numbers: Δ, the Holm-corrected seed-aware p (the markers') and the
+    per-user Wilcoxon's (the details')."""
+    return {
+        "delta": _finite(c.test.diff),
+        "p_holm": _finite(c.p_seed_holm),
+        "p_holm_wilcoxon": _finite(c.p_wilcoxon_holm),
+    }
+
+
 def _placebo_lift(t: Table, row: Row) -> dict[str, Any] | None:
-    """{placebo: {metric: {"delta", "p_holm", "seeds"}}} for a row with placebo controls, else None."""
+    """{placebo: {metric: {"delta", "p_holm", "p_holm_wilcoxon", "seeds"}}} with placebo controls, else None."""
     if not row.placebos:
         return None
     out = {}
@@ -379,11 +389,7 @@ def _placebo_lift(t: Table, row: Row) -> dict[str, Any] | None:
         for metric in LIFT_METRICS:
             c = t.stats.lift(row.label, placebo, metric)
             if c is not None:
-                out[placebo][metric] = {
-                    "delta": _finite(c.test.diff),
-                    "p_holm": _finite(c.p_wilcoxon_holm),
-                    "seeds": len(c.seeds),
-                }
+                out[placebo][metric] = {**_test_data(c), "seeds": len(c.seeds)}
     return out
 
 
@@ -409,7 +415,7 @@ def leaderboard_data(tables: list[Table]) -> dict[str, Any]:
             for metric in TESTED_METRICS:
                 c = t.stats.against_best(row.label, metric)
                 if c is not None:
-                    versus[metric] = {"delta": _finite(c.test.diff), "p_holm": _finite(c.p_wilcoxon_holm)}
+                    versus[metric] = _test_data(c)
             models[row.label] = {
                 "name": row.model,
                 "family": row.family,

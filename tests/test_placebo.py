@@ -159,11 +159,11 @@ def _campaign(tmp_path, ds, models, seeds=(0, 1)):
 @pytest.mark.parametrize("content_driven", [True, False])
 def test_lift_over_the_shuffled_placebo_is_significant_only_where_content_drives_the_data(tmp_path, content_driven):
     ds = clustered_dataset(content_driven)
-    # on item-free content an iterative model's lift is decided by where early stopping falls
-    # (measured: fusion-concat .25/.16 with the noise features against .13/.13 shuffled, its
-    # real run trained 60 epochs, the placebos stopped after 1-9), training variance that the
-    # per-user test does not see (issue 13's A/A part); content-knn is one-shot
-    models = ["pop", "content-knn", "fusion-concat"] if content_driven else ["pop", "content-knn"]
+    # on item-free content fusion-concat's lift is decided by where early stopping falls (its
+    # real runs and placebos differ by training luck that every user shares): measured, +.08
+    # over both placebos, per-user Wilcoxon Holm p .004 and .001, the seed-aware test's 1 and 1.
+    # The markers use the seed-aware test (issue 13 part 3), so both models are checked on both.
+    models = ["pop", "content-knn", "fusion-concat"]
     store = _campaign(tmp_path, ds, models)
     (table,) = build_tables(list(store.records()), n_resamples=10)
     assert {r.model for r in table.rows} == set(models)  # placebo runs are controls, not rows
@@ -175,11 +175,8 @@ def test_lift_over_the_shuffled_placebo_is_significant_only_where_content_drives
         if content_driven:
             assert c.direction == 1, (m, c)
         else:
-            # never a positive lift from content unrelated to the items. (The per-user test did
-            # call content-knn significantly *worse* than its shuffled placebo here, p_holm .013:
-            # two draws of item-free content differ by luck that every user shares, which the
-            # per-user test does not see; the A/A part of issue 13 is about exactly this.)
-            assert c.direction != 1, (m, c)
+            # no significant lift, either way, from content unrelated to the items
+            assert c.direction == 0, (m, c)
     data = leaderboard_data([table])["datasets"][ds.name]["models"]
     assert data["pop"]["placebo_lift"] is None
     lift = data["content-knn"]["placebo_lift"]

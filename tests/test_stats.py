@@ -9,11 +9,13 @@ from scipy import stats as sps
 from benchmark.stats import (
     Comparison,
     ModelRuns,
+    SeedTest,
     bootstrap_ci,
     compare_models,
     holm,
     paired_test,
     seed_average,
+    seed_test,
 )
 
 
@@ -176,10 +178,63 @@ def test_compare_models_edge_cases():
     assert "recall@20" not in st.ci["c"]
 
 
-def test_markers_are_driven_by_holm_corrected_wilcoxon_only():
+def test_markers_are_driven_by_the_holm_corrected_seed_aware_test_only():
     t = paired_test(np.array([0.5, 0.6, 0.7]), np.array([0.1, 0.2, 0.2]))
-    c = Comparison("a", "b", "vs best baseline", "recall@20", (0,), t, p_t_holm=0.001, p_wilcoxon_holm=0.2)
-    assert not c.significant and c.direction == 0
-    c = Comparison("a", "b", "vs best baseline", "recall@20", (0,), t, p_t_holm=0.9, p_wilcoxon_holm=0.01)
+    st = SeedTest(3, 3, 3, 0.4, 0.1, 4.0, 0.01)
+    kw = dict(p_t_holm=0.001, p_wilcoxon_holm=0.001)
+    c = Comparison("a", "b", "vs best baseline", "recall@20", (0,), t, st, **kw, p_seed_holm=0.2)
+    assert not c.significant and c.direction == 0  # per-user p's alone never make a marker
+    c = Comparison("a", "b", "vs best baseline", "recall@20", (0,), t, st, p_t_holm=0.9, p_seed_holm=0.01)
     assert c.significant and c.direction == 1
-    assert not Comparison("a", "b", "x", "m", (0,), t, p_wilcoxon_holm=0.05).significant  # strict <
+    assert not Comparison("a", "b", "x", "m", (0,), t, st, p_seed_holm=0.05).significant  # strict <
+
+
+# --- the seed-aware test (issue 13 part 3) ---------------------------------------------------
+
+
+def test_seed_test_without_seed_variance_is_the_paired_t_test_over_users():
+    rng = np.random.default_rng(0)
+    a, b = rng.random(200), rng.random(200)
+    a[:5] = np.nan  # users without test items are left out, as in the per-user tests
+    st = seed_test([a, a, a], [b, b, b])  # deterministic models on a fixed split
+    ref = sps.ttest_rel(a[5:], b[5:])
+    assert (st.seeds_a, st.seeds_b, st.n_users) == (3, 3, 195)
+    assert st.diff == pytest.approx(np.mean(a[5:] - b[5:]))
+    assert st.p == pytest.approx(ref.pvalue, rel=1e-9) and st.df == pytest.approx(194)
+
+
+def test_seed_test_by_hand_and_its_edge_cases():
+    rng = np.random.default_rng(1)
+    x = rng.random(50)
+    shifts_a, shifts_b = [0.02, -0.01, 0.0], [0.03, -0.02, 0.01, 0.05]
+    a = [x + s + 0.01 * rng.standard_normal(50) for s in shifts_a]
+    b = [x + s for s in shifts_b]
+    st = seed_test(a, b)
+    ma, mb = np.array([r.mean() for r in a]), np.array([r.mean() for r in b])
+    d = np.mean(a, axis=0) - np.mean(b, axis=0)
+    parts = [(ma.var(ddof=1) / 3, 2), (mb.var(ddof=1) / 4, 3), (d.var(ddof=1) / 50, 49)]
+    var = sum(v for v, _ in parts)
+    df = var**2 / sum(v**2 / k for v, k in parts)
+    assert st.diff == pytest.approx(ma.mean() - mb.mean()) and st.df == pytest.approx(df)
+    assert st.p == pytest.approx(2 * sps.t.sf(abs(st.diff) / np.sqrt(var), df))
+    one = seed_test(a[:1], b)  # one seed: its training variance is unknown, no test
+    assert np.isfinite(one.diff) and np.isnan(one.p)
+    assert np.isnan(seed_test(a, [x[:10]] * 2).p)  # arrays of different lengths
+    assert seed_test([x, x], [x, x]).p == 1.0  # identical: no evidence of a difference
+
+
+def test_a_a_check_seed_test_holds_its_level_where_the_per_user_test_does_not():
+    """Same model twice: every seed moves every user's value (training variance), users differ
+    in how good they are. The per-user Wilcoxon treats the seed noise shared by all users as a
+    difference between the models; the seed-aware test must stay at or below its level."""
+    rng = np.random.default_rng(7)
+    users = rng.random(300) * 0.5
+    hits_user = hits_seed = 0
+    n = 400
+    for _ in range(n):
+        runs = [users + 0.01 * rng.standard_normal() + 0.02 * rng.standard_normal(300) for _ in range(6)]
+        a, b = runs[:3], runs[3:]
+        hits_user += paired_test(np.mean(a, axis=0), np.mean(b, axis=0)).p_wilcoxon < 0.05
+        hits_seed += seed_test(a, b).p < 0.05
+    assert hits_user / n > 0.3  # the failure the A/A check measured on real data
+    assert hits_seed / n <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / n)
