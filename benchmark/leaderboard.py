@@ -38,7 +38,7 @@ from tabulate import tabulate
 
 from datasets.download import atomic_write
 
-from . import plots
+from . import budget, plots
 from .metrics import PRIMARY_METRIC
 from .protocol import MAX_EPOCHS
 from .records import RecordStore
@@ -323,6 +323,8 @@ def _notes(table: Table) -> list[str]:
         )
     if _lifts(table):
         notes.append(_lift_legend(table))
+    if table.budget is not None:
+        notes.append(budget.describe(table.budget))
     own = [(r, [_code(rec) for rec in r.records]) for r in table.rows if r.family != EXTERNAL]
     own = [(r, srcs) for r, srcs in own if any(srcs)]
     if own:
@@ -628,6 +630,12 @@ def write_plots(tables: list[Table], results_dir: str | Path) -> bool:
         rel = f"plots/{_slug(t)}.png"
         plots.accuracy_vs_time(pts, Path(results_dir) / rel, f"{t.title}: accuracy vs. training time")
         t.plot = rel
+        if t.budget is not None and t.budget.curves:
+            rel = f"plots/{_slug(t)}__budget.png"
+            b = t.budget
+            ylabel = f"best validation {b.metric} so far (trial epoch cap)"
+            plots.budget_curves(b.curves, b.families, Path(results_dir) / rel, f"{t.title}: tuning budget", ylabel)
+            t.budget_plot = rel
     return True
 
 
@@ -636,6 +644,8 @@ def _section(t: Table, level: str = "##") -> list[str]:
     parts += [" ".join(_notes(t))]
     if t.plot:
         parts += ["", f"![{t.title}: test Recall@20 against training time]({t.plot})"]
+    if t.budget_plot:
+        parts += ["", f"![{t.title}: best validation so far against tuning trials]({t.budget_plot})"]
     sig = _significance(t)
     if sig:
         parts += [
@@ -744,6 +754,8 @@ def write_leaderboard(results_dir: str | Path) -> Path:
     for rec in store.records():
         (failed if rec.get("failed") else records).append(rec)
     tables = build_tables(records)
+    for t in tables:
+        t.budget = budget.curves(t.rows, results_dir)
     plotted = write_plots(tables, results_dir)
     text = render(records, tables, plotted=plotted, failed=failed, root=Path(results_dir))
     data = json.dumps(leaderboard_data(tables), indent=2, sort_keys=True).encode()

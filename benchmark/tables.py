@@ -19,6 +19,7 @@ import numpy as np
 
 from datasets.placebo import PLACEBOS
 
+from . import budget
 from .metrics import PRIMARY_METRIC
 from .protocol import PATIENCE
 from .records import RecordStore
@@ -196,6 +197,8 @@ class Table:
     first: dict[str, Any]  # one record, for dataset facts
     plot: str | None = None  # path relative to the results folder
     extra: list[str] = field(default_factory=list)  # what tells tables with the same title apart
+    budget: Any = None  # benchmark.budget.BudgetCurves, read from the studies when the page is written
+    budget_plot: str | None = None
 
     @property
     def cold_start(self) -> bool:
@@ -427,5 +430,12 @@ def leaderboard_data(tables: list[Table]) -> dict[str, Any]:
                 "train_seconds": _finite(row.train_seconds()),
             }
         key = t.dataset if datasets.count(t.dataset) == 1 else t.title
-        out[key] = {"title": t.title, "protocol": t.protocol, "settings": t.settings, "models": models, "findings": []}
+        out[key] = {
+            "title": t.title,
+            "protocol": t.protocol,
+            "settings": t.settings,
+            "models": models,
+            "budget": budget.data(t.budget),
+            "findings": [],
+        }
     return {"datasets": out}
