@@ -106,7 +106,7 @@ def report(dataset: str, model: str, vs: list[Variant], runs: dict[str, list[tup
             row.append("" if v.label == "all" else f"{(vals.mean() - ref) / ref * 100:+.1f}%" if ref else "n/a")
             if v.label != "all":
                 a, b = [pu[metric] for _, pu in recs], [pu[metric] for _, pu in full]
-                tests.append((len(rows), len(row) - 1, seed_test(a, b).p))
+                tests.append((len(rows), len(row) - 1, seed_test(a, b, paired=True).p))  # same seeds
         rows.append(row)
     adjusted = holm([p for _, _, p in tests])
     for (i, j, _), p in zip(tests, adjusted):

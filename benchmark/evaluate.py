@@ -88,6 +88,7 @@ def evaluate(
     batch_size: int = 1024,
     item_popularity: np.ndarray | None = None,
     users: np.ndarray | None = None,
+    item_groups: dict[str, np.ndarray] | None = None,
 ) -> EvalResult:
     """Evaluate ``score_fn`` by full ranking against ``truth``.
 
@@ -104,6 +105,9 @@ def evaluate(
             ``novelty@k`` (with ``p(i) = pop[i] / n_users``, ``n_users = truth.shape[0]``).
         users: optional user ids to restrict the evaluation to (still only those with a
             relevant item are scored).
+        item_groups: optional ``{name: bool array (n_items,)}``; adds per-user
+            ``recall@k|name``: recall of the same lists against the user's relevant items in the
+            group only (NaN for a user with none there), e.g. head and tail items.
     """
     t0 = time.perf_counter()
     truth = _csr(truth, "truth")
@@ -149,6 +153,15 @@ def evaluate(
     per_user = {f"{m}@{k}": np.full(n_users, np.nan, dtype=np.float64) for m in metrics for k in ks}
     if info is not None:
         per_user.update({f"novelty@{k}": np.full(n_users, np.nan) for k in ks})
+    groups = {}
+    for name, mask in (item_groups or {}).items():
+        mask = np.asarray(mask, dtype=bool).ravel()
+        if mask.shape != (n_items,):
+            raise FusebenchError(f"item group {name!r} has {mask.size} entries, expected {n_items}")
+        g = truth.multiply(mask[None, :].astype(np.float64)).tocsr()  # relevant items in the group
+        g.eliminate_zeros()
+        groups[name] = g
+        per_user.update({f"recall@{k}|{name}": np.full(n_users, np.nan) for k in ks})
     counts = np.zeros((len(ks), n_items), dtype=np.int64)
 
     for lo in range(0, len(eval_users), batch_size):
@@ -161,6 +174,9 @@ def evaluate(
         res = M.rank_metrics(topk, truth[batch], metrics, ks)
         for name, values in res.items():
             per_user[name][batch] = values
+        for group, g in groups.items():
+            for name, values in M.rank_metrics(topk, g[batch], ("recall",), ks).items():
+                per_user[f"{name}|{group}"][batch] = values
         counts += M.item_counts(topk, ks, n_items)
         if info is not None:
             nov = M.novelty(topk, ks, item_popularity, n_users)

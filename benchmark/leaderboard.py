@@ -39,6 +39,7 @@ from tabulate import tabulate
 from datasets.download import atomic_write
 
 from . import budget, plots
+from .findings import findings
 from .metrics import PRIMARY_METRIC
 from .protocol import MAX_EPOCHS
 from .records import RecordStore
@@ -88,11 +89,12 @@ table. **Bold**: best mean per column. {UP}/{DOWN}: significantly better/worse t
 baseline (the `baseline/*` model with the highest mean test Recall@20, marked {REF}): a
 seed-aware two-sided t-test on the seeds both models ran on, in which the training seed and
 the users are both sources of chance (Δ = mean per-user difference of seed-averaged values;
-its variance = each model's seed-to-seed variance of its per-seed means over its seeds, plus
-the users' variance of the paired differences over the users; Welch-Satterthwaite degrees of
-freedom; not run with one seed), Holm-Bonferroni corrected over all tests of the table (every
-model x Recall@10/20, NDCG@10/20, MRR@20, the best fusion model against every baseline, and
-the content lifts), adjusted p < {ALPHA}. A per-user test alone calls a model "better" than
+its variance = the seed-to-seed variance of the per-seed differences of the two models' means
+over the number of seeds, plus the users' variance of the paired differences over the users;
+Welch-Satterthwaite degrees of freedom; not run with one seed), Holm-Bonferroni corrected
+over all tests of the table (every model x Recall@10/20, NDCG@10/20, MRR@20, the best fusion
+model against every baseline, and the content lifts), adjusted p < {ALPHA}.
+A per-user test alone calls a model "better" than
 itself when two groups of its own seeds are compared (`python -m benchmark aa` runs this A/A
 check on the records), so the per-user paired Wilcoxon and t-test p-values (users without test
 items in either model dropped) are only listed under each table, with 95% bootstrap intervals
@@ -384,6 +386,44 @@ def _notes(table: Table) -> list[str]:
 P_HEADERS = ("p seed-aware (Holm)", "p Wilcoxon (Holm)", "p t-test (Holm)")
 
 
+def _segment_section(t: Table, cold: bool) -> str:
+    """Where content helps: the best fusion model, the reference and its placebos by segment."""
+    seg = t.segments
+    if seg is None:
+        if t.stats.best_fusion and not t.cold_start:
+            return (
+                "Where content helps: no segment arrays in these records (made before segments existed; "
+                "`--force` runs them again)."
+            )
+        return ""
+    versus = {seg.reference: seg.reference} if seg.reference else {}
+    versus.update(
+        {seg.placebos[p]: LIFT_HEADERS[p].removeprefix("Lift vs ") for p in LIFT_HEADERS if p in seg.placebos}
+    )
+    compared = list(versus)
+    headers = ["Segment", "Users", seg.fusion, *compared, *(f"Lift vs {v} [95% CI]" for v in versus.values())]
+    rows = []
+    for r in (r for r in seg.rows if r.users):
+        out = [r.segment, str(r.users), f"{r.means[seg.fusion]:.4f}" if np.isfinite(r.means[seg.fusion]) else "–"]
+        out += [f"{r.means[c]:.4f}" if np.isfinite(r.means.get(c, np.nan)) else "–" for c in compared]
+        for c in compared:
+            lift = r.lifts.get(c)
+            out.append("–" if lift is None or not np.isfinite(lift.delta) else f"{lift.delta:+.4f} {_fmt_ci(lift.ci)}")
+        rows.append(out)
+    text = (
+        f"Where content helps: test Recall@20 of the best fusion model `{seg.fusion}`"
+        + (f", the reference `{seg.reference}`" if seg.reference else "")
+        + (" and its placebo controls" if seg.placebos else "")
+        + " by segment (head items: the most popular items holding 20% of the training interactions; "
+        "tail: the rest; users by quartile of their training interactions, Q1 least active), means over "
+        "users of seed-averaged values; lift = the best fusion model minus the other, with a 95% bootstrap "
+        "interval over users."
+    )
+    if cold:
+        text += " The cold-start-items table of this dataset is under *Cold-start items* below."
+    return text + "\n\n" + tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
 def _test_cells(c) -> list[str]:
     """Δ and the Holm-corrected p's of one comparison, P_HEADERS' order ("–" when not run)."""
     if c is None:
@@ -639,9 +679,16 @@ def write_plots(tables: list[Table], results_dir: str | Path) -> bool:
     return True
 
 
-def _section(t: Table, level: str = "##") -> list[str]:
-    parts = ["", f"{level} {t.title}", "", _describe(t), "", _markdown_table(t), ""]
+def _section(t: Table, level: str = "##", cold: bool = False) -> list[str]:
+    parts = ["", f"{level} {t.title}", ""]
+    said = findings(t)
+    if said:
+        parts += ["**Findings** (generated from the records): " + " ".join(said), ""]
+    parts += [_describe(t), "", _markdown_table(t), ""]
     parts += [" ".join(_notes(t))]
+    segs = _segment_section(t, cold)
+    if segs:
+        parts += ["", segs]
     if t.plot:
         parts += ["", f"![{t.title}: test Recall@20 against training time]({t.plot})"]
     if t.budget_plot:
@@ -729,7 +776,7 @@ def render(
             rank_summary(main),
         ]
     for t in main:
-        parts += _section(t)
+        parts += _section(t, cold=any(c.dataset == t.dataset for c in cold))
     if cold:
         parts += [
             "",

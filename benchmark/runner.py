@@ -16,6 +16,7 @@ from .evaluate import evaluate
 from .protocol import Protocol
 from .provenance import provenance
 from .records import RECORD_VERSION, RecordStore, record_key
+from .segments import USER_ACTIVITY, item_groups
 from .training import train
 
 # the parts of a run's `tuning` description that define the run (its record key): the same
@@ -161,6 +162,7 @@ def run_one(
         ks=cfg.ks,
         batch_size=cfg.eval_batch_size,
         item_popularity=popularity,
+        item_groups=item_groups(popularity),  # head and tail items (benchmark.segments)
     )
 
     record = {
@@ -173,7 +175,9 @@ def run_one(
     }
     if tuning is not None:
         record["tuning"] = dict(tuning)
-    path = store.write(record, {k: v.astype(np.float32) for k, v in test.per_user.items()})
+    per_user = {k: v.astype(np.float32) for k, v in test.per_user.items()}
+    per_user[USER_ACTIVITY] = np.diff(split.train.indptr).astype(np.float32)  # user segments
+    path = store.write(record, per_user)
     return RunOutcome(status="done", key=key, record=record, path=str(path))
 
 

@@ -16,12 +16,14 @@ What the leaderboard reports, and how (the rules, in one place):
   model's training seed moves every user's value at once, which a per-user test cannot see
   (the A/A check, `benchmark.aa`, measures how often a model "beats" itself). The markers
   come from `seed_test`: the mean per-user difference of seed-averaged values (the Δ shown),
-  with as its variance the sum of each model's seed-to-seed variance of its per-seed means
-  (over its number of seeds) and the user-to-user variance of the paired differences (over
-  the number of users), a t statistic with Welch-Satterthwaite degrees of freedom, two-sided.
-  With zero seed variance (a deterministic model on a fixed split) it is the paired t-test
-  over users; with one seed in either model it is not run (NaN): training variance cannot be
-  estimated from one run.
+  with as its variance the variance over seeds of the per-seed differences of the two models'
+  means (over the number of seeds: both models ran on the same seeds, so on a random split
+  what the split does to both cancels) plus the user-to-user variance of the paired per-user
+  differences (over the number of users), as a t statistic with Welch-Satterthwaite degrees
+  of freedom, two-sided. Groups of different seeds (the A/A check) use each group's own
+  seed-to-seed variance instead (Welch). With zero seed variance (deterministic models on a
+  fixed split) it is the paired t-test over users; with one seed it is not run (NaN):
+  training variance cannot be estimated from one run.
 - **Per-user tests (details).** Paired t-test (``scipy.stats.ttest_rel``) and Wilcoxon signed-rank
   (``scipy.stats.wilcoxon``, ``zero_method="wilcox"``: users with a zero difference are
   dropped, scipy's default; two-sided). Edge cases: fewer than two pairs -> NaN (no test);
@@ -143,9 +145,11 @@ def _seed_means(runs: Sequence[np.ndarray], users: np.ndarray) -> np.ndarray:
         return np.array([np.nanmean(np.asarray(r, dtype=np.float64).ravel()[users]) for r in runs])
 
 
-def seed_test(a_runs: Sequence[np.ndarray], b_runs: Sequence[np.ndarray]) -> SeedTest:
+def seed_test(a_runs: Sequence[np.ndarray], b_runs: Sequence[np.ndarray], paired: bool = False) -> SeedTest:
     """Test A against B from their per-seed per-user arrays (users aligned), accounting for both
-    the training seeds and the users as sources of chance (module doc)."""
+    the training seeds and the users as sources of chance (module doc). `paired`: the i-th run
+    of A and of B share their seed (the same split, on a random split), so the seed term is the
+    variance of the per-seed differences: what both models share through the split cancels."""
     nan = float("nan")
     if not a_runs or not b_runs:
         return SeedTest(len(a_runs), len(b_runs), 0, nan, nan, nan, nan)
@@ -162,10 +166,14 @@ def seed_test(a_runs: Sequence[np.ndarray], b_runs: Sequence[np.ndarray]) -> See
     # page); its spread over seeds comes from the per-seed means
     diff = float((xa - xb).mean())
     ma, mb = _seed_means(a_runs, users), _seed_means(b_runs, users)
-    if na < 2 or nb < 2:
+    if na < 2 or nb < 2 or (paired and na != nb):
         return SeedTest(na, nb, nu, diff, nan, nan, nan)
     # (variance of the mean, its degrees of freedom) for each independent source of chance
-    parts = [(ma.var(ddof=1) / na, na - 1), (mb.var(ddof=1) / nb, nb - 1), ((xa - xb).var(ddof=1) / nu, nu - 1)]
+    users_part = ((xa - xb).var(ddof=1) / nu, nu - 1)
+    if paired:
+        parts = [((ma - mb).var(ddof=1) / na, na - 1), users_part]
+    else:
+        parts = [(ma.var(ddof=1) / na, na - 1), (mb.var(ddof=1) / nb, nb - 1), users_part]
     var = sum(v for v, _ in parts)
     if not var > 0:
         # nothing varies: identical models and users, or a constant difference
@@ -358,7 +366,7 @@ def _compare(a: ModelRuns, b: ModelRuns, kind: str, metric: str) -> Comparison:
         ra, rb = a.runs(metric, seeds), b.runs(metric, seeds)
         if ra is not None and rb is not None and ra[0].size == rb[0].size:
             test = paired_test(seed_average(ra), seed_average(rb))
-            by_seed = seed_test(ra, rb)
+            by_seed = seed_test(ra, rb, paired=True)  # the seeds both ran on, in the same order
     return Comparison(a.label, b.label, kind, metric, seeds, test, by_seed)
 
 

@@ -20,9 +20,11 @@ import numpy as np
 from datasets.placebo import PLACEBOS
 
 from . import budget
+from .findings import findings
 from .metrics import PRIMARY_METRIC
 from .protocol import PATIENCE
 from .records import RecordStore
+from .segments import SegmentTable, segment_arrays, segment_table
 from .stats import LIFT_METRICS, TESTED_METRICS, GroupStats, ModelRuns, compare_models
 
 COLUMNS = (
@@ -197,6 +199,7 @@ class Table:
     first: dict[str, Any]  # one record, for dataset facts
     plot: str | None = None  # path relative to the results folder
     extra: list[str] = field(default_factory=list)  # what tells tables with the same title apart
+    segments: SegmentTable | None = None  # where content helps (benchmark.segments)
     budget: Any = None  # benchmark.budget.BudgetCurves, read from the studies when the page is written
     budget_plot: str | None = None
 
@@ -296,6 +299,22 @@ def _same_evaluation(table_key: tuple, ext_key: tuple) -> bool:
     return all(a[k] == b[k] for k in ("protocol", "mask_valid_at_test"))
 
 
+def _segments(
+    stats: GroupStats, runs: dict[str, ModelRuns], placebos: dict[str, dict[str, ModelRuns]], n_resamples: int
+) -> SegmentTable | None:
+    """The best fusion model against the reference and its own placebos, by segment."""
+    if stats.best_fusion is None:
+        return None
+
+    def per_seed(m: ModelRuns) -> dict[int, dict[str, np.ndarray] | None]:
+        return {s: (segment_arrays(pu) if (pu := m.arrays(s)) is not None else None) for s in m.per_seed}
+
+    fus = stats.best_fusion
+    ref = (stats.best_baseline, per_seed(runs[stats.best_baseline])) if stats.best_baseline else None
+    controls = {k: (f"{fus} ({k} placebo)", per_seed(m)) for k, m in placebos.get(fus, {}).items()}
+    return segment_table((fus, per_seed(runs[fus])), ref, controls, n_resamples=n_resamples)
+
+
 def build_tables(records: list[dict[str, Any]], n_resamples: int = 1000) -> list[Table]:
     """One table per dataset/protocol group, rows selected and statistics computed. An external
     system's record joins every table of its data, split and test protocol (else one of its own)."""
@@ -311,7 +330,9 @@ def build_tables(records: list[dict[str, Any]], n_resamples: int = 1000) -> list
     for gkey, recs in sorted(groups.items(), key=lambda kv: json.dumps(kv[0], default=str)):
         rows, dropped = _select_rows(recs)
         placebos = {r.label: {k: _model_runs(p) for k, p in r.placebos.items()} for r in rows if r.placebos}
-        stats = compare_models([_model_runs(r) for r in rows], n_resamples=n_resamples, placebos=placebos)
+        runs = [_model_runs(r) for r in rows]
+        stats = compare_models(runs, n_resamples=n_resamples, placebos=placebos)
+        segs = _segments(stats, {m.label: m for m in runs}, placebos, n_resamples)
         name, protocol = gkey[0], gkey[1]
         settings = json.loads(gkey[5])
         title = f"{name} ({protocol} split"
@@ -319,7 +340,7 @@ def build_tables(records: list[dict[str, Any]], n_resamples: int = 1000) -> list
             title += f", {'MMRec' if settings['protocol'] == 'mmrec' else settings['protocol']} protocol"
         title += ")"
         first = next((r for r in recs if not _external(r)), recs[0])  # the table's facts: a trained run's
-        tables.append(Table(gkey, title, name, protocol, settings, rows, dropped, stats, first))
+        tables.append(Table(gkey, title, name, protocol, settings, rows, dropped, stats, first, segments=segs))
     # disambiguate tables that would share a title (other threshold, settings, split or data version)
     same: dict[str, list[Table]] = defaultdict(list)
     for t in tables:
@@ -396,6 +417,28 @@ def _placebo_lift(t: Table, row: Row) -> dict[str, Any] | None:
     return out
 
 
+def _segments_data(seg: SegmentTable | None) -> dict[str, Any] | None:
+    if seg is None:
+        return None
+    return {
+        "fusion": seg.fusion,
+        "reference": seg.reference,
+        "placebos": seg.placebos,
+        "rows": [
+            {
+                "segment": r.segment,
+                "users": r.users,
+                "recall@20": {k: _finite(v) for k, v in r.means.items()},
+                "lift": {
+                    k: {"delta": _finite(x.delta), "ci95": [_finite(x.ci[0]), _finite(x.ci[1])], "users": x.users}
+                    for k, x in r.lifts.items()
+                },
+            }
+            for r in seg.rows
+        ],
+    }
+
+
 def leaderboard_data(tables: list[Table]) -> dict[str, Any]:
     """The leaderboard's numbers, machine-readable: what LEADERBOARD.json holds and
     `benchmark.api.leaderboard` returns as DataFrames. One entry per table, keyed by its dataset
@@ -436,6 +479,7 @@ def leaderboard_data(tables: list[Table]) -> dict[str, Any]:
             "settings": t.settings,
             "models": models,
             "budget": budget.data(t.budget),
-            "findings": [],
+            "segments": _segments_data(t.segments),
+            "findings": findings(t),
         }
     return {"datasets": out}

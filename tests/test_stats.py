@@ -238,3 +238,39 @@ def test_a_a_check_seed_test_holds_its_level_where_the_per_user_test_does_not():
         hits_seed += seed_test(a, b).p < 0.05
     assert hits_user / n > 0.3  # the failure the A/A check measured on real data
     assert hits_seed / n <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / n)
+
+
+def test_paired_seed_test_cancels_what_the_split_does_to_both_models():
+    """On a random split each seed's split moves both models (shared); their training luck is
+    their own. Paired by seed, the shared part cancels: the test keeps its level on equal
+    models and finds a real difference the unpaired form drowns in split variance."""
+    rng = np.random.default_rng(3)
+    users = rng.random(300) * 0.5
+    n, level_hits, paired_power, unpaired_power = 400, 0, 0, 0
+    for _ in range(n):
+        split = 0.03 * rng.standard_normal(3)  # per seed, shared by both models
+
+        def runs(effect):
+            return [users + effect + s + 0.004 * rng.standard_normal() + 0.02 * rng.standard_normal(300) for s in split]
+
+        a, b = runs(0.0), runs(0.0)
+        level_hits += seed_test(a, b, paired=True).p < 0.05
+        c = runs(0.02)
+        paired_power += seed_test(c, a, paired=True).p < 0.05
+        unpaired_power += seed_test(c, a).p < 0.05
+    assert level_hits / n <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / n)
+    assert paired_power / n > 0.5 and unpaired_power / n < 0.2
+
+
+def test_paired_seed_test_by_hand():
+    rng = np.random.default_rng(4)
+    a = [rng.random(40) for _ in range(3)]
+    b = [x - 0.05 + 0.01 * rng.standard_normal(40) for x in a]
+    st = seed_test(a, b, paired=True)
+    d_seed = np.array([x.mean() - y.mean() for x, y in zip(a, b)])
+    d_user = np.mean(a, axis=0) - np.mean(b, axis=0)
+    parts = [(d_seed.var(ddof=1) / 3, 2), (d_user.var(ddof=1) / 40, 39)]
+    var = sum(v for v, _ in parts)
+    assert st.df == pytest.approx(var**2 / sum(v**2 / k for v, k in parts))
+    assert st.p == pytest.approx(2 * sps.t.sf(abs(d_user.mean()) / np.sqrt(var), st.df))
+    assert np.isnan(seed_test(a, b[:2], paired=True).p)  # pairs need the same seeds
