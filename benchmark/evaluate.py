@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from benchmark import metrics as M
 from datasets.errors import FusebenchError
 
-__all__ = ["EvalResult", "evaluate", "mean_metrics"]
+__all__ = ["EvalResult", "evaluate", "mean_metrics", "group_truths", "group_recall"]
 
 DEFAULT_METRICS = M.RANK_METRICS  # every metric the kernels compute
 
@@ -153,15 +153,8 @@ def evaluate(
     per_user = {f"{m}@{k}": np.full(n_users, np.nan, dtype=np.float64) for m in metrics for k in ks}
     if info is not None:
         per_user.update({f"novelty@{k}": np.full(n_users, np.nan) for k in ks})
-    groups = {}
-    for name, mask in (item_groups or {}).items():
-        mask = np.asarray(mask, dtype=bool).ravel()
-        if mask.shape != (n_items,):
-            raise FusebenchError(f"item group {name!r} has {mask.size} entries, expected {n_items}")
-        g = truth.multiply(mask[None, :].astype(np.float64)).tocsr()  # relevant items in the group
-        g.eliminate_zeros()
-        groups[name] = g
-        per_user.update({f"recall@{k}|{name}": np.full(n_users, np.nan) for k in ks})
+    groups = group_truths(truth, item_groups)
+    per_user.update({f"recall@{k}|{name}": np.full(n_users, np.nan) for name in groups for k in ks})
     counts = np.zeros((len(ks), n_items), dtype=np.int64)
 
     for lo in range(0, len(eval_users), batch_size):
@@ -174,9 +167,8 @@ def evaluate(
         res = M.rank_metrics(topk, truth[batch], metrics, ks)
         for name, values in res.items():
             per_user[name][batch] = values
-        for group, g in groups.items():
-            for name, values in M.rank_metrics(topk, g[batch], ("recall",), ks).items():
-                per_user[f"{name}|{group}"][batch] = values
+        for name, values in group_recall(topk, groups, batch, ks).items():
+            per_user[name][batch] = values
         counts += M.item_counts(topk, ks, n_items)
         if info is not None:
             nov = M.novelty(topk, ks, item_popularity, n_users)
@@ -198,6 +190,29 @@ def evaluate(
         seconds=time.perf_counter() - t0,
         evaluated_users=eval_users,
     )
+
+
+def group_truths(truth: sp.csr_matrix, item_groups: dict[str, np.ndarray] | None) -> dict[str, sp.csr_matrix]:
+    """Each group's relevant items: `truth` restricted to the group's items (`item_groups`)."""
+    out = {}
+    for name, mask in (item_groups or {}).items():
+        mask = np.asarray(mask, dtype=bool).ravel()
+        if mask.shape != (truth.shape[1],):
+            raise FusebenchError(f"item group {name!r} has {mask.size} entries, expected {truth.shape[1]}")
+        g = truth.multiply(mask[None, :].astype(np.float64)).tocsr()
+        g.eliminate_zeros()
+        out[name] = g
+    return out
+
+
+def group_recall(topk: np.ndarray, groups: dict[str, sp.csr_matrix], rows: np.ndarray, ks) -> dict[str, np.ndarray]:
+    """Per-user `recall@k|group` of the lists `topk` (one per user in `rows`) against each group's
+    relevant items (NaN for a user with none in the group)."""
+    out = {}
+    for group, g in groups.items():
+        for name, values in M.rank_metrics(topk, g[rows], ("recall",), ks).items():
+            out[f"{name}|{group}"] = values
+    return out
 
 
 def _check_scores(scores, n_rows: int, n_items: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from .evaluate import evaluate
 from .protocol import Protocol
 from .provenance import provenance
 from .records import RECORD_VERSION, RecordStore, record_key
-from .segments import USER_ACTIVITY, item_groups
+from .segments import item_groups, stored_arrays
 from .training import train
 
 # the parts of a run's `tuning` description that define the run (its record key): the same
@@ -175,9 +175,7 @@ def run_one(
     }
     if tuning is not None:
         record["tuning"] = dict(tuning)
-    per_user = {k: v.astype(np.float32) for k, v in test.per_user.items()}
-    per_user[USER_ACTIVITY] = np.diff(split.train.indptr).astype(np.float32)  # user segments
-    path = store.write(record, per_user)
+    path = store.write(record, stored_arrays(test.per_user, split))
     return RunOutcome(status="done", key=key, record=record, path=str(path))
 
 

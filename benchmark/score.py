@@ -37,6 +37,7 @@ from baselines.base import MODEL_NAME
 from datasets.errors import FusebenchError
 
 from . import metrics as M
+from .segments import stored_arrays
 
 CONVENTIONS = ("recbole", "trec")
 FILE_KS = (1, 5, 10, 20, 50)  # --ks default when scoring files
@@ -335,7 +336,8 @@ def score_split(run: RunFile, dataset, split, ks: Sequence[int], mask_valid: boo
     items among the user's train (and, with `mask_valid`, valid) interactions are dropped before
     the cut at max(ks); the per-user metrics, their means, coverage, Gini and novelty are computed
     as `evaluate` computes them."""
-    from .evaluate import mean_metrics
+    from .evaluate import group_recall, group_truths, mean_metrics
+    from .segments import item_groups
 
     exclude = split.train + split.valid if mask_valid else split.train
 
@@ -366,6 +368,8 @@ def score_split(run: RunFile, dataset, split, ks: Sequence[int], mask_valid: boo
     res = M.rank_metrics(topk, truth[eval_users], M.RANK_METRICS, ks)
     popularity = np.asarray(split.train.sum(axis=0)).ravel()
     res.update(M.novelty(topk, ks, popularity, n_users))
+    groups = group_truths(truth, item_groups(popularity))  # head and tail items, as at test time
+    res.update(group_recall(topk, groups, eval_users, ks))
     per_user = {}
     for name, values in res.items():
         per_user[name] = np.full(n_users, np.nan)
@@ -374,7 +378,9 @@ def score_split(run: RunFile, dataset, split, ks: Sequence[int], mask_valid: boo
     summary = mean_metrics(
         {
             name: per_user[name]
-            for name in [f"{m}@{k}" for m in M.RANK_METRICS for k in ks] + [f"novelty@{k}" for k in ks]
+            for name in [f"{m}@{k}" for m in M.RANK_METRICS for k in ks]
+            + [f"novelty@{k}" for k in ks]
+            + [f"recall@{k}|{g}" for g in groups for k in ks]
         }
     )
     counts = M.item_counts(topk, ks, n_items)
@@ -450,7 +456,7 @@ def external_record(
         "train_seconds": None,
         "eval_seconds": None,
     }
-    return record, {k: v.astype(np.float32) for k, v in scored.per_user.items()}
+    return record, stored_arrays(scored.per_user, split)
 
 
 # --------------------------------------------------------------------------- output

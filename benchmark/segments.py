@@ -53,6 +53,14 @@ def item_groups(popularity: np.ndarray) -> dict[str, np.ndarray]:
     return {"head": head, "tail": ~head}
 
 
+def stored_arrays(per_user: dict[str, np.ndarray], split) -> dict[str, np.ndarray]:
+    """What a record's per-user file holds: the per-user metrics (float32) and each user's
+    training interactions (the user segments). One rule for the runner and `score`."""
+    out = {k: np.asarray(v).astype(np.float32) for k, v in per_user.items()}
+    out[USER_ACTIVITY] = np.diff(split.train.tocsr().indptr).astype(np.float32)
+    return out
+
+
 def segment_arrays(per_user: dict[str, np.ndarray], metric: str = PRIMARY_METRIC) -> dict[str, np.ndarray] | None:
     """segment -> per-user values of one seed (NaN outside the segment); None for a record made
     before the segment arrays."""

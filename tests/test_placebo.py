@@ -193,6 +193,14 @@ def test_lift_over_the_shuffled_placebo_is_significant_only_where_content_drives
     assert "content-knn vs shuffle placebo" in page and "--placebo shuffle,noise" in page
     board = json.loads((tmp_path / "LEADERBOARD.json").read_text())
     assert board["datasets"][ds.name]["models"][models[-1]]["placebo_lift"]["noise"]["recall@20"]["seeds"] == 2
+    # the generated findings say which models use their content, from the same tests
+    (said,) = [f for f in board["datasets"][ds.name]["findings"] if f.startswith("Against the shuffled")]
+    uses = said.split(": ", 1)[1].split(";")[0]
+    if content_driven:
+        assert "`fusion-concat`" in uses and "content" in uses, said
+    else:
+        assert said.endswith(" do not.") and "use" not in uses and all(f"`{m}`" in uses for m in models[1:]), said
+    assert "**Findings** (generated from the records): " in page and said in " ".join(page.split())
 
 
 def test_a_table_without_placebo_runs_is_unchanged(tmp_path):
