@@ -25,6 +25,8 @@ from datasets.errors import FusebenchError
 
 from .storage import default_storage
 
+STABLE_TAU = 0.8  # at or above: the ranking is called settled (the page and the findings)
+
 
 @dataclass(frozen=True)
 class BudgetCurves:
@@ -125,8 +127,8 @@ def describe(b: BudgetCurves) -> str:
             f"{b.trials} with Kendall τ = {b.tau:.2f}"
             + (
                 " (1 = the same order: more trials would hardly reorder them)."
-                if b.tau >= 0.8
-                else " (below 0.8: the ranking is still moving at this budget)."
+                if b.tau >= STABLE_TAU
+                else f" (below {STABLE_TAU}: the ranking is still moving at this budget)."
             )
         )
     if b.missing:

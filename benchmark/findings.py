@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .budget import STABLE_TAU
 from .metrics import PRIMARY_METRIC
 from .stats import ALPHA
-
-STABLE_TAU = 0.8  # the same threshold as the page's budget sentence
 
 
 def _p(p: float) -> str:
