@@ -76,8 +76,10 @@ def findings(table, placebo_kinds: tuple[str, ...] = ("shuffle", "noise")) -> li
         if rest:
             parts.append(f"{_names(rest)} {'does' if len(rest) == 1 else 'do'} not")
         out.append(
-            "Against the shuffled and the noise placebo (a significant positive lift over both, "
-            f"seed-aware Holm p < {ALPHA}): " + "; ".join(parts) + "."
+            f"Of the {len(tested)} model{'s' * (len(tested) != 1)} run against the shuffled and the noise "
+            f"placebo (using the content = a significant positive lift over both, seed-aware Holm p < {ALPHA}): "
+            + "; ".join(parts)
+            + "."
         )
     elif any(r.placebos for r in table.rows):
         out.append("Placebo controls were run for only some models or only one kind; content use is not concluded.")

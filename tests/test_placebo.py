@@ -194,7 +194,7 @@ def test_lift_over_the_shuffled_placebo_is_significant_only_where_content_drives
     board = json.loads((tmp_path / "LEADERBOARD.json").read_text())
     assert board["datasets"][ds.name]["models"][models[-1]]["placebo_lift"]["noise"]["recall@20"]["seeds"] == 2
     # the generated findings say which models use their content, from the same tests
-    (said,) = [f for f in board["datasets"][ds.name]["findings"] if f.startswith("Against the shuffled")]
+    (said,) = [f for f in board["datasets"][ds.name]["findings"] if f.startswith("Of the 2 models run against")]
     uses = said.split(": ", 1)[1].split(";")[0]
     if content_driven:
         assert "`fusion-concat`" in uses and "content" in uses, said
