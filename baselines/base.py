@@ -87,6 +87,11 @@ class Recommender:
     # iterative models: the constructor parameter that bounds the epochs (the benchmark's
     # protocols set it to their maximum; patience on validation stops training)
     epochs_param: ClassVar[str | None] = "epochs"
+    # False: the fitted model does not depend on FitData.seed (no random initialisation,
+    # sampling or dropout), so two seeds on the same split give the same record and the
+    # pipeline trains it once (benchmark.pipeline). True unless a class says otherwise: a model
+    # from outside may draw from any generator
+    seeded: ClassVar[bool] = True
     # parameter name -> accepted values (see baselines.params); each class declares its own
     # parameters and the declarations merge along the MRO, so a shared one is written once
     _parameter_constraints: ClassVar[dict[str, list]] = {}
@@ -164,6 +169,11 @@ class Recommender:
     def set_state(self, state: Any) -> None:
         for k, v in state.items():
             setattr(self, k, v)
+
+    def uses_seed(self) -> bool:
+        """Whether this configuration's fit depends on the run's seed (`seeded` for most models;
+        a model built from others asks them)."""
+        return self.seeded
 
     def used_modalities(self) -> list[str]:
         """Feature sets the fitted model actually used (recorded with every run)."""

@@ -105,6 +105,7 @@ class ContentKNN(Recommender):
     """
 
     name = "content-knn"
+    seeded = False
     family = "baseline/content"
     _parameter_constraints = {**KNN_CONSTRAINTS, "center": [bool], "modalities": [SPEC]}
 

@@ -44,6 +44,7 @@ class EASE(Recommender):
     """
 
     name = "ease"
+    seeded = False
     family = "baseline/cf"
     _parameter_constraints = {"l2": [POSITIVE]}  # the Gram matrix + l2 I must be positive definite
 

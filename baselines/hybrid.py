@@ -146,6 +146,11 @@ class HybridBlend(Recommender):
                     "not one (benchmark your model on its own row instead)"
                 )
 
+    def uses_seed(self) -> bool:
+        w = float(self.weight)
+        parts = ([self.cf] if w < 1.0 else []) + ([self.content] if w > 0.0 else [])
+        return any(make_model(name).uses_seed() for name in parts)
+
     def fit(self, data: FitData) -> "HybridBlend":
         self.validate()
         w = float(self.weight)

@@ -94,6 +94,7 @@ class ItemKNN(Recommender):
     """
 
     name = "itemknn"
+    seeded = False
     family = "baseline/cf"
     _parameter_constraints = KNN_CONSTRAINTS
 

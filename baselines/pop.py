@@ -30,6 +30,7 @@ class Pop(Recommender):
     """
 
     name = "pop"
+    seeded = False
     family = "baseline/cf"
 
     def __init__(self):

@@ -114,6 +114,7 @@ class RP3beta(Recommender):
     """
 
     name = "rp3beta"
+    seeded = False
     family = "baseline/cf"
     _parameter_constraints = {"alpha": [NON_NEGATIVE], "beta": [NON_NEGATIVE], "k": [POSITIVE_INT], "normalize": [bool]}
 

@@ -67,6 +67,7 @@ class TextProfile(Recommender):
     """
 
     name = "text-profile"
+    seeded = False
     family = "baseline/content"
     # min_df a document count (TfidfVectorizer reads an int so); max_df a share of documents
     _parameter_constraints = {

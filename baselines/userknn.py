@@ -51,6 +51,7 @@ class UserKNN(Recommender):
     """
 
     name = "userknn"
+    seeded = False
     family = "baseline/cf"
     _parameter_constraints = KNN_CONSTRAINTS
 

@@ -84,7 +84,12 @@ def run_model(
             final = {**result.best_params, **params}
             tuning = result.as_record()
     outcomes = []
+    first: tuple[Split, RunOutcome] | None = None  # the first seed's split and run
     for seed in plan.seeds:
+        split = get_split(seed)
+        # a model whose fit ignores the seed, on a split that does not change with it (a given
+        # split), gives every seed the first seed's results: taken, not retrained (runner.reseeded)
+        same_as = first[1] if first is not None and first[0].same_interactions(split) else None
         # the full-length check already trained the chosen configuration on the tuning split:
         # the seed run on that split takes it (the same training, so the same record)
         trained = (
@@ -93,8 +98,10 @@ def run_model(
             else None
         )
         out = run_one(
-            store, dataset, get_split(seed), model, final, cfg, force=plan.force, tuning=tuning, trained=trained
+            store, dataset, split, model, final, cfg, force=plan.force, tuning=tuning, trained=trained, same_as=same_as
         )
+        if first is None:
+            first = (split, out)
         outcomes.append(out)
         if on_run is not None:
             on_run(seed, out)

@@ -83,6 +83,7 @@ def run_one(
     tuning: dict[str, Any] | None = None,
     trained: Any = None,
     placebo: str | None = None,
+    same_as: RunOutcome | None = None,
 ) -> RunOutcome:
     """Train (params = a fixed configuration), select the epoch on valid, test once, record.
 
@@ -93,7 +94,10 @@ def run_one(
     when its parameters, split seed and protocol are this run's. `placebo` ("shuffle" or
     "noise", `datasets.placebo`): the same run on placebo item content, a control of the real
     run; its record carries `"placebo"` at the top level and in its key (null for real runs,
-    whose keys are unchanged)."""
+    whose keys are unchanged). `same_as`: the finished run of this configuration under another
+    seed on a split with the same interactions, for a model whose fit does not use the seed
+    (`Recommender.uses_seed`): its results are this run's, so they are taken instead of
+    training again (`reseeded`; the record names the run it was taken from)."""
     cfg = cfg or Protocol()
     if check_placebo(placebo) is not None and not reads_content(get_model_class(model_name)):
         raise FusebenchError(f"{model_name} reads no item content: a placebo control does not apply to it")
@@ -114,6 +118,17 @@ def run_one(
     held = None if force else store.finished(dataset.name, model_name, key)
     if held is not None:
         return RunOutcome(status="skipped", key=key, record=held, path=held["_path"])
+
+    if (
+        same_as is not None
+        and same_as.status != "failed"
+        and placebo is None
+        and same_as.record["model"]["params"] == resolved
+        and not model.uses_seed()
+    ):
+        record = reseeded(same_as.located(), identity, key, dataset, split, cfg.device)
+        path = store.write(record, RecordStore.per_user(same_as.located()))
+        return RunOutcome(status="done", key=key, record=record, path=str(path))
 
     data = FitData.from_split(dataset, split, cfg.device).placebo(placebo)
     if (
@@ -177,6 +192,21 @@ def run_one(
         record["tuning"] = dict(tuning)
     path = store.write(record, stored_arrays(test.per_user, split))
     return RunOutcome(status="done", key=key, record=record, path=str(path))
+
+
+def reseeded(
+    source: dict[str, Any], identity: dict, key: str, dataset: MultimodalDataset, split: Split, device: str
+) -> dict[str, Any]:
+    """The record of `source`'s run under this run's seed: the same training and results (the
+    fit does not read the seed and the split has the same interactions), this run's identity,
+    key and provenance, and `same_as` naming the record whose results these are."""
+    record = {k: v for k, v in source.items() if k != "_path"}
+    data = describe_data(identity, key, dataset, split, device)
+    return {
+        **record,
+        **{k: data[k] for k in ("dataset", "split", "seed", "key", "provenance")},
+        "same_as": source["key"],
+    }
 
 
 def _describe(

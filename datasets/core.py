@@ -233,6 +233,14 @@ class Split:
     def n_items(self) -> int:
         return self.train.shape[1]
 
+    def same_interactions(self, other: Split) -> bool:
+        """Whether both splits hold the same train, valid and test pairs (e.g. a given split
+        under two seeds)."""
+        return all(
+            a.shape == b.shape and (a != b).nnz == 0
+            for a, b in ((self.train, other.train), (self.valid, other.valid), (self.test, other.test))
+        )
+
     def describe(self) -> dict[str, Any]:
         """What a run record stores about the split."""
         return {

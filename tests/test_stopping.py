@@ -185,3 +185,41 @@ def test_perf_train_refuses_one_shot_models():
     from benchmark.cli import main
 
     assert main(["perf", "train", "--models", "ease"]) == 2
+
+
+@pytest.mark.parametrize("model", ["ease", "itemknn", "content-knn", "hybrid-blend"])
+def test_seeds_of_a_seed_free_model_on_a_given_split_are_the_first_seeds_bit_for_bit(tmp_path, model):
+    """lfm2k's given split is the same under every seed, and these fits never read the seed:
+    seeds 1 and 2 take seed 0's results; the slow path (training each seed) gives the same
+    records and per-user arrays."""
+    ds = datasets.load("lfm2k")
+    get_split = lambda seed: datasets.split(ds, "given", seed=seed)  # noqa: E731
+    cfg, plan = Protocol(), Plan(seeds=[0, 1, 2], results=tmp_path / "fast")
+    _, outs = run_model(RecordStore(tmp_path / "fast"), ds, model, {}, cfg, plan, get_split)
+    assert [o.status for o in outs] == ["done"] * 3
+    assert [o.record.get("same_as") for o in outs] == [None, outs[0].key, outs[0].key]
+    slow_store = RecordStore(tmp_path / "slow")
+    for seed, fast in zip([0, 1, 2], outs):
+        slow = run_one(slow_store, ds, get_split(seed), model, {}, cfg)
+        assert slow.key == fast.key and fast.record["seed"] == fast.record["split"]["seed"] == seed
+        fast_rec = _comparable(fast.record)
+        fast_rec.pop("same_as", None)
+        assert fast_rec == _comparable(slow.record)
+        a, b = RecordStore.per_user(fast.located()), RecordStore.per_user(slow.located())
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
+
+
+def test_a_seeded_model_or_a_split_that_moves_with_the_seed_trains_every_seed(tmp_path):
+    ds = datasets.load("lfm2k")
+    cfg = Protocol(patience=1, epochs=2)
+    plan = Plan(seeds=[0, 1], results=tmp_path)
+    given = lambda seed: datasets.split(ds, "given", seed=seed)  # noqa: E731
+    _, outs = run_model(RecordStore(tmp_path), ds, "bpr", {}, cfg, plan, given)  # seeded: BPR samples
+    assert all("same_as" not in o.record for o in outs)
+    assert outs[0].record["test"] != outs[1].record["test"]
+    random = lambda seed: datasets.split(ds, "random", seed=seed)  # noqa: E731
+    _, outs = run_model(RecordStore(tmp_path), ds, "ease", {}, cfg, plan, random)
+    assert all("same_as" not in o.record for o in outs)
+    # a blend whose CF part trains with the seed asks it
+    assert make_model("hybrid-blend", {"cf": "bpr"}).uses_seed()
+    assert not make_model("hybrid-blend", {"weight": 1.0, "cf": "bpr"}).uses_seed()
