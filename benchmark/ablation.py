@@ -84,7 +84,7 @@ def ablate(
             if rec.get("failed"):
                 raise FusebenchError(
                     f"{model_name} ({v.label}) seed {split.seed} diverged ({rec['failed']}); its "
-                    f"failure is recorded in {rec['_path']}"
+                    f"failure is recorded in {rec.path}"
                 )
             if on_run is not None:
                 on_run(v.label, split.seed, None if out.status == "skipped" else out.record)

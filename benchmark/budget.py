@@ -66,32 +66,26 @@ def _study_values(rdb, name: str, n: int) -> list[float | None]:
     return [t.value if t.state == optuna.trial.TrialState.COMPLETE else None for t in trials]
 
 
-def curves(rows: list[Any], results_dir: str | Path) -> BudgetCurves | None:
-    """The budget curves of one table's rows (None when no row was tuned)."""
+def curves(rows: list[Any], results_dir: str | Path, storage: str | None = None) -> BudgetCurves | None:
+    """The budget curves of one table's rows (None when no row was tuned): their studies read
+    from the folder's tuning.db, or from `storage` (a server URL) for rows tuned there."""
     tuned = [r for r in rows if r.tuning and r.tuning.get("study")]
     if not tuned:
         return None
-    path = Path(results_dir) / "tuning.db"
     found: dict[str, list[float | None]] = {}
     missing = 0
-    rdb = None
-    if path.exists():
-        import optuna
-
-        from .storage import open_storage
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        try:
-            rdb = open_storage(default_storage(results_dir))
-        except (FusebenchError, OSError):
-            rdb = None  # damaged: `doctor` says so; the page shows no curves
+    opened: dict[str, Any] = {}  # storage kind -> the opened storage (None: unreadable)
     for r in tuned:
-        if rdb is None or r.tuning.get("storage", "sqlite") != "sqlite":
+        kind = r.tuning.get("storage", "sqlite")
+        if kind not in opened:
+            opened[kind] = _open(results_dir, storage, kind)
+        rdb = opened[kind]
+        if rdb is None:
             missing += 1
             continue
         try:
             found[r.label] = best_so_far(_study_values(rdb, r.tuning["study"], int(r.tuning["trials"])))
-        except KeyError:  # not in this file (tuned elsewhere, or the file was replaced)
+        except KeyError:  # not in this storage (tuned elsewhere, or the file was replaced)
             missing += 1
     metric = tuned[0].tuning.get("metric", "recall@20")
     families = {r.label: r.family for r in tuned}
@@ -108,6 +102,29 @@ def curves(rows: list[Any], results_dir: str | Path) -> BudgetCurves | None:
         p = float(res.pvalue) if np.isfinite(res.pvalue) else None
         out = BudgetCurves(metric, n, half, found, out.families, tau, p, missing)
     return out
+
+
+def _open(results_dir: str | Path, storage: str | None, kind: str):
+    """The storage that holds the studies of rows tuned on a `kind` storage: the folder's
+    tuning.db for SQLite, `storage` when it is of that kind; None when there is none or it
+    cannot be read (damaged: `doctor` says so; the page shows no curves)."""
+    import optuna
+
+    from .storage import open_storage, storage_kind
+
+    if kind == "sqlite":
+        if not (Path(results_dir) / "tuning.db").exists():
+            return None
+        url = default_storage(results_dir)
+    elif storage is not None and storage_kind(storage) == kind:
+        url = storage
+    else:
+        return None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return open_storage(url)
+    except (FusebenchError, OSError):
+        return None
 
 
 def describe(b: BudgetCurves) -> str:

@@ -147,7 +147,7 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
         force=args.force,
         placebos=tuple(dict.fromkeys(placebos)),
     )
-    counts = {"done": 0, "skipped": 0, "trials": 0, "failed": 0}
+    counts = {"done": 0, "skipped": 0, "trials": 0, "failed": 0, "elsewhere": 0}
     pairs = []
     for ds in loaded:
         for m in models:
@@ -206,8 +206,15 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
         if out.status == "skipped":
             counts["skipped"] += 1
             return
-        counts["done"] += 1
         rec = out.record
+        if out.status == "elsewhere":
+            counts["elsewhere"] += 1
+            tqdm.write(
+                f"{job.name:16s} {job.model:12s} seed={seed} run by {out.extra['worker']} (shared storage)",
+                file=sys.stderr,
+            )
+            return
+        counts["done"] += 1
         label = job.model + (f" [{rec['placebo']} placebo]" if rec.get("placebo") else "")
         if out.status == "failed":
             counts["failed"] += 1
@@ -246,13 +253,17 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
         run_parallel(jobs, min(workers, len(jobs)), on_done)
     bar.close()
     from .leaderboard import write_leaderboard
+    from .shared_runs import gather
 
-    path = write_leaderboard(args.results)
+    if args.storage:  # what other machines finished so far joins this machine's page
+        gather(args.storage, RecordStore(args.results))
+    path = write_leaderboard(args.results, storage=args.storage)
     tuned = f" ({counts['trials']} new tuning trials)" if budget else ""
     failed = f" ({counts['failed']} failed: diverged, see the leaderboard)" if counts["failed"] else ""
+    elsewhere = f", {counts['elsewhere']} run by other workers of the storage" if counts["elsewhere"] else ""
     return outcomes, (
         f"{counts['done']} runs done{failed}, {counts['skipped']} already finished (skipped; --force "
-        f"reruns them){tuned}; wrote {path}"
+        f"reruns them){elsewhere}{tuned}; wrote {path}"
     )
 
 
@@ -374,7 +385,14 @@ def cmd_tune(args) -> int:
 def cmd_leaderboard(args) -> int:
     from .leaderboard import write_leaderboard
 
-    print(f"wrote {write_leaderboard(args.results)}")
+    if args.storage:
+        from .shared_runs import gather
+
+        RecordStore(args.results).check_layout()
+        n = gather(args.storage, RecordStore(args.results))
+        print(f"gathered {n} records from the storage into {args.results}")
+
+    print(f"wrote {write_leaderboard(args.results, storage=args.storage)}")
     return 0
 
 
@@ -582,6 +600,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     lb = sub.add_parser("leaderboard", help="regenerate results/LEADERBOARD.md from the records")
     lb.add_argument("--results", default="results")
+    lb.add_argument(
+        "--storage",
+        metavar="URL",
+        help="a server storage of `run --storage`: its finished runs (from every machine) are gathered "
+        "into --results first, and its studies give the budget curves",
+    )
     lb.set_defaults(func=cmd_leaderboard)
 
     aa = sub.add_parser(

@@ -42,27 +42,19 @@ from . import budget, plots
 from .findings import findings
 from .metrics import PRIMARY_METRIC
 from .protocol import MAX_EPOCHS
-from .records import RecordStore
+from .records import EXTERNAL, RecordStore, RunRecord
 from .stats import ALPHA, LIFT_METRICS, TESTED_METRICS
 from .tables import (  # the numbers this page renders
     COLUMNS,
-    EXTERNAL,
     Table,
     _budget,
-    _code,
-    _created,
-    _model_arg,
     _nan_low,
     _nondefault_settings,
-    _num,
-    _seed,
     _short,
     _short_hash,
     _short_hashes,
-    _split_params,
     build_tables,
     leaderboard_data,
-    stopped_at_bound,
 )
 
 FAMILY_NAMES = {**plots.FAMILY_NAMES, "external": "external"}
@@ -199,8 +191,8 @@ def _markdown_table(table: Table) -> str:
             out.append(_fmt(row.values(key)))
         out += [
             str(len(row.records)),
-            _fmt_seconds([_num(r.get("train_seconds")) for r in row.records]),
-            _fmt_seconds([_num(r.get("eval_seconds")) for r in row.records]),
+            _fmt_seconds([r.number("train_seconds") for r in row.records]),
+            _fmt_seconds([r.number("eval_seconds") for r in row.records]),
             _fmt_count(first["model"].get("n_parameters")),
             "–" if row.family == EXTERNAL else _budget(row.tuning),
         ]
@@ -249,7 +241,7 @@ def _describe(table: Table) -> str:
     facts = []
     if "n_users" in ds:
         facts.append(f"{ds['n_users']:,} users, {ds['n_items']:,} items, {ds['n_interactions']:,} interactions")
-    facts.append(f"split `{table.protocol}` {_split_params(rec)}")
+    facts.append(f"split `{table.protocol}` {rec.split_params}")
     facts.append(implicit)
     every = "" if s["eval_every"] == 1 else f", validated every {s['eval_every']} epochs"
     bound = (rec.get("training") or {}).get("max_epochs")
@@ -258,7 +250,7 @@ def _describe(table: Table) -> str:
     facts.append(f"seeds {', '.join(map(str, seeds))}")
     facts.append(f"tuning budget: {'; '.join(budgets)}")
     if rec.get("n_test_users") is not None:
-        facts.append(f"{rec['n_test_users']:,} test users (seed {_seed(rec)})")
+        facts.append(f"{rec['n_test_users']:,} test users (seed {rec.run_seed})")
     if ds.get("fingerprint"):
         facts.append(f"dataset sha256 `{ds['fingerprint'][:12]}`")
     return "; ".join(facts) + "."
@@ -306,11 +298,9 @@ def _notes(table: Table) -> list[str]:
     if capped:
         parts = []
         for r in capped:
-            bounds = sorted(
-                {int((rec.get("training") or {}).get("epochs_run") or 0) for rec in r.records if stopped_at_bound(rec)}
-            )
+            bounds = sorted({int(rec["training"].get("epochs_run") or 0) for rec in r.records if rec.stopped_at_bound})
             parts.append(
-                f"`{r.label}` ({sum(map(stopped_at_bound, r.records))} of {len(r.records)} seeds, "
+                f"`{r.label}` ({sum(rec.stopped_at_bound for rec in r.records)} of {len(r.records)} seeds, "
                 f"at {', '.join(map(str, bounds))} epochs)"
             )
         notes.append(
@@ -327,7 +317,7 @@ def _notes(table: Table) -> list[str]:
         notes.append(_lift_legend(table))
     if table.budget is not None:
         notes.append(budget.describe(table.budget))
-    own = [(r, [_code(rec) for rec in r.records]) for r in table.rows if r.family != EXTERNAL]
+    own = [(r, [rec.code for rec in r.records]) for r in table.rows if r.family != EXTERNAL]
     own = [(r, srcs) for r, srcs in own if any(srcs)]
     if own:
         parts = []
@@ -341,10 +331,10 @@ def _notes(table: Table) -> list[str]:
         for r in ext:
             files = []
             for rec in r.records:
-                src = _code(rec) or {}
+                src = rec.code or {}
                 absent = (rec.get("scoring") or {}).get("test_users_absent")
                 files.append(
-                    f"seed {_seed(rec)} `{Path(str(src.get('path', '?'))).name}` (sha256 "
+                    f"seed {rec.run_seed} `{Path(str(src.get('path', '?'))).name}` (sha256 "
                     f"`{str(src.get('sha256', '?'))[:12]}`"
                     + (f", {absent} test users absent from it" if absent else "")
                     + ")"
@@ -604,13 +594,13 @@ def reproduce_commands(tables: list[Table]) -> list[str]:
         for r in t.rows:
             if r.family == EXTERNAL:  # recommendations made elsewhere: scored again from their run files
                 for rec in r.records:
-                    run = shlex.quote(str((_code(rec) or {}).get("path") or "RUN"))
+                    run = shlex.quote(str((rec.code or {}).get("path") or "RUN"))
                     singles.append(
                         f"python -m benchmark score --dataset {_load_spec(t)}{data_opts} --seed "
-                        f"{_seed(rec)} --run {run} --name {r.model}"
+                        f"{rec.run_seed} --run {run} --name {r.model}"
                     )
                 continue
-            model = _model_arg(r.records[0])
+            model = r.records[0].model_arg
             if r.tuning is None and r.label != r.model:  # hand-set parameters: a command of its own
                 m = r.records[0]["model"]
                 diff = {k: v for k, v in m["params"].items() if (m.get("defaults") or {}).get(k) != v}
@@ -724,7 +714,7 @@ def _failed_section(failed: list[dict[str, Any]], root: Path | None) -> list[str
         "|---|---|---|---|---|---|",
     ]
     for r in sorted(failed, key=lambda r: (r["dataset"]["name"], r["model"]["name"], r["seed"])):
-        path = Path(r["_path"])
+        path = Path(r.path)
         shown = path.relative_to(root) if root is not None and path.is_relative_to(root) else path
         params = ", ".join(f"{k}={_short(v)}" for k, v in sorted((r["model"].get("params") or {}).items()))
         lines.append(
@@ -743,7 +733,7 @@ def render(
     tables = build_tables(records) if tables is None else tables
     revs = sorted({(r.get("provenance") or {}).get("git_revision") or "unknown" for r in records})
     devices = sorted({(r.get("provenance") or {}).get("device") or "?" for r in records})
-    dates = sorted(d[:10] for d in map(_created, records) if d)
+    dates = sorted(d[:10] for d in (RunRecord.of(r).created for r in records) if d)
     when = (
         (f"runs dated {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "") + " UTC; ") if dates else ""
     )
@@ -795,14 +785,16 @@ def render(
     return "\n".join(parts) + "\n"
 
 
-def write_leaderboard(results_dir: str | Path) -> Path:
+def write_leaderboard(results_dir: str | Path, storage: str | None = None) -> Path:
+    """Write LEADERBOARD.md, LEADERBOARD.json and the plots from `results_dir`'s records;
+    `storage` (`run --storage`): where the studies of rows tuned on a server storage are."""
     store = RecordStore(results_dir)
     records, failed = [], []
     for rec in store.records():
         (failed if rec.get("failed") else records).append(rec)
     tables = build_tables(records)
     for t in tables:
-        t.budget = budget.curves(t.rows, results_dir)
+        t.budget = budget.curves(t.rows, results_dir, storage)
     plotted = write_plots(tables, results_dir)
     text = render(records, tables, plotted=plotted, failed=failed, root=Path(results_dir))
     data = json.dumps(leaderboard_data(tables), indent=2, sort_keys=True).encode()

@@ -19,6 +19,7 @@ from datasets import MultimodalDataset, Split
 from .protocol import Protocol
 from .records import RecordStore
 from .runner import RunOutcome, run_one
+from .shared_runs import open_shared
 from .tuning import TUNING_SPLIT_SEED, Budget, TuningData, TuningResult, tune
 
 
@@ -83,6 +84,7 @@ def run_model(
         if result.trials > 0:  # nothing tunable: a plain run, shared with --no-tune
             final = {**result.best_params, **params}
             tuning = result.as_record()
+    shared = open_shared(plan.storage)  # a server storage shares the seed runs (benchmark.shared_runs)
     outcomes = []
     first: tuple[Split, RunOutcome] | None = None  # the first seed's split and run
     for seed in plan.seeds:
@@ -98,7 +100,17 @@ def run_model(
             else None
         )
         out = run_one(
-            store, dataset, split, model, final, cfg, force=plan.force, tuning=tuning, trained=trained, same_as=same_as
+            store,
+            dataset,
+            split,
+            model,
+            final,
+            cfg,
+            force=plan.force,
+            tuning=tuning,
+            trained=trained,
+            same_as=same_as,
+            shared=shared,
         )
         if first is None:
             first = (split, out)
@@ -108,7 +120,16 @@ def run_model(
     for kind in plan.placebos if reads_content(get_model_class(model)) else ():
         for seed in plan.seeds:
             out = run_one(
-                store, dataset, get_split(seed), model, final, cfg, force=plan.force, tuning=tuning, placebo=kind
+                store,
+                dataset,
+                get_split(seed),
+                model,
+                final,
+                cfg,
+                force=plan.force,
+                tuning=tuning,
+                placebo=kind,
+                shared=shared,
             )
             outcomes.append(out)
             if on_run is not None:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shlex
 import sys
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,6 +31,140 @@ RECORD_VERSION = 1
 REQUIRED = {"key": str, "dataset": dict, "model": dict, "split": dict, "test": dict, "seed": int}
 
 
+EXTERNAL = "external"  # the family of recommendations made elsewhere (benchmark.score)
+
+
+def upgrade(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """A record in this fusebench's form (RECORD_VERSION) from any form it can read: a field
+    that later code added gets the value its absence meant. A copy; `rec` is not changed."""
+    out = dict(rec)  # a record without "version" (0) differs from version 1 only by the fields filled here
+    out.setdefault("placebo", None)  # runs before the placebo controls were all real runs
+    if "seed" not in out:
+        out["seed"] = (out.get("split") or {}).get("seed", 0)
+    training = dict(out.get("training") or {})
+    if training.get("epochs_run") is not None and not training.get("stopped_by"):
+        # before `stopped_by`: a run that did not stop early ran to its bound
+        training["stopped_by"] = "patience" if training.get("stopped_early") else "max_epochs"
+    out["training"] = training
+    return out
+
+
+class RunRecord(dict):
+    """A run record as read back: its JSON object (a dict, upgraded by `upgrade`) and the file
+    it came from (`path`, None for a record not yet on disk), with one typed reader per field
+    that the tables, the page, the reproduction and the API read, so what a field means is
+    written once."""
+
+    def __init__(self, data: Mapping[str, Any], path: str | Path | None = None):
+        super().__init__(upgrade(data))
+        self.path = None if path is None else str(path)
+
+    @classmethod
+    def of(cls, rec: Mapping[str, Any]) -> RunRecord:
+        """`rec` itself when it is one, else the record it holds."""
+        return rec if isinstance(rec, RunRecord) else cls(rec)
+
+    @property
+    def dataset_name(self) -> str:
+        return self["dataset"]["name"]
+
+    @property
+    def model_name(self) -> str:
+        return self["model"]["name"]
+
+    @property
+    def family(self) -> str:
+        return self["model"].get("family", "?")
+
+    @property
+    def run_seed(self) -> int:
+        return int(self["seed"]) if self["seed"] is not None else 0
+
+    @property
+    def protocol(self) -> str:
+        """The split's protocol (random, given, ...)."""
+        return (self.get("split") or {}).get("protocol", "unknown")
+
+    @property
+    def split_params(self) -> str:
+        return json.dumps((self.get("split") or {}).get("params", {}), sort_keys=True, default=str)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The selection and test-time settings (`protocol.DEFAULT_SETTINGS`' keys)."""
+        from .protocol import DEFAULT_SETTINGS  # the protocol module loads the model registry: only here
+
+        return {k: self["training"].get(k, d) for k, d in DEFAULT_SETTINGS.items()}
+
+    @property
+    def tuned(self) -> dict[str, Any] | None:
+        """The tuning that chose the parameters; None for an untuned run (no trials)."""
+        t = self.get("tuning")
+        return t if isinstance(t, dict) and int(t.get("trials") or 0) > 0 else None
+
+    @property
+    def created(self) -> str:
+        return str((self.get("provenance") or {}).get("created") or "")
+
+    @property
+    def stopped_at_bound(self) -> bool:
+        """An iterative run that ended at its epoch bound instead of by patience (one-shot
+        runs never do)."""
+        tr = self["training"]
+        return tr.get("epochs_run") is not None and tr["stopped_by"] != "patience"
+
+    @property
+    def external(self) -> bool:
+        """Recommendations made elsewhere (`python -m benchmark score --dataset`)."""
+        return self.family == EXTERNAL
+
+    @property
+    def code(self) -> dict[str, Any] | None:
+        """What produced the run beyond fusebench's own code: a user's model class
+        (`model.source`: spec, sha256) or an external system's run file (`model.run_file`)."""
+        m = self["model"]
+        src = m.get("run_file") if self.external else m.get("source")
+        return src if isinstance(src, dict) and src.get("sha256") else None
+
+    @property
+    def model_arg(self) -> str:
+        """What `--model` takes to run this model again: a user class's import spec, else its name."""
+        src = self["model"].get("source")
+        spec = src.get("spec") if isinstance(src, dict) else None
+        return shlex.quote(str(spec)) if spec else self.model_name
+
+    @property
+    def variant(self) -> str:
+        """The parameter set and code version: the runs of one leaderboard row (over seeds).
+        Another version of a user's code (or run file) is another variant."""
+        m = self["model"]
+        code = (m.get("source") or {}).get("sha256") or (m.get("run_file") or {}).get("sha256")
+        return json.dumps([m.get("params") or {}, code], sort_keys=True, default=str)
+
+    def changed_params(self) -> dict[str, Any]:
+        """The model parameters that differ from its defaults (the protocol's epoch bound, a
+        setting of the table, left out)."""
+        m, tr = self["model"], self["training"]
+        return {
+            k: v
+            for k, v in (m.get("params") or {}).items()
+            if (m.get("defaults") or {}).get(k) != v and not (k == tr.get("epochs_param") and v == tr.get("max_epochs"))
+        }
+
+    def number(self, key: str, part: str | None = None) -> float:
+        """A number of the record as a float, NaN where it is absent or not a number:
+        `number("train_seconds")`, or a metric of a part: `number("recall@20", "test")`."""
+        holder = self if part is None else (self.get(part) or {})
+        try:
+            return float(holder.get(key))
+        except (TypeError, ValueError):
+            return float("nan")
+
+    def per_user(self) -> dict[str, np.ndarray] | None:
+        """The per-user arrays beside the record; None for a record without a file."""
+        return None if self.path is None else RecordStore.per_user(self)
+
+
 class DamagedRecord(Exception):
     """A record file that cannot be used, and why."""
 
@@ -37,8 +173,8 @@ class DamagedRecord(Exception):
         self.path, self.reason = Path(path), reason
 
 
-def read_record(path: str | Path) -> dict[str, Any]:
-    """The record at `path` (with its `_path`), checked whole; DamagedRecord otherwise."""
+def read_record(path: str | Path) -> RunRecord:
+    """The record at `path`, checked whole; DamagedRecord otherwise."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -69,8 +205,7 @@ def read_record(path: str | Path) -> dict[str, Any]:
             raise DamagedRecord(path, f"its per-user results {npz.name} are missing")
     elif not zipfile.is_zipfile(npz):
         raise DamagedRecord(path, f"its per-user results {npz.name} are damaged")
-    rec["_path"] = str(path)
-    return rec
+    return RunRecord(rec, path)
 
 
 def warn_damaged(err: DamagedRecord, action: str) -> None:
@@ -116,9 +251,9 @@ class RecordStore:
         is announced and the run is done again, overwriting it)."""
         return self.finished(dataset, model, key) is not None
 
-    def finished(self, dataset: str, model: str, key: str) -> dict[str, Any] | None:
-        """The record of a finished run (with its `_path`), None when there is none or it is
-        damaged (announced; the run is done again, overwriting it)."""
+    def finished(self, dataset: str, model: str, key: str) -> RunRecord | None:
+        """The record of a finished run, None when there is none or it is damaged (announced;
+        the run is done again, overwriting it)."""
         path = self._base(dataset, model, key).with_suffix(".json")
         if not path.exists():
             return None
@@ -141,8 +276,8 @@ class RecordStore:
             raise
         return base.with_suffix(".json")
 
-    def load(self, dataset: str, model: str, key: str) -> dict[str, Any]:
-        """The record of one finished run (with its `_path`, like `records()` yields)."""
+    def load(self, dataset: str, model: str, key: str) -> RunRecord:
+        """The record of one finished run."""
         return read_record(self._base(dataset, model, key).with_suffix(".json"))
 
     def paths(self) -> list[Path]:
@@ -151,7 +286,7 @@ class RecordStore:
             return []
         return [p for p in sorted(self.runs.rglob("*.json")) if not p.name.startswith(".")]
 
-    def records(self) -> Iterator[dict[str, Any]]:
+    def records(self) -> Iterator[RunRecord]:
         """Every readable record; each damaged one is skipped with one warning line."""
         for path in self.paths():
             try:
@@ -160,8 +295,9 @@ class RecordStore:
                 warn_damaged(err, "left out")
 
     @staticmethod
-    def per_user(record: dict[str, Any]) -> dict[str, np.ndarray]:
-        with np.load(Path(record["_path"]).with_suffix(".npz")) as z:
+    def per_user(record: RunRecord) -> dict[str, np.ndarray]:
+        """The per-user arrays beside a record read back (`path`)."""
+        with np.load(Path(record.path).with_suffix(".npz")) as z:
             return {k: z[k] for k in z.files}
 
 

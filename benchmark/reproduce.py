@@ -380,8 +380,7 @@ def reproduce(
         rec = out.located()
         if rec.get("failed"):
             raise FusebenchError(
-                f"{model} on {ds.name}, seed {seed}, diverged ({rec['failed']}); its failure is "
-                f"recorded in {rec['_path']}"
+                f"{model} on {ds.name}, seed {seed}, diverged ({rec['failed']}); its failure is recorded in {rec.path}"
             )
         if on_run is not None:
             on_run(label, model, seed, rec)

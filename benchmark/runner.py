@@ -15,7 +15,7 @@ from datasets.placebo import check_placebo
 from .evaluate import evaluate
 from .protocol import Protocol
 from .provenance import provenance
-from .records import RECORD_VERSION, RecordStore, record_key
+from .records import RECORD_VERSION, RecordStore, RunRecord, record_key
 from .segments import item_groups, stored_arrays
 from .training import train
 
@@ -36,9 +36,9 @@ class RunOutcome:
     path: str
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def located(self) -> dict[str, Any]:
-        """The record with its `_path`, as `RecordStore.records()` yields records."""
-        return {**self.record, "_path": self.path}
+    def located(self) -> RunRecord:
+        """The record with its path, as `RecordStore.records()` yields records."""
+        return RunRecord(self.record, self.path)
 
 
 def data_identity(dataset: MultimodalDataset, split: Split) -> dict:
@@ -84,6 +84,7 @@ def run_one(
     trained: Any = None,
     placebo: str | None = None,
     same_as: RunOutcome | None = None,
+    shared: Any = None,
 ) -> RunOutcome:
     """Train (params = a fixed configuration), select the epoch on valid, test once, record.
 
@@ -97,7 +98,10 @@ def run_one(
     whose keys are unchanged). `same_as`: the finished run of this configuration under another
     seed on a split with the same interactions, for a model whose fit does not use the seed
     (`Recommender.uses_seed`): its results are this run's, so they are taken instead of
-    training again (`reseeded`; the record names the run it was taken from)."""
+    training again (`reseeded`; the record names the run it was taken from). `shared`
+    (`benchmark.shared_runs.SharedRuns`): the campaign's runs in a server database; the run is
+    claimed there first and stored there when done, and one another machine holds comes back
+    with status "elsewhere" (no results; its record holds the run's identity only)."""
     cfg = cfg or Protocol()
     if check_placebo(placebo) is not None and not reads_content(get_model_class(model_name)):
         raise FusebenchError(f"{model_name} reads no item content: a placebo control does not apply to it")
@@ -117,81 +121,104 @@ def run_one(
     key = record_key(identity)
     held = None if force else store.finished(dataset.name, model_name, key)
     if held is not None:
-        return RunOutcome(status="skipped", key=key, record=held, path=held["_path"])
+        if shared is not None and shared.finished(key) is None:
+            shared.put(held, held.per_user())  # finished here before the campaign was shared
+        return RunOutcome(status="skipped", key=key, record=held, path=held.path)
 
-    if (
-        same_as is not None
-        and same_as.status != "failed"
-        and placebo is None
-        and same_as.record["model"]["params"] == resolved
-        and not model.uses_seed()
-    ):
-        record = reseeded(same_as.located(), identity, key, dataset, split, cfg.device)
-        path = store.write(record, RecordStore.per_user(same_as.located()))
+    def _record_run() -> RunOutcome:
+        fitted = model  # the model the record describes (the full-length check's, when taken)
+        if (
+            same_as is not None
+            and same_as.status in ("done", "skipped")
+            and placebo is None
+            and same_as.record["model"]["params"] == resolved
+            and not model.uses_seed()
+        ):
+            record = reseeded(same_as.record, identity, key, dataset, split, cfg.device)
+            path = store.write(record, same_as.located().per_user())
+            return RunOutcome(status="done", key=key, record=record, path=str(path))
+
+        data = FitData.from_split(dataset, split, cfg.device).placebo(placebo)
+        if (
+            placebo is None
+            and trained is not None
+            and trained.split_seed == split.seed
+            and trained.model.get_params() == resolved
+            and type(trained.model) is type(model)
+        ):
+            fitted, outcome = trained.model, trained.outcome
+        else:
+            try:
+                outcome = train(fitted, data, split.valid, **cfg.stopping(), progress=progress)
+            except FloatingPointError as exc:
+                # a diverging configuration is a result of this seed, not a crash of the campaign:
+                # recorded as failed (and, being seeded, not retried on resume; --force retries)
+                record = {
+                    **_describe(identity, key, dataset, split, fitted, model_name, cfg, None),
+                    "failed": str(exc),
+                    "valid": {},
+                    "test": {},
+                    "n_test_users": 0,
+                }
+                if tuning is not None:
+                    record["tuning"] = dict(tuning)
+                path = store.write(record, {})
+                return RunOutcome(status="failed", key=key, record=record, path=str(path))
+        popularity = np.asarray(split.train.sum(axis=0)).ravel()
+        valid = evaluate(
+            fitted.score,
+            split.valid,
+            split.train,
+            metrics=cfg.metrics,
+            ks=cfg.ks,
+            batch_size=cfg.eval_batch_size,
+            item_popularity=popularity,
+        )
+        # test time masks train and valid items (neither can be a test hit), unless the protocol
+        # reproduces MMRec, which masks train items only
+        test_exclude = split.train + split.valid if cfg.mask_valid_at_test else split.train
+        test = evaluate(
+            fitted.score,
+            split.test,
+            test_exclude,
+            metrics=cfg.metrics,
+            ks=cfg.ks,
+            batch_size=cfg.eval_batch_size,
+            item_popularity=popularity,
+            item_groups=item_groups(popularity),  # head and tail items (benchmark.segments)
+        )
+
+        record = {
+            **_describe(identity, key, dataset, split, fitted, model_name, cfg, outcome),
+            "valid": valid.summary,
+            "test": test.summary,
+            "n_test_users": test.n_users_evaluated,
+            "train_seconds": outcome.train_seconds,
+            "eval_seconds": test.seconds,
+        }
+        if tuning is not None:
+            record["tuning"] = dict(tuning)
+        path = store.write(record, stored_arrays(test.per_user, split))
         return RunOutcome(status="done", key=key, record=record, path=str(path))
 
-    data = FitData.from_split(dataset, split, cfg.device).placebo(placebo)
-    if (
-        placebo is None
-        and trained is not None
-        and trained.split_seed == split.seed
-        and trained.model.get_params() == resolved
-        and type(trained.model) is type(model)
-    ):
-        model, outcome = trained.model, trained.outcome
-    else:
-        try:
-            outcome = train(model, data, split.valid, **cfg.stopping(), progress=progress)
-        except FloatingPointError as exc:
-            # a diverging configuration is a result of this seed, not a crash of the campaign:
-            # recorded as failed (and, being seeded, not retried on resume; --force retries)
-            record = {
-                **_describe(identity, key, dataset, split, model, model_name, cfg, None),
-                "failed": str(exc),
-                "valid": {},
-                "test": {},
-                "n_test_users": 0,
-            }
-            if tuning is not None:
-                record["tuning"] = dict(tuning)
-            path = store.write(record, {})
-            return RunOutcome(status="failed", key=key, record=record, path=str(path))
-    popularity = np.asarray(split.train.sum(axis=0)).ravel()
-    valid = evaluate(
-        model.score,
-        split.valid,
-        split.train,
-        metrics=cfg.metrics,
-        ks=cfg.ks,
-        batch_size=cfg.eval_batch_size,
-        item_popularity=popularity,
-    )
-    # test time masks train and valid items (neither can be a test hit), unless the protocol
-    # reproduces MMRec, which masks train items only
-    test_exclude = split.train + split.valid if cfg.mask_valid_at_test else split.train
-    test = evaluate(
-        model.score,
-        split.test,
-        test_exclude,
-        metrics=cfg.metrics,
-        ks=cfg.ks,
-        batch_size=cfg.eval_batch_size,
-        item_popularity=popularity,
-        item_groups=item_groups(popularity),  # head and tail items (benchmark.segments)
-    )
-
-    record = {
-        **_describe(identity, key, dataset, split, model, model_name, cfg, outcome),
-        "valid": valid.summary,
-        "test": test.summary,
-        "n_test_users": test.n_users_evaluated,
-        "train_seconds": outcome.train_seconds,
-        "eval_seconds": test.seconds,
-    }
-    if tuning is not None:
-        record["tuning"] = dict(tuning)
-    path = store.write(record, stored_arrays(test.per_user, split))
-    return RunOutcome(status="done", key=key, record=record, path=str(path))
+    if shared is None:
+        return _record_run()
+    # a server storage: the run is claimed before it trains (benchmark.shared_runs)
+    done_elsewhere = None if force else shared.finished(key)
+    holder = None if done_elsewhere is not None else shared.claim(key, dataset.name, model_name, force=force)
+    if holder is not None and not force:
+        done_elsewhere = shared.finished(key)  # finished between the two questions
+    if done_elsewhere is not None:
+        path = store.write(*done_elsewhere)
+        return RunOutcome(status="skipped", key=key, record=done_elsewhere[0], path=str(path))
+    if holder is not None:
+        claimed = {"key": key, "seed": split.seed, "placebo": placebo, "test": {}}
+        claimed["model"] = {"name": model_name, "family": type(model).family, "params": resolved}
+        return RunOutcome(status="elsewhere", key=key, record=claimed, path="", extra={"worker": holder})
+    with shared.holding(key):
+        out = _record_run()
+        shared.put(out.record, out.located().per_user())
+    return out
 
 
 def reseeded(
@@ -200,7 +227,7 @@ def reseeded(
     """The record of `source`'s run under this run's seed: the same training and results (the
     fit does not read the seed and the split has the same interactions), this run's identity,
     key and provenance, and `same_as` naming the record whose results these are."""
-    record = {k: v for k, v in source.items() if k != "_path"}
+    record = dict(source)
     data = describe_data(identity, key, dataset, split, device)
     return {
         **record,

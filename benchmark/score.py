@@ -37,11 +37,11 @@ from baselines.base import MODEL_NAME
 from datasets.errors import FusebenchError
 
 from . import metrics as M
+from .records import EXTERNAL
 from .segments import stored_arrays
 
 CONVENTIONS = ("recbole", "trec")
 FILE_KS = (1, 5, 10, 20, 50)  # --ks default when scoring files
-EXTERNAL_FAMILY = "external"
 LISTED = 5  # how many offending ids an error names
 
 
@@ -441,7 +441,7 @@ def external_record(
         **describe_data(identity, key, dataset, split, "cpu"),
         "model": {
             "name": name,
-            "family": EXTERNAL_FAMILY,
+            "family": EXTERNAL,
             "params": {},
             "defaults": {},
             "modalities": [],
@@ -668,7 +668,7 @@ def _score_dataset_cmd(args) -> int:
         per_user = {k: v[scored.eval_users] for k, v in scored.per_user.items()}
         print(f"wrote {write_per_user(args.per_user, users, n_rel, scored.n_listed, per_user, DEFAULT_KS)}")
     if not args.force and store.exists(ds.name, args.name, record["key"]):
-        print(f"already recorded: {store.load(ds.name, args.name, record['key'])['_path']} (--force rewrites it)")
+        print(f"already recorded: {store.load(ds.name, args.name, record['key']).path} (--force rewrites it)")
         return 0
     print(f"wrote {store.write(record, arrays)}")
     from .leaderboard import write_leaderboard

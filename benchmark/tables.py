@@ -3,14 +3,12 @@ selection rule applied) -> tables with their statistics (`benchmark.stats`), and
 machine-readable form of them (`leaderboard_data`, LEADERBOARD.json). `benchmark.leaderboard`
 renders these tables; nothing here formats text for the page.
 
-Records are read through the small field readers below, tolerant of old records that lack
-newer fields."""
+Records are read as `benchmark.records.RunRecord`s (upgraded from older forms on reading)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +20,8 @@ from datasets.placebo import PLACEBOS
 from . import budget
 from .findings import findings
 from .metrics import PRIMARY_METRIC
-from .protocol import PATIENCE
-from .records import RecordStore
+from .protocol import DEFAULT_SETTINGS
+from .records import RunRecord
 from .segments import SegmentTable, segment_arrays, segment_table
 from .stats import LIFT_METRICS, TESTED_METRICS, GroupStats, ModelRuns, compare_models
 
@@ -35,38 +33,10 @@ COLUMNS = (
     ("mrr@20", "MRR@20"),
     ("item_coverage@20", "Coverage@20"),
 )
-EXTERNAL = "external"  # the family of recommendations made elsewhere (benchmark.score)
 COLD_START = "cold-start-items"
-DEFAULT_SETTINGS = {
-    "metric": PRIMARY_METRIC,
-    "patience": PATIENCE,
-    "eval_every": 1,
-    "protocol": "fusebench",
-    "mask_valid_at_test": True,
-}
 
 
-# --- record fields (tolerant of old records) -----------------------------------------------
-
-
-def _settings(rec: dict[str, Any]) -> dict[str, Any]:
-    tr = rec.get("training") or {}
-    return {k: tr.get(k, d) for k, d in DEFAULT_SETTINGS.items()}
-
-
-def _protocol(rec: dict[str, Any]) -> str:
-    return (rec.get("split") or {}).get("protocol", "unknown")
-
-
-def _split_params(rec: dict[str, Any]) -> str:
-    return json.dumps((rec.get("split") or {}).get("params", {}), sort_keys=True, default=str)
-
-
-def _tuning(rec: dict[str, Any]) -> dict[str, Any] | None:
-    t = rec.get("tuning")
-    if isinstance(t, dict) and int(t.get("trials") or 0) > 0:
-        return t
-    return None
+# --- record fields: read through benchmark.records.RunRecord --------------------------------
 
 
 def _budget(t: dict[str, Any] | None) -> str:
@@ -80,78 +50,18 @@ def _budget(t: dict[str, Any] | None) -> str:
     return out
 
 
-def _created(rec: dict[str, Any]) -> str:
-    return str((rec.get("provenance") or {}).get("created") or "")
-
-
-def _seed(rec: dict[str, Any]) -> int:
-    s = rec.get("seed", (rec.get("split") or {}).get("seed", 0))
-    return int(s) if s is not None else 0
-
-
-def stopped_at_bound(rec: dict[str, Any]) -> bool:
-    """True when an iterative run ended at its epoch bound instead of by patience (records
-    before `stopped_by` existed: not stopped early). One-shot runs never are."""
-    tr = rec.get("training") or {}
-    if tr.get("epochs_run") is None:
-        return False
-    by = tr.get("stopped_by") or ("patience" if tr.get("stopped_early") else "max_epochs")
-    return by != "patience"
-
-
-def _num(x) -> float:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return float("nan")
-    return x
-
-
-def _label(rec: dict[str, Any]) -> str:
+def _label(rec: RunRecord) -> str:
     """Model name, plus the parameters that differ from its defaults (untuned rows)."""
-    m = rec["model"]
-    tr = rec.get("training") or {}
-    diff = {
-        k: v
-        for k, v in (m.get("params") or {}).items()
-        if (m.get("defaults") or {}).get(k) != v
-        # the protocol's epoch bound is a setting of the table, not of the model
-        and not (k == tr.get("epochs_param") and v == tr.get("max_epochs"))
-    }
+    diff = rec.changed_params()
     if not diff:
-        return m["name"]
-    return f"{m['name']} ({', '.join(f'{k}={_short(v)}' for k, v in sorted(diff.items()))})"
+        return rec.model_name
+    return f"{rec.model_name} ({', '.join(f'{k}={_short(v)}' for k, v in sorted(diff.items()))})"
 
 
 def _short(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
-
-
-def _placebo(rec: dict[str, Any]) -> str | None:
-    """The placebo control a record is (`datasets.placebo`: "shuffle", "noise"), None for a real run."""
-    return rec.get("placebo")
-
-
-def _external(rec: dict[str, Any]) -> bool:
-    """A record of recommendations made elsewhere (`python -m benchmark score --dataset`)."""
-    return (rec.get("model") or {}).get("family") == EXTERNAL
-
-
-def _code(rec: dict[str, Any]) -> dict[str, Any] | None:
-    """What produced a row beyond fusebench's own code: a user's model class (`model.source`:
-    spec, sha256) or an external system's run file (`model.run_file`: path, sha256)."""
-    m = rec.get("model") or {}
-    src = m.get("run_file") if _external(rec) else m.get("source")
-    return src if isinstance(src, dict) and src.get("sha256") else None
-
-
-def _model_arg(rec: dict[str, Any]) -> str:
-    """What `--model` takes to run this record's model again: a user class's import spec, else its name."""
-    src = (rec.get("model") or {}).get("source")
-    spec = src.get("spec") if isinstance(src, dict) else None
-    return shlex.quote(str(spec)) if spec else rec["model"]["name"]
 
 
 # --- tables --------------------------------------------------------------------------------
@@ -162,7 +72,7 @@ class Row:
     model: str
     label: str
     family: str
-    records: list[dict[str, Any]]  # sorted by seed
+    records: list[RunRecord]  # sorted by seed
     tuning: dict[str, Any] | None
     means: dict[str, float] = field(default_factory=dict)
     # placebo -> the runs of this configuration on placebo content (its controls; not in the means)
@@ -170,18 +80,18 @@ class Row:
 
     @property
     def seeds(self) -> list[int]:
-        return [_seed(r) for r in self.records]
+        return [r.run_seed for r in self.records]
 
     def values(self, key: str) -> list[float]:
-        return [_num((r.get("test") or {}).get(key)) for r in self.records]
+        return [r.number(key, "test") for r in self.records]
 
     @property
     def capped(self) -> bool:
         """Some seed's training ended at the epoch bound, not by patience: not converged."""
-        return any(stopped_at_bound(r) for r in self.records)
+        return any(r.stopped_at_bound for r in self.records)
 
     def train_seconds(self) -> float:
-        v = [_num(r.get("train_seconds")) for r in self.records]
+        v = [r.number("train_seconds") for r in self.records]
         v = [x for x in v if np.isfinite(x)]
         return float(np.mean(v)) if v else float("nan")
 
@@ -196,7 +106,7 @@ class Table:
     rows: list[Row]
     dropped: dict[str, int]  # model -> hyper-parameter sets not shown
     stats: GroupStats
-    first: dict[str, Any]  # one record, for dataset facts
+    first: RunRecord  # one record, for dataset facts
     plot: str | None = None  # path relative to the results folder
     extra: list[str] = field(default_factory=list)  # what tells tables with the same title apart
     segments: SegmentTable | None = None  # where content helps (benchmark.segments)
@@ -208,37 +118,35 @@ class Table:
         return self.protocol == COLD_START
 
 
-def _group_key(rec: dict[str, Any]) -> tuple:
+def _group_key(rec: RunRecord) -> tuple:
     ds = rec["dataset"]
-    s = _settings(rec)
     return (
         ds["name"],
-        _protocol(rec),
-        _split_params(rec),
+        rec.protocol,
+        rec.split_params,
         ds.get("rating_threshold"),
         ds.get("fingerprint"),
-        json.dumps(s, sort_keys=True),
+        json.dumps(rec.settings, sort_keys=True),
     )
 
 
-def _select_rows(records: list[dict[str, Any]]) -> tuple[list[Row], dict[str, int]]:
+def _select_rows(records: list[RunRecord]) -> tuple[list[Row], dict[str, int]]:
     """One row per model: group seeds of one parameter set, then apply the selection rule."""
-    variants: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    controls: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    variants: dict[str, dict[str, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
+    controls: dict[tuple[str, str, str], list[RunRecord]] = defaultdict(list)
     for rec in records:
-        m = rec["model"]
-        if _placebo(rec) is None:
-            variants[m["name"]][_variant(rec)].append(rec)
+        if rec["placebo"] is None:
+            variants[rec.model_name][rec.variant].append(rec)
         else:
-            controls[(m["name"], _variant(rec), _placebo(rec))].append(rec)
+            controls[(rec.model_name, rec.variant, rec["placebo"])].append(rec)
     rows, dropped = [], {}
     for name, by_params in variants.items():
         cands = []
         for pkey, recs in by_params.items():
             recs = _one_per_seed(recs)
-            tuning = next((t for t in map(_tuning, recs) if t), None)
+            tuning = next((r.tuned for r in recs if r.tuned), None)
             label = name if tuning else _label(recs[0])  # tuned parameters are listed under the table
-            row = Row(name, label, recs[0]["model"].get("family", "?"), recs, tuning)
+            row = Row(name, label, recs[0].family, recs, tuning)
             for placebo in PLACEBOS:
                 if crecs := controls.get((name, pkey, placebo)):
                     row.placebos[placebo] = Row(
@@ -246,7 +154,8 @@ def _select_rows(records: list[dict[str, Any]]) -> tuple[list[Row], dict[str, in
                     )
             cands.append(row)
         cands.sort(
-            key=lambda r: (r.tuning is not None, max(map(_created, r.records)), len(r.records), r.label), reverse=True
+            key=lambda r: (r.tuning is not None, max(x.created for x in r.records), len(r.records), r.label),
+            reverse=True,
         )
         rows.append(cands[0])
         if len(cands) > 1:
@@ -257,19 +166,11 @@ def _select_rows(records: list[dict[str, Any]]) -> tuple[list[Row], dict[str, in
     return rows, dropped
 
 
-def _variant(rec: dict[str, Any]) -> str:
-    """A model's parameter set and code version: the runs of one row (over seeds). Another
-    version of a user's code (or run file) is another variant: never one mean of both."""
-    m = rec["model"]
-    code = (m.get("source") or {}).get("sha256") or (m.get("run_file") or {}).get("sha256")
-    return json.dumps([m.get("params") or {}, code], sort_keys=True, default=str)
-
-
-def _one_per_seed(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _one_per_seed(recs: list[RunRecord]) -> list[RunRecord]:
     """One record per seed, by seed (a rerun with --force replaces the file; keep the newest anyway)."""
-    per_seed: dict[int, dict] = {}
-    for r in sorted(recs, key=_created):
-        per_seed[_seed(r)] = r
+    per_seed: dict[int, RunRecord] = {}
+    for r in sorted(recs, key=lambda r: r.created):
+        per_seed[r.run_seed] = r
     return [per_seed[s] for s in sorted(per_seed)]
 
 
@@ -283,10 +184,7 @@ def _nan_low(x) -> float:
 
 
 def _model_runs(row: Row) -> ModelRuns:
-    def loader(rec):
-        return lambda: RecordStore.per_user(rec) if "_path" in rec else None
-
-    per_seed = {_seed(r): loader(r) for r in row.records}
+    per_seed = {r.run_seed: r.per_user for r in row.records}
     return ModelRuns(row.label, row.family, row.means.get(PRIMARY_METRIC, float("nan")), per_seed)
 
 
@@ -318,11 +216,12 @@ def _segments(
 def build_tables(records: list[dict[str, Any]], n_resamples: int = 1000) -> list[Table]:
     """One table per dataset/protocol group, rows selected and statistics computed. An external
     system's record joins every table of its data, split and test protocol (else one of its own)."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    records = [RunRecord.of(r) for r in records]
+    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
     for rec in records:
-        if not _external(rec):
+        if not rec.external:
             groups[_group_key(rec)].append(rec)
-    for rec in filter(_external, records):
+    for rec in (r for r in records if r.external):
         key = _group_key(rec)
         for g in [g for g in groups if _same_evaluation(g, key)] or [key]:
             groups[g].append(rec)
@@ -339,7 +238,7 @@ def build_tables(records: list[dict[str, Any]], n_resamples: int = 1000) -> list
         if settings["protocol"] != "fusebench":
             title += f", {'MMRec' if settings['protocol'] == 'mmrec' else settings['protocol']} protocol"
         title += ")"
-        first = next((r for r in recs if not _external(r)), recs[0])  # the table's facts: a trained run's
+        first = next((r for r in recs if not r.external), recs[0])  # the table's facts: a trained run's
         tables.append(Table(gkey, title, name, protocol, settings, rows, dropped, stats, first, segments=segs))
     # disambiguate tables that would share a title (other threshold, settings, split or data version)
     same: dict[str, list[Table]] = defaultdict(list)
@@ -365,7 +264,7 @@ def _nondefault_settings(s: dict[str, Any]) -> dict[str, Any]:
 
 def _distinguish(t: Table, what: str) -> str:
     if what == "split":
-        return f"split {_split_params(t.first)}"
+        return f"split {t.first.split_params}"
     if what == "threshold":
         thr = t.first["dataset"].get("rating_threshold")
         return "all ratings" if thr is None else f"ratings >= {thr:g}"
@@ -383,7 +282,7 @@ def _short_hashes(row: Row) -> list[str]:
     """The distinct short SHA-256s of the code or run files behind a row's seeds."""
     out = []
     for r in row.records:
-        src = _code(r)
+        src = r.code
         if src is not None and str(src["sha256"])[:8] not in out:
             out.append(str(src["sha256"])[:8])
     return out

@@ -124,3 +124,87 @@ def test_a_killed_worker_s_trial_is_failed_and_its_slot_taken(tmp_path):
     assert all(t.user_attrs["worker"].endswith(f":{survivor.pid}") or t.number < running[0].number for t in finished)
     # the survivor waited for the heartbeat's grace period at most once, not forever
     assert time.time() - t0 < 600 + GRACE_S
+
+
+@pytest.fixture
+def fresh_database():
+    """A database of its own on the test server (the shared runs' table is per database)."""
+    import sqlalchemy as sa
+
+    name = f"fb_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(_driver_url(URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield URL.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _campaign(results: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmark", "run", "--all", "--datasets", "ml-100k", "--models", "pop,ease,bpr"]
+        + ["--no-tune", "--seeds", "3", "--epochs", "4", "--jobs", "1", "--results", str(results), *extra],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _numbers(results: Path) -> dict:
+    """LEADERBOARD.json without the timings (two runs of the same records differ only there)."""
+    import json
+
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k != "train_seconds"}
+        return [strip(v) for v in x] if isinstance(x, list) else x
+
+    return strip(json.loads((results / "LEADERBOARD.json").read_text()))
+
+
+def test_two_workers_share_the_seed_runs_and_any_machine_builds_the_same_leaderboard(tmp_path, fresh_database):
+    from benchmark.shared_runs import SharedRuns
+
+    procs = [_campaign(tmp_path / f"w{i}", "--storage", fresh_database) for i in range(2)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+    # every run finished once, by one worker: the runs each worker did add up to the 9 runs
+    held = SharedRuns(fresh_database).workers()
+    assert len(held) == 9
+    trained = [err.count(" recall@20=") for _, err in outs]
+    assert sum(trained) == 9 and all(n >= 1 for n in trained), trained  # none twice, both worked
+    # from a third folder, the storage gives the page a single process makes
+    gathered = tmp_path / "any"
+    lb = subprocess.run(
+        [sys.executable, "-m", "benchmark", "leaderboard", "--results", str(gathered), "--storage", fresh_database],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert lb.returncode == 0, lb.stderr[-2000:]
+    assert "gathered 9 records" in lb.stdout
+    alone = _campaign(tmp_path / "alone")
+    _, err = alone.communicate(timeout=900)
+    assert alone.returncode == 0, err[-2000:]
+    assert _numbers(gathered) == _numbers(tmp_path / "alone")
+
+
+def test_the_claim_of_a_worker_that_stopped_beating_is_taken_over(fresh_database):
+    import sqlalchemy as sa
+
+    from benchmark.shared_runs import SharedRuns
+
+    a, b = SharedRuns(fresh_database), SharedRuns(fresh_database)
+    assert a.claim("k1", "ml-100k", "bpr") is None  # a holds it
+    assert b.claim("k1", "ml-100k", "bpr") == a.worker  # alive: b leaves it
+    with a.engine.begin() as c:  # a dies: its last beat ages past the grace period
+        c.execute(sa.update(a.table).where(a.table.c.key == "k1").values(heartbeat=time.time() - GRACE_S - 1))
+    assert b.claim("k1", "ml-100k", "bpr") is None
+    assert a.claim("k1", "ml-100k", "bpr") == b.worker
+    # a failing run releases its claim: the run is free again
+    with pytest.raises(RuntimeError), b.holding("k1"):
+        raise RuntimeError("diverged")
+    assert a.claim("k1", "ml-100k", "bpr") is None
