@@ -207,26 +207,24 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
             counts["skipped"] += 1
             return
         rec = out.record
+
+        def say(label: str, text: str) -> None:  # one line per run, above the progress bar
+            tqdm.write(f"{job.name:16s} {label:12s} seed={seed} {text}", file=sys.stderr)
+
         if out.status == "elsewhere":
             counts["elsewhere"] += 1
-            tqdm.write(
-                f"{job.name:16s} {job.model:12s} seed={seed} run by {out.extra['worker']} (shared storage)",
-                file=sys.stderr,
-            )
+            say(job.model, f"run by {out.extra['worker']} (shared storage)")
             return
         counts["done"] += 1
         label = job.model + (f" [{rec['placebo']} placebo]" if rec.get("placebo") else "")
         if out.status == "failed":
             counts["failed"] += 1
-            tqdm.write(
-                f"{job.name:16s} {label:12s} seed={seed} FAILED: {rec['failed']} (recorded; listed on the leaderboard)",
-                file=sys.stderr,
-            )
+            say(label, f"FAILED: {rec['failed']} (recorded; listed on the leaderboard)")
             return
-        tqdm.write(
-            f"{job.name:16s} {label:12s} seed={seed} recall@20={rec['test']['recall@20']:.4f} "
-            f"ndcg@20={rec['test']['ndcg@20']:.4f} train={rec['train_seconds']:.1f}s",
-            file=sys.stderr,
+        say(
+            label,
+            f"recall@20={rec['test']['recall@20']:.4f} ndcg@20={rec['test']['ndcg@20']:.4f} "
+            f"train={rec['train_seconds']:.1f}s",
         )
 
     if workers == 1 or len(jobs) <= 1:  # in this process, with live progress
