@@ -11,6 +11,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+from datasets.content_inputs import ItemContent
 from datasets.errors import FusebenchError
 from datasets.placebo import placebo_features, placebo_text
 
@@ -40,6 +41,9 @@ class FitData:
     # modality name -> bool (n_items,), True where the item's feature is present; a modality
     # without an entry is present for every item (see MultimodalDataset.feature_masks)
     feature_masks: dict[str, np.ndarray] = field(default_factory=dict)
+    # the raw item content (text, and a catalogue's files) the end-to-end models decode
+    # themselves (datasets.content_inputs); None: only `features` and `item_text`
+    content: ItemContent | None = None
 
     @classmethod
     def from_split(cls, dataset, split, device: str = "cpu") -> FitData:
@@ -52,6 +56,7 @@ class FitData:
             seed=split.seed,
             device=device,
             feature_masks=dict(getattr(dataset, "feature_masks", None) or {}),
+            content=ItemContent.of(dataset),
         )
 
     def placebo(self, kind: str | None) -> FitData:
@@ -61,7 +66,11 @@ class FitData:
             return self
         features, masks = placebo_features(self.features, self.feature_masks, kind, self.seed)
         return replace(
-            self, features=features, feature_masks=masks, item_text=placebo_text(self.item_text, kind, self.seed)
+            self,
+            features=features,
+            feature_masks=masks,
+            item_text=placebo_text(self.item_text, kind, self.seed),
+            content=None if self.content is None else self.content.with_placebo(kind, self.seed),
         )
 
     @property

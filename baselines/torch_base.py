@@ -113,9 +113,11 @@ class TorchRecommender(Recommender):
                 "choose a smaller embedding_size",
             )
         self.module_ = self.build(data).to(self.device_)
-        self._optimizer = torch.optim.Adam(
-            self.module_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
-        )
+        self._optimizer = torch.optim.Adam(self.param_groups(), lr=self.learning_rate, weight_decay=self.weight_decay)
+
+    def param_groups(self):
+        """What Adam optimises: the module's parameters, or groups of them with their own rates."""
+        return self.module_.parameters()
 
     def train_epoch(self) -> float:
         self.module_.train()

@@ -19,6 +19,7 @@ import datasets
 import fusion_models  # noqa: F401  (registers the fusion models)
 from baselines.base import campaign_models, get_model_class, model_names, model_source, reads_content
 from baselines.params import describe
+from datasets.content_inputs import ItemContent
 from datasets.errors import EnvironmentFault, FusebenchError
 from datasets.placebo import PLACEBOS, check_placebo
 
@@ -272,6 +273,8 @@ def unmet_needs(model: str, params: dict[str, Any], ds) -> str | None:
         return "needs item features, the dataset has none"
     if "text" in needs and (ds.item_text is None or not any(t.strip() for t in ds.item_text)):
         return "needs item text, the dataset has none"
+    if "content" in needs and not ItemContent.of(ds).available():
+        return "needs raw item content (text or a catalogue's files), the dataset has none"
     return None
 
 

@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 from baselines.base import FitData, register
-from baselines.bpr import bpr_loss
 from baselines.torch_base import item_rows
 
 from .layers import FusionRecommender, ModalityEncoders, fusion_space, id_embeddings
@@ -173,7 +172,9 @@ class AttentionFusion(FusionRecommender):
         p = m.user(users)
         a = m.weights(p)
         z_pos, z_neg = item_rows(m.tokens, m.n_items, pos, neg, dim=1)
-        return bpr_loss(m.pair_scores(p, a, z_pos, m.present(pos)), m.pair_scores(p, a, z_neg, m.present(neg)))
+        return self.pair_objective(
+            m.pair_scores(p, a, z_pos, m.present(pos)), m.pair_scores(p, a, z_neg, m.present(neg))
+        )
 
     def candidate_scores(self, users, idx):
         m = self.module_

@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from baselines.base import FitData, register
-from baselines.bpr import bpr_loss
 from baselines.torch_base import item_rows
 
 from .layers import FusionRecommender, ModalityEncoders, fusion_space, id_embeddings
@@ -158,7 +157,7 @@ class LateFusion(FusionRecommender):
     def pair_loss(self, users, pos, neg):
         m = self.module_
         q_pos, q_neg = item_rows(m.item_vectors, m.encoders.n_items, pos, neg, dim=1)
-        return bpr_loss(m.pair_scores(users, q_pos), m.pair_scores(users, q_neg))
+        return self.pair_objective(m.pair_scores(users, q_pos), m.pair_scores(users, q_neg))
 
     def candidate_scores(self, users, idx):
         m = self.module_

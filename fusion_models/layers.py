@@ -202,10 +202,7 @@ class FusionRecommender(TorchRecommender):
     def init(self, data: FitData) -> None:
         # parameter and feature validation first, before any state is built
         self.validate()
-        selected = select_features(data.features, self.modalities, n_items=data.n_items)
-        self._features = prepare_features(selected, normalize=bool(self.normalize_features))
-        self._masks = {k: v for k, v in (data.feature_masks or {}).items() if k in selected}
-        self.modalities_ = list(selected)
+        self.modalities_ = self.select_inputs(data)
         super().init(data)
         if self.zero_cold_ids:
             freeze_cold_ids(self.module_, data.train)
@@ -213,6 +210,14 @@ class FusionRecommender(TorchRecommender):
             self.module_.item.id_dropout = float(self.id_dropout)
         counts = np.asarray(data.train.getnnz(axis=0), dtype=np.float64)
         self._pop = torch.from_numpy(counts / max(counts.sum(), 1.0)).float().to(self.device_)
+
+    def select_inputs(self, data: FitData) -> list[str]:
+        """Read the selected modalities' inputs from `data` (here: the prepared feature matrices
+        and their masks); returns their names."""
+        selected = select_features(data.features, self.modalities, n_items=data.n_items)
+        self._features = prepare_features(selected, normalize=bool(self.normalize_features))
+        self._masks = {k: v for k, v in (data.feature_masks or {}).items() if k in selected}
+        return list(selected)
 
     def encoders(self, dim: int, **kwargs) -> ModalityEncoders:
         """The projection heads over the selected modalities, with their presence masks."""
@@ -233,6 +238,13 @@ class FusionRecommender(TorchRecommender):
 
     def pair_loss(self, users, pos, neg) -> torch.Tensor:
         raise NotImplementedError
+
+    def pair_objective(self, pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
+        """The loss of aligned (positive, sampled negative) scores: BPR, or with `loss="bce"`
+        the sigmoid cross-entropy of each score against its label (1 positive, 0 negative)."""
+        if self.loss == "bce":
+            return (F.softplus(-pos_scores) + F.softplus(neg_scores)).mean()
+        return bpr_loss(pos_scores, neg_scores)
 
     def candidate_scores(self, users, idx: torch.Tensor | None) -> torch.Tensor:
         """(B, len(idx)) scores of every user of the batch against the items `idx` (None: all)."""
@@ -276,7 +288,7 @@ class ItemTowerFusion(FusionRecommender):
         m = self.module_
         p = m.user(users)
         q_pos, q_neg = item_rows(m.items, m.n_items, pos, neg)
-        loss = bpr_loss((p * q_pos).sum(-1), (p * q_neg).sum(-1))
+        loss = self.pair_objective((p * q_pos).sum(-1), (p * q_neg).sum(-1))
         extra = self.extra_loss(users, pos, neg, p, q_pos, q_neg)
         return loss if extra is None else loss + extra
 

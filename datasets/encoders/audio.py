@@ -20,14 +20,49 @@ from ..errors import FusebenchError
 from .base import Encoder, register
 
 
+def logmel(y: np.ndarray, sr: int, n_mels: int = 64, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
+    """(n_mels, frames) mel power spectrogram of a mono signal in dB (ref 1.0, no top_db clip)."""
+    import librosa
+
+    s = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=2.0)
+    return librosa.power_to_db(s, ref=1.0, amin=1e-10, top_db=None)
+
+
+class EmptyAudio(ValueError):
+    """A file that decodes but holds no usable samples (its message is the reason)."""
+
+
+def audio_error(exc: BaseException) -> str:
+    """The one-line reason an item's audio is masked."""
+    if isinstance(exc, EmptyAudio):
+        return str(exc)
+    return f"unreadable audio ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+
+
+def load_audio(path, sample_rate: int, max_seconds: float) -> np.ndarray:
+    """The mono signal of a file at ``sample_rate``, its first ``max_seconds`` (raises when it
+    cannot be decoded, holds no samples or has NaN/inf samples)."""
+    import warnings
+
+    import librosa
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # audioread fallback / short-signal notices
+        y, _ = librosa.load(path, sr=sample_rate, mono=True, duration=max_seconds)
+    if y.size == 0:
+        raise EmptyAudio("audio file holds no samples")
+    if not np.isfinite(y).all():
+        raise EmptyAudio("audio has NaN/inf samples")
+    return y
+
+
 def logmel_stats(
     y: np.ndarray, sr: int, n_mels: int = 64, n_mfcc: int = 20, n_fft: int = 2048, hop_length: int = 512
 ) -> np.ndarray:
     """float32 (2 * n_mels + 2 * n_mfcc,) statistics of a mono signal (see the module doc)."""
     import librosa
 
-    s = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=2.0)
-    logs = librosa.power_to_db(s, ref=1.0, amin=1e-10, top_db=None)
+    logs = logmel(y, sr, n_mels, n_fft, hop_length)
     mfcc = librosa.feature.mfcc(S=logs, n_mfcc=n_mfcc)
     return np.concatenate([logs.mean(1), logs.std(1), mfcc.mean(1), mfcc.std(1)]).astype(np.float32)
 
@@ -76,24 +111,12 @@ class LogMelAudio(Encoder):
         return False
 
     def _encode_batch(self, batch, device):
-        import warnings
-
-        import librosa
-
         rows = np.zeros((len(batch), self.output_dim()), dtype=np.float32)
         errors: dict[int, str] = {}
         for j, path in enumerate(batch):
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # audioread fallback / short-signal notices
-                    y, sr = librosa.load(path, sr=self.sample_rate, mono=True, duration=self.max_seconds)
-                if y.size == 0:
-                    errors[j] = "audio file holds no samples"
-                    continue
-                if not np.isfinite(y).all():
-                    errors[j] = "audio has NaN/inf samples"
-                    continue
-                rows[j] = logmel_stats(y, sr, self.n_mels, self.n_mfcc)
+                y = load_audio(path, self.sample_rate, self.max_seconds)
+                rows[j] = logmel_stats(y, self.sample_rate, self.n_mels, self.n_mfcc)
             except Exception as exc:  # noqa: BLE001 - any decoding failure masks the item
-                errors[j] = f"unreadable audio ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+                errors[j] = audio_error(exc)
         return rows, errors

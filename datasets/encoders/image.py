@@ -147,7 +147,9 @@ def preprocess(path: str | os.PathLike, resize: int = RESIZE, crop: int = CROP) 
         return preprocess_pil(im, resize, crop)
 
 
-def preprocess_pil(im, resize: int = RESIZE, crop: int = CROP) -> np.ndarray:
+def resize_crop(im, resize: int = RESIZE, crop: int = CROP):
+    """The RGB PIL image with its shorter side resized to ``resize`` (bilinear) and centre
+    cropped to ``crop`` x ``crop`` (raises on an image without pixels)."""
     from PIL import Image
 
     im = im.convert("RGB")
@@ -160,8 +162,11 @@ def preprocess_pil(im, resize: int = RESIZE, crop: int = CROP) -> np.ndarray:
         nw, nh = int(resize * w / h), resize
     im = im.resize((nw, nh), Image.BILINEAR)
     left, top = int(round((nw - crop) / 2.0)), int(round((nh - crop) / 2.0))
-    im = im.crop((left, top, left + crop, top + crop))
-    x = np.asarray(im, dtype=np.float32) / 255.0
+    return im.crop((left, top, left + crop, top + crop))
+
+
+def preprocess_pil(im, resize: int = RESIZE, crop: int = CROP) -> np.ndarray:
+    x = np.asarray(resize_crop(im, resize, crop), dtype=np.float32) / 255.0
     x = (x - np.asarray(IMAGENET_MEAN, dtype=np.float32)) / np.asarray(IMAGENET_STD, dtype=np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 

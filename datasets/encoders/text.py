@@ -36,19 +36,37 @@ def minilm_dir():
     return path
 
 
-def load_minilm(device: str = "cpu"):
-    """(tokenizer, model) of all-MiniLM-L6-v2 on ``device``, loaded once per process."""
-    if device not in _MODELS:
+def load_tokenizer():
+    """The WordPiece tokenizer of all-MiniLM-L6-v2 (lower-cased, 30,522 ids), loaded once."""
+    if "tokenizer" not in _MODELS:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         path = str(minilm_dir())
         import transformers
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
-        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModel.from_pretrained(path, local_files_only=True).eval().to(device)
+        _MODELS["tokenizer"] = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    return _MODELS["tokenizer"]
+
+
+def minilm_token_embeddings() -> np.ndarray:
+    """float32 (30522, 384): all-MiniLM-L6-v2's input word embeddings (read from its weights
+    file, without building the model)."""
+    from safetensors import safe_open
+
+    with safe_open(str(minilm_dir() / "model.safetensors"), "np") as f:
+        return np.asarray(f.get_tensor("embeddings.word_embeddings.weight"), dtype=np.float32)
+
+
+def load_minilm(device: str = "cpu"):
+    """(tokenizer, model) of all-MiniLM-L6-v2 on ``device``, loaded once per process."""
+    if device not in _MODELS:
+        tok = load_tokenizer()
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(str(minilm_dir()), local_files_only=True).eval().to(device)
         _MODELS[device] = (tok, model)
     return _MODELS[device]
 
