@@ -110,8 +110,8 @@ class AudioTower(nn.Module):
         self.rnn = nn.GRU(frames.shape[2], self.out_dim, batch_first=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, h = self.rnn((x.float() - self.mean) / self.std)
-        return h[-1]
+        out, _ = self.rnn((x.float() - self.mean) / self.std)
+        return out.mean(1)
 
 
 class VideoTower(nn.Module):
