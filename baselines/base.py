@@ -20,6 +20,14 @@ from .params import check_params
 FAMILIES = ("baseline/cf", "baseline/content", "baseline/hybrid", "fusion")
 
 
+# what each `Recommender.needs()` entry means, as `models list` and docs/models.md say it
+INPUTS = {
+    "features": "item feature matrices (extracted or shipped)",
+    "text": "item text",
+    "content": "raw item content: item text, a catalogue folder's images/, audio/, video/ files",
+}
+
+
 def reads_content(cls) -> bool:
     """Whether models of `cls` may read item content: every family but collaborative
     filtering. These are the models a placebo control applies to."""
@@ -134,9 +142,10 @@ class Recommender:
 
     @classmethod
     def needs(cls, params: dict[str, Any] | None = None) -> set[str]:
-        """What the model reads besides interactions: "features" (item feature matrices; every
-        model with a `modalities` parameter) and/or "text" (item text). `run --all` skips a
-        model whose needs a dataset cannot meet, instead of failing the campaign on it."""
+        """What the model reads besides interactions (keys of INPUTS): "features" (item feature
+        matrices; every model with a `modalities` parameter), "text" (item text), "content"
+        (raw content, decoded by the model). `run --all` skips a model whose needs a dataset
+        cannot meet, instead of failing the campaign on it."""
         return {"features"} if "modalities" in cls.param_names() else set()
 
     @classmethod

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 import datasets
 import fusion_models  # noqa: F401  (registers the fusion models)
-from baselines.base import campaign_models, get_model_class, model_names, model_source, reads_content
+from baselines.base import INPUTS, campaign_models, get_model_class, model_names, model_source, reads_content
 from baselines.params import describe
 from datasets.content_inputs import ItemContent
 from datasets.errors import EnvironmentFault, FusebenchError
@@ -448,6 +448,7 @@ def cmd_models(args) -> int:
         defaults, constraints = cls.defaults(), cls.parameter_constraints()
         kind = "iterative" if cls.iterative else "one-shot"
         print(f"{name:{width}s} {cls.family:16s} {kind:9s} {'' if defaults else '(no hyper-parameters)'}".rstrip())
+        print(f"    reads: {'; '.join(['interactions', *(INPUTS.get(n, n) for n in sorted(cls.needs()))])}")
         for k, v in defaults.items():
             print(f"    {f'{k}={v!r}':28s} {describe(constraints[k]) if k in constraints else '(not checked)'}")
     return 0

@@ -43,7 +43,50 @@ def prepare_features(
     return out
 
 
-class ModalityEncoders(nn.Module):
+class MaskedModalities(nn.Module):
+    """What every set of modality encoders shares: the modality `names`, `n_items`, one
+    presence mask per modality (buffer `mask{m}`: (n_items, 1) float, None when every item has
+    the modality) and the stacked encodings; a subclass defines `encode(m, idx)`, zero where
+    modality m is missing."""
+
+    names: list[str]
+    n_items: int
+
+    def register_mask(self, m: int, present: np.ndarray | None) -> None:
+        self.register_buffer(
+            f"mask{m}",
+            None if present is None or present.all() else torch.from_numpy(present.astype(np.float32)[:, None]),
+            persistent=False,
+        )
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def present(self, m: int, idx: torch.Tensor | None = None) -> torch.Tensor | None:
+        """(len(idx) or n_items, 1) float, 1 where modality `m` is present; None if always."""
+        mask = getattr(self, f"mask{m}")
+        return mask if mask is None or idx is None else mask[idx]
+
+    @property
+    def complete(self) -> bool:
+        """True when every item has every modality."""
+        return all(getattr(self, f"mask{m}") is None for m in range(len(self.names)))
+
+    def presence(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """(M, len(idx) or n_items, 1) float: 1 where modality m of the item is present."""
+        n = self.n_items if idx is None else len(idx)
+        ones = torch.ones(n, 1, device=next(self.parameters()).device)
+        return torch.stack([ones if (p := self.present(m, idx)) is None else p for m in range(len(self.names))])
+
+    def encode(self, m: int, idx: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """(M, len(idx) or n_items, dim): every modality's encoding."""
+        return torch.stack([self.encode(m, idx) for m in range(len(self.names))])
+
+
+class ModalityEncoders(MaskedModalities):
     """One head per modality: Linear(d_m, dim) [+ LeakyReLU] [+ dropout].
 
     `forward(idx)` returns a (n_modalities, len(idx), dim) tensor; `idx=None` means all items.
@@ -76,13 +119,7 @@ class ModalityEncoders(nn.Module):
                 raise FusebenchError(f"feature set {name!r} must be a 2-D (n_items, d) array, got shape {x.shape}")
             # buffers by position: modality names may contain '/' (not allowed in buffer names)
             self.register_buffer(f"feat{i}", torch.from_numpy(x), persistent=False)
-            present = feature_mask(masks, name, x.shape[0])
-            # (n_items, 1) float: 1 where the feature is present; None when all are
-            self.register_buffer(
-                f"mask{i}",
-                None if present is None or present.all() else torch.from_numpy(present.astype(np.float32)[:, None]),
-                persistent=False,
-            )
+            self.register_mask(i, feature_mask(masks, name, x.shape[0]))
             layers: list[nn.Module] = [nn.Linear(x.shape[1], dim, bias=bias)]
             nn.init.xavier_normal_(layers[0].weight)
             if bias:
@@ -93,27 +130,8 @@ class ModalityEncoders(nn.Module):
                 layers.append(nn.Dropout(dropout))
             self.heads.append(nn.Sequential(*layers))
 
-    def __len__(self) -> int:
-        return len(self.names)
-
     def feature(self, m: int) -> torch.Tensor:
         return getattr(self, f"feat{m}")
-
-    def present(self, m: int, idx: torch.Tensor | None = None) -> torch.Tensor | None:
-        """(len(idx) or n_items, 1) float, 1 where modality `m` is present; None if always."""
-        mask = getattr(self, f"mask{m}")
-        return mask if mask is None or idx is None else mask[idx]
-
-    @property
-    def complete(self) -> bool:
-        """True when every item has every modality."""
-        return all(getattr(self, f"mask{m}") is None for m in range(len(self.names)))
-
-    def presence(self, idx: torch.Tensor | None = None) -> torch.Tensor:
-        """(M, len(idx) or n_items, 1) float: 1 where modality m of the item is present."""
-        n = self.n_items if idx is None else len(idx)
-        ones = torch.ones(n, 1, device=self.feature(0).device)
-        return torch.stack([ones if (p := self.present(m, idx)) is None else p for m in range(len(self.names))])
 
     def encode(self, m: int, idx: torch.Tensor | None = None) -> torch.Tensor:
         """(len(idx) or n_items, dim): modality `m` projected; zero where it is missing."""
@@ -121,9 +139,6 @@ class ModalityEncoders(nn.Module):
         z = self.heads[m](f if idx is None else f[idx])
         mask = self.present(m, idx)
         return z if mask is None else z * mask
-
-    def forward(self, idx: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.stack([self.encode(m, idx) for m in range(len(self.names))])
 
 
 LOSSES = ("bpr", "softmax", "sampled")

@@ -33,6 +33,8 @@ from torch import nn
 from datasets.content_inputs import Inputs
 from datasets.errors import FusebenchError
 
+from .layers import MaskedModalities
+
 TEXT_POOLING = ("mean", "transformer")
 TEXT_INIT = ("minilm", "random")
 CHUNK = 512  # items per forward pass when every item is encoded
@@ -149,7 +151,7 @@ def build_tower(modality: str, inputs: Inputs, text_init: str, text_pooling: str
     raise FusebenchError(f"no trainable encoder for modality {modality!r}")
 
 
-class ContentEncoders(nn.Module):
+class ContentEncoders(MaskedModalities):
     """Trainable towers over raw inputs with the interface of `layers.ModalityEncoders`."""
 
     def __init__(
@@ -173,10 +175,7 @@ class ContentEncoders(nn.Module):
         for i, (name, inp) in enumerate(inputs.items()):
             tower = build_tower(name, inp, text_init, text_pooling, width)
             x = tower.compact if name == "text" else inp.array  # text: ids in the compact vocabulary
-            mask = np.asarray(inp.mask, dtype=bool)
-            self.register_buffer(
-                f"mask{i}", None if mask.all() else torch.from_numpy(mask.astype(np.float32)[:, None]), persistent=False
-            )
+            self.register_mask(i, np.asarray(inp.mask, dtype=bool))
             head = nn.Linear(tower.out_dim, dim)
             nn.init.xavier_normal_(head.weight)
             nn.init.zeros_(head.bias)
@@ -194,9 +193,6 @@ class ContentEncoders(nn.Module):
                 self.register_buffer(f"input{i}", torch.from_numpy(np.ascontiguousarray(x)), persistent=False)
                 self.bodies.append(tower)
 
-    def __len__(self) -> int:
-        return len(self.names)
-
     # ---- the weights change: the all-item encodings are stale
     def train(self, mode: bool = True):
         self._cache.clear()
@@ -205,19 +201,6 @@ class ContentEncoders(nn.Module):
     def _load_from_state_dict(self, *args, **kwargs):
         self._cache.clear()
         return super()._load_from_state_dict(*args, **kwargs)
-
-    def present(self, m: int, idx: torch.Tensor | None = None) -> torch.Tensor | None:
-        mask = getattr(self, f"mask{m}")
-        return mask if mask is None or idx is None else mask[idx]
-
-    @property
-    def complete(self) -> bool:
-        return all(getattr(self, f"mask{m}") is None for m in range(len(self.names)))
-
-    def presence(self, idx: torch.Tensor | None = None) -> torch.Tensor:
-        n = self.n_items if idx is None else len(idx)
-        ones = torch.ones(n, 1, device=self.heads[0].weight.device)
-        return torch.stack([ones if (p := self.present(m, idx)) is None else p for m in range(len(self.names))])
 
     def _project(self, m: int, x: torch.Tensor) -> torch.Tensor:
         return self.heads[m](self.bodies[m](x))
@@ -233,9 +216,6 @@ class ContentEncoders(nn.Module):
             z = self._cache[m] if idx is None else self._cache[m][idx]
         mask = self.present(m, idx)
         return z if mask is None else z * mask
-
-    def forward(self, idx: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.stack([self.encode(m, idx) for m in range(len(self.names))])
 
 
 @torch.no_grad()

@@ -25,6 +25,12 @@ def test_models_list_shows_defaults(capsys):
     for name in ("pop", "itemknn", "ease", "bpr"):
         assert any(line.startswith(name + " ") for line in out.splitlines())
     assert "l2=500.0" in out and "embedding_size=64" in out
+    # each model says what it reads: the CF models interactions only, the e2e models raw content
+    lines = out.splitlines()
+    reads = {lines[i].split()[0]: lines[i + 1].strip() for i, line in enumerate(lines[:-1]) if not line.startswith(" ")}
+    assert reads["ease"] == "reads: interactions"
+    assert reads["vbpr"] == "reads: interactions; item feature matrices (extracted or shipped)"
+    assert "raw item content" in reads["e2e-attention"] and "images/" in reads["e2e-attention"]
 
 
 def test_datasets_list_and_info(capsys, ml100k):

@@ -24,6 +24,7 @@ import fusion_models  # noqa: F401  (registers the models)
 from baselines.base import FitData, make_model
 from datasets.catalogue import load_catalogue
 from datasets.content_inputs import ItemContent
+from datasets.errors import FusebenchError
 
 N_CLASSES, N_ITEMS, N_USERS, N_TRAIN = 4, 160, 240, 8
 KEYWORDS = ("violin", "tractor", "lemon", "glacier")
@@ -157,3 +158,103 @@ def test_trained_encoder_beats_the_frozen_random_one(catalogue, modality):
     p = wilcoxon(trained, frozen, alternative="greater").pvalue
     print(f"{modality}: trained {trained.mean():.3f}, frozen {frozen.mean():.3f}, p = {p:.2g}")
     assert trained.mean() > frozen.mean() and p < 1e-3, (modality, trained.mean(), frozen.mean(), p)
+
+
+# ----------------------------------------------------------------------------- the inputs
+def test_inputs_shapes_masks_cache_and_unreadable_files(catalogue, tmp_path, monkeypatch):
+    import datasets.content_inputs as ci
+
+    monkeypatch.setenv("FUSEBENCH_CACHE", str(tmp_path / "cache"))
+    ds = catalogue[0]
+    content = ItemContent.of(ds)
+    assert content.available() == ["text", "image", "audio", "video"]
+    text = content.inputs("text", max_tokens=20)
+    assert text.array.dtype == np.int32 and text.array.shape == (ds.n_items, 20) and text.mask.all()
+    assert content.inputs("image").array.shape == (ds.n_items, 3, 32, 32)
+    assert content.inputs("audio", steps=16).array.shape == (ds.n_items, 16, 64)
+    video = content.inputs("video", frames=4, size=16)
+    assert video.array.dtype == np.uint8 and video.array.shape == (ds.n_items, 4, 3, 16, 16)
+    # a second call reads the cache: decoding is not run again
+    monkeypatch.setattr(ci, "decode_files", lambda *a: (_ for _ in ()).throw(AssertionError("decoded twice")))
+    assert np.array_equal(content.inputs("video", frames=4, size=16).array, video.array)
+    monkeypatch.undo()
+    monkeypatch.setenv("FUSEBENCH_CACHE", str(tmp_path / "cache"))
+    # a missing file and a damaged one are masked, with the reason, not fatal
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG not really")
+    paths = list(content.files["image"])
+    paths[0], paths[1] = None, bad
+    broken = ItemContent(ds.n_items, None, {"image": paths}).inputs("image")
+    assert broken.mask[:2].tolist() == [False, False] and broken.mask[2:].all()
+    assert broken.problems[0] == "no file" and "unreadable image" in broken.problems[1]
+    assert not broken.array[:2].any()
+
+
+def test_placebos_act_on_the_decoded_inputs(catalogue, tmp_path, monkeypatch):
+    from datasets.placebo import placebo_features
+
+    monkeypatch.setenv("FUSEBENCH_CACHE", str(tmp_path / "cache"))
+    content = ItemContent.of(catalogue[0])
+    real = content.inputs("image")
+    shuffled = content.with_placebo("shuffle", 3).inputs("image")
+    # the same permutation as the frozen features' shuffle placebo, rows and mask together
+    flat = {"image": real.array.reshape(len(real.array), -1).astype(np.float32)}
+    expect, _ = placebo_features(flat, {"image": real.mask}, "shuffle", 3)
+    assert np.array_equal(shuffled.array.reshape(len(real.array), -1), expect["image"].astype(np.uint8))
+    assert sorted(map(bytes, shuffled.array)) == sorted(map(bytes, real.array))
+    noise = content.with_placebo("noise", 3).inputs("image")
+    assert noise.array.dtype == np.uint8 and noise.array.shape == real.array.shape
+    assert not np.array_equal(noise.array, real.array)
+    # text: the placebo of the words, then tokenised
+    words = content.with_placebo("shuffle", 3).inputs("text").array
+    assert sorted(map(bytes, words)) == sorted(map(bytes, content.inputs("text").array))
+    data = FitData(train=catalogue[1], seed=5, content=content).placebo("noise")
+    assert data.content.placebo == ("noise", 5)
+
+
+def test_eval_cache_follows_the_weights_and_frozen_towers_have_no_weights(catalogue):
+    ds, train, _, _ = catalogue
+    model = make_model("e2e-attention", {"modalities": "image,text", "text_init": "random", "batch_size": 256})
+    model.init(FitData(train=train, seed=2, content=ItemContent.of(ds)))
+    users = np.arange(20)
+    model.train_epoch()
+    state, before = model.get_state(), model.score(users)
+    assert np.array_equal(model.score(users), before)  # the all-item encodings are reused
+    model.train_epoch()
+    assert not np.allclose(model.score(users), before)
+    model.set_state(state)
+    assert np.array_equal(model.score(users), before)  # a restored state is encoded again
+    assert model.used_modalities() == ["image/raw", "text/raw"]
+    frozen = make_model("e2e-attention", {"modalities": "image,text", "text_init": "random", "freeze": True})
+    frozen.init(FitData(train=train, seed=2, content=ItemContent.of(ds)))
+    towers = sum(p.numel() for p in model.module_.encoders.bodies.parameters())
+    assert not list(frozen.module_.encoders.bodies.parameters()) and towers > 0
+    assert frozen.n_parameters() == model.n_parameters() - towers
+
+
+def test_same_seed_same_model(catalogue):
+    a = fitted(catalogue, "audio,video", False, epochs=2).score(np.arange(30))
+    b = fitted(catalogue, "audio,video", False, epochs=2).score(np.arange(30))
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "modalities, message",
+    [
+        ("audio/vggish", "is not raw content"),
+        ("text,text", "twice"),
+    ],
+)
+def test_bad_modalities_are_one_line_errors(modalities, message):
+    with pytest.raises(FusebenchError, match=message):
+        make_model("e2e-attention", {"modalities": modalities})
+
+
+def test_content_the_data_lacks_is_one_line_error():
+    train = sp.csr_matrix(np.eye(4))
+    content = ItemContent(4, ["a b", "c", "", "d"])
+    model = make_model("e2e-attention", {"modalities": "image"})
+    with pytest.raises(FusebenchError, match="no raw image content; it has: text"):
+        model.init(FitData(train=train, content=content))
+    with pytest.raises(FusebenchError, match="carries none"):
+        make_model("e2e-attention").init(FitData(train=train))
