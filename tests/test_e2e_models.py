@@ -258,3 +258,30 @@ def test_content_the_data_lacks_is_one_line_error():
         model.init(FitData(train=train, content=content))
     with pytest.raises(FusebenchError, match="carries none"):
         make_model("e2e-attention").init(FitData(train=train))
+
+
+@pytest.mark.parametrize("strategy", ["fusion-concat", "fusion-late"])
+def test_the_mixin_makes_any_strategy_end_to_end(catalogue, strategy):
+    """`EndToEnd` changes only the inputs and encoders, so other strategies train from raw
+    content unchanged (not registered: `e2e-attention` is the family's leaderboard entry)."""
+    from baselines.base import get_model_class
+    from fusion_models.e2e import EndToEnd
+
+    cls = type("E2E", (EndToEnd, get_model_class(strategy)), {"name": f"e2e-test-{strategy}"})
+    ds, train, test, cold = catalogue
+    model = cls(modalities="image", epochs=40, batch_size=256, learning_rate=3e-3, id_dropout=0.5)
+    model.fit(FitData(train=train, seed=1, content=ItemContent.of(ds)))
+    assert model.used_modalities() == ["image/raw"]
+    assert cold_recall(model, test, cold).mean() > 0.5  # chance: 0.25
+
+
+def test_bce_loss_trains_and_differs_from_bpr(catalogue):
+    bce = fitted(catalogue, "text", False, epochs=3, loss="bce")
+    bpr = fitted(catalogue, "text", False, epochs=3)
+    assert not np.allclose(bce.score(np.arange(10)), bpr.score(np.arange(10)))
+    ds, train, _, _ = catalogue
+    m = make_model("e2e-attention", {"modalities": "text", "text_init": "random", "loss": "bce", "batch_size": 256})
+    m.init(FitData(train=train, seed=1, content=ItemContent.of(ds)))
+    first = m.train_epoch()
+    assert first == pytest.approx(2 * np.log(2), abs=0.05)  # both logits start near 0
+    assert [m.train_epoch() for _ in range(5)][-1] < first
