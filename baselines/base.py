@@ -53,6 +53,11 @@ class FitData:
     # themselves (datasets.content_inputs); None: only `features` and `item_text`
     content: ItemContent | None = None
 
+    def __post_init__(self):
+        # data built by hand with item text has that text as raw content too
+        if self.content is None and self.item_text is not None:
+            self.content = ItemContent(self.train.shape[1], list(self.item_text))
+
     @classmethod
     def from_split(cls, dataset, split, device: str = "cpu") -> FitData:
         """The one way a benchmark run hands a model its data: the split's training matrix

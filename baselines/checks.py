@@ -192,7 +192,8 @@ def check_recommender(cls: type[Recommender], *, search_samples: int = 10, seed:
     - ``training data``: neither fit nor score changes the training matrix, features or text;
     - ``seed``: the same seed gives the same scores;
     - ``get_state``: (iterative) `set_state(get_state())` after more training restores the scores;
-    - ``used_modalities``: names among the feature sets given; ``n_parameters``: an int >= 0.
+    - ``used_modalities``: names among the feature sets given (or `item_text`, or `MODALITY/raw`
+      for raw content); ``n_parameters``: an int >= 0.
     """
     if not (inspect.isclass(cls) and issubclass(cls, Recommender)):
         raise ContractError(f"{cls!r} is not a subclass of baselines.Recommender")
@@ -262,6 +263,8 @@ def check_recommender(cls: type[Recommender], *, search_samples: int = 10, seed:
 
     used = _guarded(cls, "used_modalities", model.used_modalities)
     given = set(data.features) | {"item_text"}  # item_text: the raw text, for text models
+    if data.content is not None:  # raw content the end-to-end models decode themselves
+        given |= {f"{m}/raw" for m in data.content.available()}
     if not isinstance(used, (list, tuple)) or not set(used) <= given:
         raise _fail(cls, "used_modalities", f"must list inputs among {sorted(given)}, gave {used!r}")
     n = _guarded(cls, "n_parameters", model.n_parameters)

@@ -258,6 +258,8 @@ def test_content_the_data_lacks_is_one_line_error():
         model.init(FitData(train=train, content=content))
     with pytest.raises(FusebenchError, match="carries none"):
         make_model("e2e-attention").init(FitData(train=train))
+    # data built by hand with item text carries it as raw content
+    assert FitData(train=train, item_text=["a", "b", "c", "d"]).content.available() == ["text"]
 
 
 @pytest.mark.parametrize("strategy", ["fusion-concat", "fusion-late"])
