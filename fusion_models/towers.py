@@ -193,9 +193,11 @@ class ContentEncoders(MaskedModalities):
                 self.register_buffer(f"input{i}", torch.from_numpy(np.ascontiguousarray(x)), persistent=False)
                 self.bodies.append(tower)
 
-    # ---- the weights change: the all-item encodings are stale
+    # ---- the weights change (a training step follows, or a state is loaded): the all-item
+    # encodings are stale; switching to eval mode (every `score` call) keeps them
     def train(self, mode: bool = True):
-        self._cache.clear()
+        if mode:
+            self._cache.clear()
         return super().train(mode)
 
     def _load_from_state_dict(self, *args, **kwargs):

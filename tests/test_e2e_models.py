@@ -219,7 +219,9 @@ def test_eval_cache_follows_the_weights_and_frozen_towers_have_no_weights(catalo
     users = np.arange(20)
     model.train_epoch()
     state, before = model.get_state(), model.score(users)
-    assert np.array_equal(model.score(users), before)  # the all-item encodings are reused
+    cached = dict(model.module_.encoders._cache)
+    assert np.array_equal(model.score(users), before) and len(cached) == 2
+    assert all(model.module_.encoders._cache[m] is z for m, z in cached.items())  # reused, not recomputed
     model.train_epoch()
     assert not np.allclose(model.score(users), before)
     model.set_state(state)
