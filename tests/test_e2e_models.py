@@ -179,6 +179,10 @@ def test_inputs_shapes_masks_cache_and_unreadable_files(catalogue, tmp_path, mon
     assert np.array_equal(content.inputs("video", frames=4, size=16).array, video.array)
     monkeypatch.undo()
     monkeypatch.setenv("FUSEBENCH_CACHE", str(tmp_path / "cache"))
+    # a damaged cache entry is decoded again, not trusted
+    for entry in (tmp_path / "cache" / "inputs" / "video").glob("*.npz"):
+        entry.write_bytes(b"PK\x03\x04 truncated")
+    assert np.array_equal(content.inputs("video", frames=4, size=16).array, video.array)
     # a missing file and a damaged one are masked, with the reason, not fatal
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG not really")
