@@ -141,7 +141,7 @@ def _cached(modality: str, settings: dict, fp: str, decode, use_cache: bool) -> 
             with np.load(path, allow_pickle=False) as z:
                 problems = {int(k): v for k, v in json.loads(str(z["problems"])).items()}
                 return Inputs(z["array"], z["mask"].astype(bool), problems, settings)
-        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        except _cache.DAMAGED:
             pass  # a damaged entry is decoded again, never trusted
     array, mask, problems = decode()
     if use_cache:

@@ -150,6 +150,11 @@ def test_encoder_cache_serves_second_run(fresh_cache):
     assert not enc.encode(texts[:-1] + ["epsilon"]).cached
     assert not get_encoder("text/tfidf-svd", dim=2, progress=False).encode(texts).cached
     assert list((fresh_cache / "encoders").iterdir())  # entries live under <cache>/encoders/
+    # a truncated entry (a zip that ends early) is recomputed, not fatal
+    for entry in (fresh_cache / "encoders").rglob("*.npz"):
+        entry.write_bytes(b"PK\x03\x04 truncated")
+    again = enc.encode(texts)
+    assert not again.cached and np.array_equal(again.features, first.features)
 
 
 # ----------------------------------------------------------------------------- image

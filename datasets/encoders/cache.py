@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ import numpy as np
 from ..download import atomic_write, cache_dir, sha256_file
 
 MISSING = b"\x00<missing>\x00"
+# what reading a damaged .npz raises (a truncated zip is BadZipFile, which is no OSError)
+DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError)
 
 
 def text_fingerprint(texts: list[str | None]) -> str:
@@ -72,7 +75,7 @@ def load_entry(path: Path) -> tuple[np.ndarray, np.ndarray, dict[int, str], dict
             feats = np.ascontiguousarray(z["features"], dtype=np.float32)
             mask = z["mask"].astype(bool)
             info = json.loads(str(z["info"]))
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+    except DAMAGED:
         return None  # a damaged entry is recomputed, never trusted
     problems = {int(k): str(v) for k, v in info.pop("problems", {}).items()}
     return feats, mask, problems, info
