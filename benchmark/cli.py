@@ -271,9 +271,10 @@ def unmet_needs(model: str, params: dict[str, Any], ds) -> str | None:
     needs = get_model_class(model).needs(params)
     if "features" in needs and not ds.features:
         return "needs item features, the dataset has none"
-    if "text" in needs and (ds.item_text is None or not any(t.strip() for t in ds.item_text)):
+    raw = ItemContent.of(ds).available() if needs & {"text", "content"} else []
+    if "text" in needs and "text" not in raw:
         return "needs item text, the dataset has none"
-    if "content" in needs and not ItemContent.of(ds).available():
+    if "content" in needs and not raw:
         return "needs raw item content (text or a catalogue's files), the dataset has none"
     return None
 

@@ -107,6 +107,12 @@ class ItemContent:
         if unknown:
             raise FusebenchError(f"{modality} inputs have no setting {', '.join(sorted(unknown))}")
         s = {**DEFAULTS[modality], **settings}
+        for k, v in s.items():  # every setting is a count, except the duration
+            ok = v > 0 if k == "max_seconds" else isinstance(v, int) and v >= 1
+            if not ok:
+                raise FusebenchError(
+                    f"{modality} inputs: {k} must be {'> 0' if k == 'max_seconds' else 'an int >= 1'}, got {v!r}"
+                )
         if modality == "text":
             if self.text is None:
                 raise FusebenchError("the dataset has no item text")
@@ -154,11 +160,9 @@ def _cached(modality: str, settings: dict, fp: str, decode, use_cache: bool) -> 
 def decode_text(texts: list[str], max_tokens: int) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     from .encoders.text import load_tokenizer
 
-    if int(max_tokens) < 1:
-        raise FusebenchError(f"max_tokens must be >= 1, got {max_tokens!r}")
     tok = load_tokenizer()
-    ids = np.zeros((len(texts), int(max_tokens)), dtype=np.int32)
-    enc = tok([str(t) for t in texts], add_special_tokens=False, truncation=True, max_length=int(max_tokens))
+    ids = np.zeros((len(texts), max_tokens), dtype=np.int32)
+    enc = tok([str(t) for t in texts], add_special_tokens=False, truncation=True, max_length=max_tokens)
     for i, row in enumerate(enc["input_ids"]):
         ids[i, : len(row)] = row
     mask = ids.any(axis=1)
@@ -191,40 +195,30 @@ def _decode_one(modality: str, path: Path, s: dict) -> np.ndarray:
     return np.stack([frames[:, a:b].mean(axis=1) for a, b in zip(lo, hi)]).astype(np.float16)
 
 
+def _shape(modality: str, s: dict) -> tuple[int, ...]:
+    if modality == "image":
+        return (3, s["size"], s["size"])
+    if modality == "video":
+        return (s["frames"], 3, s["size"], s["size"])
+    return (s["steps"], s["n_mels"])
+
+
 def decode_files(modality: str, paths: list[Path | None], s: dict) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     """Every item's file decoded (see the module notes); a missing or unreadable one masked."""
     from .encoders.audio import audio_error
+    from .encoders.base import file_problem, unreadable
 
-    for k in ("size", "frames", "steps"):
-        if k in s and int(s[k]) < 1:
-            raise FusebenchError(f"{modality} inputs: {k} must be >= 1, got {s[k]!r}")
-    rows: list[np.ndarray | None] = []
+    array = np.zeros((len(paths), *_shape(modality, s)), dtype=np.float16 if modality == "audio" else np.uint8)
+    mask = np.zeros(len(paths), dtype=bool)
     problems: dict[int, str] = {}
     for i, p in enumerate(paths):
-        row = None
-        if p is None:
-            problems[i] = "no file"
-        elif not Path(p).is_file() or Path(p).stat().st_size == 0:
-            problems[i] = f"file not found or empty: {Path(p).name}"
-        else:
+        why = file_problem(p)
+        if why is None:
             try:
-                row = _decode_one(modality, Path(p), s)
+                array[i] = _decode_one(modality, Path(p), s)
+                mask[i] = True
             except Exception as exc:  # noqa: BLE001 - any decoding failure masks the item
-                problems[i] = (
-                    audio_error(exc)
-                    if modality == "audio"
-                    else f"unreadable {modality} ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
-                )
-        rows.append(row)
-    shape = {
-        "image": (3, s.get("size", 1), s.get("size", 1)),
-        "video": (s.get("frames", 1), 3, s.get("size", 1), s.get("size", 1)),
-        "audio": (s.get("steps", 1), s.get("n_mels", 1)),
-    }[modality]
-    dtype = np.float16 if modality == "audio" else np.uint8
-    array = np.zeros((len(paths), *shape), dtype=dtype)
-    for i, row in enumerate(rows):
-        if row is not None:
-            array[i] = row
-    mask = np.array([r is not None for r in rows], dtype=bool)
+                why = audio_error(exc) if modality == "audio" else unreadable(modality, exc)
+        if why is not None:
+            problems[i] = why
     return array, mask, problems

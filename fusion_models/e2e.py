@@ -17,6 +17,7 @@ their own learning rate (`encoder_lr` times the model's); the strategy's scoring
 from __future__ import annotations
 
 from baselines.base import FitData, register
+from baselines.modalities import parse_spec
 from baselines.params import POSITIVE, POSITIVE_INT, Options
 from datasets.content_inputs import RAW_MODALITIES
 from datasets.errors import FusebenchError
@@ -30,19 +31,18 @@ E2E_LOSSES = ("bpr", "bce", "sampled", "softmax")
 
 def parse_raw_spec(spec: str, available: list[str]) -> list[str]:
     """The raw modalities a `modalities` value selects: "all" (every one the data has) or
-    comma-separated names of RAW_MODALITIES, each of which the data must have."""
-    if str(spec).strip() == "all":
+    comma-separated names of RAW_MODALITIES, each of which the data must have (the syntax,
+    empty or repeated names, is `parse_spec`'s)."""
+    names = parse_spec(spec)
+    if names is None:
         if not available:
             raise FusebenchError("the dataset has no raw content (item text or a catalogue's files)")
         return list(available)
-    names = [s.strip() for s in str(spec).split(",") if s.strip()]
     for n in names:
         if n not in RAW_MODALITIES:
             raise FusebenchError(f"modality {n!r} is not raw content; raw modalities: all, {', '.join(RAW_MODALITIES)}")
         if n not in available:
             raise FusebenchError(f"the dataset has no raw {n} content; it has: {', '.join(available) or 'none'}")
-    if not names or len(set(names)) != len(names):
-        raise FusebenchError(f"modalities {spec!r}: name each raw modality once")
     return names
 
 
@@ -104,14 +104,11 @@ class EndToEnd:
         )
 
     def param_groups(self):
-        bodies = {
-            id(p) for e in self.module_.modules() if isinstance(e, ContentEncoders) for p in e.bodies.parameters()
-        }
-        rest = [p for p in self.module_.parameters() if id(p) not in bodies]
-        towers = [p for p in self.module_.parameters() if id(p) in bodies]
-        groups = [{"params": rest}]
+        towers = {id(p) for p in self.module_.encoders.bodies.parameters()}  # empty when frozen
+        groups = [{"params": [p for p in self.module_.parameters() if id(p) not in towers]}]
         if towers:
-            groups.append({"params": towers, "lr": self.learning_rate * float(self.encoder_lr)})
+            lr = self.learning_rate * float(self.encoder_lr)
+            groups.append({"params": list(self.module_.encoders.bodies.parameters()), "lr": lr})
         return groups
 
 

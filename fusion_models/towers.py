@@ -182,9 +182,6 @@ class ContentEncoders(MaskedModalities):
             self.heads.append(head)
             if self.freeze:
                 # the frozen body's output is a fixed feature matrix: computed once, not kept as weights
-                tower.eval()
-                for p in tower.parameters():
-                    p.requires_grad_(False)
                 self.register_buffer(
                     f"input{i}", _encode_all(tower, torch.from_numpy(np.ascontiguousarray(x))), persistent=False
                 )

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FusebenchError
-from .base import Encoder, register
+from .base import Encoder, register, unreadable
 
 
 def logmel(y: np.ndarray, sr: int, n_mels: int = 64, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
@@ -34,9 +34,7 @@ class EmptyAudio(ValueError):
 
 def audio_error(exc: BaseException) -> str:
     """The one-line reason an item's audio is masked."""
-    if isinstance(exc, EmptyAudio):
-        return str(exc)
-    return f"unreadable audio ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+    return str(exc) if isinstance(exc, EmptyAudio) else unreadable("audio", exc)
 
 
 def load_audio(path, sample_rate: int, max_seconds: float) -> np.ndarray:

@@ -67,6 +67,23 @@ class EncodeResult:
         }
 
 
+def file_problem(path: Any) -> str | None:
+    """Why an item's content file cannot be read before decoding it (None when it can)."""
+    if path is None:
+        return "no file"
+    p = Path(path)
+    if not p.is_file():
+        return f"file not found: {p.name}"
+    if p.stat().st_size == 0:
+        return f"empty file: {p.name}"
+    return None
+
+
+def unreadable(what: str, exc: BaseException) -> str:
+    """The one-line reason a file that exists could not be decoded."""
+    return f"unreadable {what} ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+
+
 def resolve_device(device: str | None = "auto") -> str:
     """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; anything else as given."""
     if device in (None, "", "auto"):
@@ -131,15 +148,10 @@ class Encoder:
 
     def _precheck(self, content: Any) -> str | None:
         """Why an item has no usable content before encoding (None when it has)."""
-        if content is None:
-            return "no file" if self.is_file_encoder() else "no content"
         if self.is_file_encoder():
-            p = Path(content)
-            if not p.is_file():
-                return f"file not found: {p.name}"
-            if p.stat().st_size == 0:
-                return f"empty file: {p.name}"
-            return None
+            return file_problem(content)
+        if content is None:
+            return "no content"
         if not str(content).strip():
             return "empty text"
         return None

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..download import verify
 from ..errors import FusebenchError
-from .base import Encoder, EncoderUnavailable, register
+from .base import Encoder, EncoderUnavailable, register, unreadable
 
 MOBILENET_V2_FILE = "mobilenet_v2-b0353104.pth"
 MOBILENET_V2_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
@@ -171,10 +171,6 @@ def preprocess_pil(im, resize: int = RESIZE, crop: int = CROP) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-def _read_error(exc: BaseException) -> str:
-    return f"unreadable image ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
-
-
 class _TorchImageEncoder(Encoder):
     modality = "image"
     default_batch_size = 32
@@ -202,7 +198,7 @@ class _TorchImageEncoder(Encoder):
                 arrays.append(preprocess(path, resize=self.resize))
                 ok.append(j)
             except Exception as exc:  # noqa: BLE001 - any decoding failure masks the item
-                errors[j] = _read_error(exc)
+                errors[j] = unreadable("image", exc)
         rows = np.zeros((len(batch), self.dim), dtype=np.float32)
         if arrays:
             rows[ok] = self.embed_arrays(arrays, device)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FusebenchError
-from .base import Encoder, register
+from .base import Encoder, register, unreadable
 from .image import MobileNetV2Image, preprocess_pil
 
 
@@ -79,7 +79,7 @@ class FramesVideo(Encoder):
             try:
                 arrs = [preprocess_pil(im) for im in decode_frames(path, self.n_frames)]
             except Exception as exc:  # noqa: BLE001 - any decoding failure masks the item
-                errors[j] = f"unreadable video ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+                errors[j] = unreadable("video", exc)
                 continue
             arrays.extend(arrs)
             owner.extend([j] * len(arrs))
