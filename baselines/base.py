@@ -111,7 +111,7 @@ class Recommender:
     epochs_param: ClassVar[str | None] = "epochs"
     # False: the fitted model does not depend on FitData.seed (no random initialisation,
     # sampling or dropout), so two seeds on the same split give the same record and the
-    # pipeline trains it once (benchmark.pipeline). True unless a class says otherwise: a model
+    # pipeline trains it once (benchmark.model_plan). True unless a class says otherwise: a model
     # from outside may draw from any generator
     seeded: ClassVar[bool] = True
     # parameter name -> accepted values (see baselines.params); each class declares its own
@@ -135,6 +135,11 @@ class Recommender:
 
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.param_names()}
+
+    def param(self, name: str, fixed: Any) -> Any:
+        """Hyper-parameter `name`, or `fixed` for a model that has no such parameter: code shared
+        by models with and without it reads it here, so no class attribute is a hidden default."""
+        return getattr(self, name) if name in self.param_names() else fixed
 
     @classmethod
     def parameter_constraints(cls) -> dict[str, list]:

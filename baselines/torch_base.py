@@ -78,7 +78,6 @@ class TorchRecommender(Recommender):
     epochs: int
     batch_size: int
     learning_rate: float
-    weight_decay: float = 0.0
     # the training parameters every torch model shares, and the embedding width most have
     _parameter_constraints = {
         "epochs": [POSITIVE_INT],
@@ -113,7 +112,10 @@ class TorchRecommender(Recommender):
                 "choose a smaller embedding_size",
             )
         self.module_ = self.build(data).to(self.device_)
-        self._optimizer = torch.optim.Adam(self.param_groups(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        # Adam's weight decay only for a model with a `weight_decay` parameter; the others (LightGCN
+        # and the published models) regularise in their loss, as their reference code does
+        decay = self.param("weight_decay", 0.0)
+        self._optimizer = torch.optim.Adam(self.param_groups(), lr=self.learning_rate, weight_decay=decay)
 
     def param_groups(self):
         """What Adam optimises: the module's parameters, or groups of them with their own rates."""
@@ -149,3 +151,32 @@ class TorchRecommender(Recommender):
 
     def n_parameters(self) -> int:
         return int(sum(p.numel() for p in self.module_.parameters()))
+
+
+class CachedScoring:
+    """Scoring from final embeddings that a pass over the whole graph (or catalogue) makes: the
+    (user, item) embeddings are computed once per evaluation, not once per batch of users, and
+    kept until the parameters change (every training epoch, a restored state). Mixed in before
+    the torch base; subclasses implement `final_embeddings`."""
+
+    def final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(users (n_users, d), items (n_items, d)) as scoring uses them."""
+        raise NotImplementedError
+
+    def init(self, data: FitData) -> None:
+        self._cache = None
+        super().init(data)
+
+    def train_epoch(self) -> float:
+        self._cache = None
+        return super().train_epoch()
+
+    def set_state(self, state: Any) -> None:
+        super().set_state(state)
+        self._cache = None
+
+    def score_tensor(self, users: torch.Tensor) -> torch.Tensor:
+        if self._cache is None:
+            self._cache = tuple(t.detach() for t in self.final_embeddings())
+        u, i = self._cache
+        return u[users] @ i.T

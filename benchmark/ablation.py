@@ -26,7 +26,7 @@ from datasets.errors import FusebenchError
 
 from .protocol import Protocol
 from .records import RecordStore
-from .runner import run_one
+from .seed_run import run_one
 from .stats import holm, seed_test
 
 METRICS = ("recall@20", "ndcg@20")

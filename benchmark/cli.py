@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from typing import Any, Sequence
 
 from tqdm import tqdm
@@ -25,7 +26,7 @@ from datasets.placebo import PLACEBOS, check_placebo
 
 from .metrics import PRIMARY_METRIC
 from .options import DEFAULT_DATASETS, UsageError, parse_params, resolve_models, split_list
-from .protocol import PATIENCE, Protocol
+from .protocol import DEFAULT_SEEDS, PATIENCE, Protocol
 from .records import RecordStore
 from .training import parse_metric
 
@@ -48,8 +49,8 @@ def modality_params(models: list[str], value: str, params: dict[str, Any]) -> di
     raise UsageError("--modalities applies to one model: use it with --model (or --param modalities=...)")
 
 
-def run_config(args, device: str) -> tuple[str | None, Protocol]:
-    """(split protocol or None for the dataset's default, evaluation settings) from the CLI.
+def run_config(args, device: str, seeds: tuple[int, ...] | None = None) -> Protocol:
+    """The evaluation protocol from the CLI (split rule, seeds, stopping rule, test masking).
 
     `--protocol mmrec` is MMRec's protocol: the dataset's given split, early stopping with
     MMRec's stopping_step 20 (our patience 21, the default of every protocol) over up to 1000 epochs, and only
@@ -59,6 +60,8 @@ def run_config(args, device: str) -> tuple[str | None, Protocol]:
         raise UsageError(f"unknown protocol {args.protocol!r}; available: {', '.join(protocols)}")
     parse_metric(args.metric)  # before anything is written (a one-shot model never validates)
     common = {"metric": args.metric, "eval_every": args.eval_every, "device": device}
+    if seeds is not None:
+        common["seeds"] = tuple(seeds)
     if args.patience is not None:
         common["patience"] = args.patience
     if getattr(args, "epochs", None) is not None:
@@ -66,8 +69,17 @@ def run_config(args, device: str) -> tuple[str | None, Protocol]:
             raise UsageError("--epochs must be >= 1")
         common["epochs"] = args.epochs
     if args.protocol == "mmrec":
-        return "given", Protocol.mmrec(**common)
-    return args.protocol, Protocol(**common)
+        return Protocol.mmrec(**common)
+    return Protocol(split=args.protocol, **common)
+
+
+def seed_list(args) -> tuple[int, ...]:
+    """--seed N (one seed) or --seeds N (seeds 0..N-1)."""
+    if getattr(args, "seed", None) is not None:
+        return (args.seed,)
+    if args.seeds < 1:
+        raise UsageError("--seeds must be >= 1")
+    return tuple(range(args.seeds))
 
 
 def cmd_run(args) -> int:
@@ -96,15 +108,9 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
     if args.modalities is not None:
         params = modality_params(models, args.modalities, params)
     names = (split_list(args.datasets, "--datasets") or list(DEFAULT_DATASETS)) if args.all else [args.dataset]
-    if args.seed is not None:
-        seeds = [args.seed]
-    else:
-        if args.seeds < 1:
-            raise UsageError("--seeds must be >= 1")
-        seeds = list(range(args.seeds))
-    budget = run_budget(args)
-    split_protocol, cfg = run_config(args, str(resolve_device(args.device)))
-    from .parallel import Job, auto_jobs, execute, longest_first, run_parallel
+    tuning = run_tuning(args)
+    cfg = run_config(args, str(resolve_device(args.device)), seed_list(args))
+    from .jobs import Job, auto_jobs, execute, longest_first, run_parallel
     from .provenance import git_revision
 
     workers = auto_jobs(cfg.device) if args.jobs == "auto" else _positive_int("--jobs", args.jobs)
@@ -125,29 +131,20 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
         if ds.n_interactions == 0:
             at = f" at --rating-threshold {args.rating_threshold}" if args.rating_threshold is not None else ""
             raise UsageError(f"dataset {ds.name!r} has no interactions{at}: nothing to train or evaluate")
-        if (split_protocol or "given") == "given" and ds.given_split is not None and not (ds.given_split == 2).any():
+        if (cfg.split or "given") == "given" and ds.given_split is not None and not (ds.given_split == 2).any():
             raise UsageError(f"dataset {ds.name!r}: its own split has no test rows (label 2)")
-    if split_protocol == "given":
-        lacking = [ds.name for ds in loaded if ds.given_split is None]
-        if lacking and not args.all:
-            raise UsageError(f"dataset {lacking[0]!r} has no split of its own; --protocol {args.protocol} needs one")
-        for name in lacking:
+    if cfg.split == "given" and args.all:
+        for name in [ds.name for ds in loaded if ds.given_split is None]:
             print(f"skipped dataset {name}: no split of its own for --protocol {args.protocol}", file=sys.stderr)
         loaded = [ds for ds in loaded if ds.given_split is not None]
-    from .pipeline import Plan
+    for ds in loaded:
+        cfg.split_rule(ds)  # a given split asked of a dataset without one: before anything runs
+    from .model_plan import Plan
 
     placebos = tuple(check_placebo(k) for k in split_list(getattr(args, "placebo", None), "--placebo") or ())
     if placebos and not args.all and not reads_content(get_model_class(models[0])):
         raise UsageError(f"{models[0]} reads no item content: --placebo does not apply to it")
-    plan = Plan(
-        seeds=seeds,
-        budget=budget,
-        storage=args.storage,
-        results=args.results,
-        pruner=args.pruner,
-        force=args.force,
-        placebos=tuple(dict.fromkeys(placebos)),
-    )
+    plan = Plan(tuning=tuning, results=args.results, force=args.force, placebos=tuple(dict.fromkeys(placebos)))
     counts = {"done": 0, "skipped": 0, "trials": 0, "failed": 0, "elsewhere": 0}
     pairs = []
     for ds in loaded:
@@ -167,17 +164,16 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
             prints[id(ds)],
             args.data_dir,
             args.rating_threshold,
-            split_protocol or datasets.default_protocol(ds),
             m,
             params,
-            cfg,
+            replace(cfg, split=cfg.split_rule(ds)),
             plan,
             model_source(m),
         )
         for ds, m in pairs
     ]
     jobs = longest_first(jobs, lambda m: get_model_class(m).iterative)
-    runs = sum(len(seeds) * (1 + len(plan.placebos) * reads_content(get_model_class(j.model))) for j in jobs)
+    runs = sum(len(cfg.seeds) * (1 + len(plan.placebos) * reads_content(get_model_class(j.model))) for j in jobs)
     bar = tqdm(total=runs, desc="fusebench", unit="run", disable=None, dynamic_ncols=True)
 
     def on_tuned(job, res):
@@ -231,7 +227,7 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
     if workers == 1 or len(jobs) <= 1:  # in this process, with live progress
         by_spec = {ds.meta["spec"]: ds for ds in loaded}
         for job in jobs:
-            bar.set_postfix_str(f"{job.name} {job.model}" + (" tuning" if budget else ""))
+            bar.set_postfix_str(f"{job.name} {job.model}" + (" tuning" if tuning.budget else ""))
             execute(
                 job,
                 by_spec[job.dataset],
@@ -257,7 +253,7 @@ def execute_run(args) -> tuple[list[tuple[Any, int, Any]], str]:
     if args.storage:  # what other machines finished so far joins this machine's page
         gather(args.storage, RecordStore(args.results))
     path = write_leaderboard(args.results, storage=args.storage)
-    tuned = f" ({counts['trials']} new tuning trials)" if budget else ""
+    tuned = f" ({counts['trials']} new tuning trials)" if tuning.budget else ""
     failed = f" ({counts['failed']} failed: diverged, see the leaderboard)" if counts["failed"] else ""
     elsewhere = f", {counts['elsewhere']} run by other workers of the storage" if counts["elsewhere"] else ""
     return outcomes, (
@@ -310,32 +306,28 @@ def _positive_int(flag: str, value: str) -> int:
     return n
 
 
-def run_budget(args):
-    """`run --all` tunes with the default budget unless --no-tune; a single run tunes when
-    --budget is given (otherwise it trains the given configuration: defaults or --param)."""
-    from .tuning import DEFAULT_BUDGET, PRUNERS, Budget
+def run_tuning(args):
+    """How `run` tunes: `run --all` with the default budget unless --no-tune; a single run
+    when --budget is given (otherwise it trains the given configuration: defaults or --param)."""
+    from .tuning import DEFAULT_BUDGET, Budget, TuningPlan
 
-    if args.pruner not in PRUNERS:
-        raise UsageError(f"unknown pruner {args.pruner!r}; available: {', '.join(PRUNERS)}")
+    budget = None
     if args.no_tune:
         if args.budget is not None:
             raise UsageError("--no-tune and --budget contradict each other")
-        return None
-    if args.budget is None and not args.all:
-        return None
-    return Budget.parse(args.budget if args.budget is not None else DEFAULT_BUDGET, epoch_cap=args.epoch_cap)
+    elif args.budget is not None or args.all:
+        budget = Budget.parse(args.budget if args.budget is not None else DEFAULT_BUDGET, epoch_cap=args.epoch_cap)
+    return TuningPlan(budget, pruner=args.pruner, storage=args.storage)
 
 
 def cmd_tune(args) -> int:
     from baselines.torch_base import resolve_device
 
-    from .pipeline import tuning_data
-    from .tuning import PRUNERS, TUNING_SPLIT_SEED, Budget, tune
+    from .model_plan import tuning_data
+    from .tuning import TUNING_SPLIT_SEED, Budget, TuningPlan, tune
 
     if args.trials is not None and args.timeout is not None:
         raise UsageError("tune takes --trials or --timeout, not both")
-    if args.pruner not in PRUNERS:
-        raise UsageError(f"unknown pruner {args.pruner!r}; available: {', '.join(PRUNERS)}")
     args.model = resolve_models([args.model])[0]
     params = parse_params(args.model, args.param) if args.param else {}
     if args.modalities is not None:
@@ -350,25 +342,21 @@ def cmd_tune(args) -> int:
             if args.trials is None
             else Budget(trials=args.trials, epoch_cap=args.epoch_cap)
         )
-    split_protocol, cfg = run_config(args, str(resolve_device(args.device)))
+    plan = TuningPlan(budget, pruner=args.pruner, storage=args.storage)
+    cfg = run_config(args, str(resolve_device(args.device)))
     ds = datasets.load(args.dataset, data_dir=args.data_dir, rating_threshold=args.rating_threshold)
-    if split_protocol == "given" and ds.given_split is None:
-        raise UsageError(f"dataset {ds.name!r} has no split of its own; --protocol {args.protocol} needs one")
-    protocol = split_protocol or datasets.default_protocol(ds)
-    split = datasets.split(ds, protocol=protocol, seed=TUNING_SPLIT_SEED)
+    split = cfg.split_of(ds, TUNING_SPLIT_SEED)
     data = tuning_data(ds, split)
     del split  # tuning gets train and valid only
     bar = tqdm(desc=f"tune {ds.name} {args.model}", disable=None, dynamic_ncols=True, bar_format="{desc}: {postfix}")
     res = tune(
         data,
         args.model,
-        budget,
+        plan,
         cfg,
-        storage=args.storage,
         results=args.results,
         study=args.study,
         fixed_params=params,
-        pruner=args.pruner,
         progress=bar.set_postfix_str,
     )
     bar.close()
@@ -462,14 +450,9 @@ def cmd_ablate(args) -> int:
 
     args.model = resolve_models([args.model])[0]
     params = parse_params(args.model, args.param) if args.param else {}
-    if args.seeds < 1:
-        raise UsageError("--seeds must be >= 1")
-    split_protocol, cfg = run_config(args, str(resolve_device(args.device)))
+    cfg = run_config(args, str(resolve_device(args.device)), seed_list(args))
     ds = datasets.load(args.dataset, data_dir=args.data_dir, rating_threshold=args.rating_threshold)
-    protocol = split_protocol or datasets.default_protocol(ds)
-    if protocol == "given" and ds.given_split is None:
-        raise UsageError(f"dataset {ds.name!r} has no split of its own; --protocol {args.protocol} needs one")
-    splits = [datasets.split(ds, protocol=protocol, seed=s) for s in range(args.seeds)]
+    splits = [cfg.split_of(ds, s) for s in cfg.seeds]
 
     def on_run(label, seed, rec):
         if rec is not None:
@@ -511,6 +494,10 @@ def cmd_perf(args, rest: list[str]) -> int:
         from .perf_train import main_train
 
         return main_train(rest)
+    if args.what == "scale":
+        from .perf_scale import main_scale
+
+        return main_scale(rest)
     from . import perf
 
     return perf.main_metrics(rest)
@@ -530,7 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--datasets", help="with --all: comma-separated datasets instead of the defaults")
     r.add_argument("--models", help="with --all: comma-separated models (names or FILE.py:Class specs) instead of all")
     r.add_argument("--seed", type=int, help="one seed (split and model initialisation)")
-    r.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
+    r.add_argument(
+        "--seeds", type=int, default=len(DEFAULT_SEEDS), help=f"number of seeds 0..N-1 (default {len(DEFAULT_SEEDS)})"
+    )
     r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="model hyper-parameter")
     r.add_argument(
         "--protocol",
@@ -651,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--dataset", required=True)
     a.add_argument("--model", required=True)
     a.add_argument("--modalities", help="the modalities to start from (default: all the dataset has)")
-    a.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    a.add_argument("--seeds", type=int, default=len(DEFAULT_SEEDS), help=f"seeds 0..N-1 (default {len(DEFAULT_SEEDS)})")
     a.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="model hyper-parameter")
     a.add_argument("--protocol", help="split protocol (as for run; mmrec = MMRec's protocol)")
     a.add_argument("--rating-threshold", type=float)
@@ -676,9 +665,10 @@ def build_parser() -> argparse.ArgumentParser:
     pf = sub.add_parser(
         "perf",
         help="speed scripts (metrics: metric core vs RecBole, ranx, numpy; "
-        "train: seconds per epoch and validation per model, vs RecBole's BPR and LightGCN)",
+        "train: seconds per epoch and validation per model, vs RecBole's BPR and LightGCN; "
+        "scale: the same and peak memory on a synthetic folder of Amazon's size)",
     )
-    pf.add_argument("what", choices=["metrics", "train"])
+    pf.add_argument("what", choices=["metrics", "train", "scale"])
     pf.set_defaults(func=None)
 
     rp = sub.add_parser(
@@ -688,7 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("name", nargs="?", help="table name (see --list) or a path to a table .toml")
     rp.add_argument("--list", action="store_true", help="the tables that can be reproduced and which data is missing")
-    rp.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    rp.add_argument(
+        "--seeds", type=int, default=len(DEFAULT_SEEDS), help=f"seeds 0..N-1 (default {len(DEFAULT_SEEDS)})"
+    )
     rp.add_argument("--models", help="comma-separated subset of the table's models")
     rp.add_argument("--datasets", help="comma-separated subset of the table's datasets")
     rp.add_argument(

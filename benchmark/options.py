@@ -66,14 +66,36 @@ def coerce(name: str, raw: str, default: Any) -> Any:
     return value
 
 
-def parse_params(model: str, items: Sequence[str]) -> dict[str, Any]:
-    cls = get_model_class(model)
-    defaults = cls.defaults()
-    params: dict[str, Any] = {}
+def assignments(items: Sequence[str]) -> list[tuple[str, str]]:
+    """The one `NAME=VALUE` syntax (--param): (name, raw value) pairs."""
+    out = []
     for item in items:
         name, sep, raw = item.partition("=")
         if not sep or not name:
             raise UsageError(f"--param expects NAME=VALUE, got {item!r}")
+        out.append((name, raw))
+    return out
+
+
+def shared_params(models: Sequence[str], items: Sequence[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` for a command over several models: each applies to every model that has
+    parameter NAME (typed by the first one's default); a name none of them has is an error."""
+    out: dict[str, Any] = {}
+    for name, raw in assignments(items):
+        owners = [m for m in models if name in get_model_class(m).defaults()]
+        if not owners:
+            raise UsageError(f"--param {name}: none of {', '.join(models)} has that parameter")
+        out[name] = coerce(name, raw, get_model_class(owners[0]).defaults()[name])
+    return out
+
+
+def parse_params(model: str, items: Sequence[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` for one model: names it has, values of its defaults' types, and values
+    the model accepts."""
+    cls = get_model_class(model)
+    defaults = cls.defaults()
+    params: dict[str, Any] = {}
+    for name, raw in assignments(items):
         if name not in defaults:
             raise UsageError(
                 f"model {model!r} has no parameter {name!r}; its parameters: {', '.join(defaults) or '(none)'}"

@@ -4,7 +4,7 @@
 
 For each seed s (split = per-user random 8:1:1 with seed s, model seed s) and each model,
 ours (``bpr``, ``lightgcn``) and RecBole's (``recbole:BPR``, ``recbole:LightGCN``, through
-`baselines.recbole_adapter`) are trained by `benchmark.runner.run_one` into a temporary
+`baselines.recbole_adapter`) are trained by `benchmark.seed_run.run_one` into a temporary
 results folder: the same validation-based early stopping (``--metric``, ``--patience``), the
 same metric core, the same masking. Printed: test Recall@20 and NDCG@20 (mean +- sample std
 over seeds), mean seconds per training epoch, and the epochs trained per seed.
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .protocol import Protocol
     from .records import RecordStore
-    from .runner import run_one
+    from .seed_run import run_one
 
     ds = datasets.load(args.dataset)
     cfg = Protocol(metric=args.metric, patience=args.patience, device=args.device, ks=(20,), metrics=("recall", "ndcg"))

@@ -31,6 +31,7 @@ from baselines import FitData, get_model_class, make_model, model_names
 from datasets.errors import FusebenchError
 
 from .evaluate import evaluate
+from .protocol import Protocol
 
 # our model -> the reference implementation it is compared with, on the same split
 REFERENCES = {"bpr": "recbole:BPR", "lightgcn": "recbole:LightGCN"}
@@ -146,23 +147,15 @@ def main_train(argv: list[str] | None = None) -> int:
     for m in names:
         if not get_model_class(m).iterative:
             raise FusebenchError(f"{m} is not an iterative model (perf train times epochs)")
-    overrides = {}
-    for item in args.param:
-        k, sep, v = item.partition("=")
-        if not sep:
-            raise FusebenchError(f"--param expects NAME=VALUE, got {item!r}")
-        import json
+    from .options import shared_params
 
-        try:
-            overrides[k] = json.loads(v)
-        except json.JSONDecodeError:
-            overrides[k] = v
+    overrides = shared_params(names, args.param)
     from . import metrics
 
     metrics.warmup()  # the metric core's JIT compile is not a validation pass
     ds = datasets.load(args.dataset, data_dir=args.data_dir)
-    protocol = datasets.default_protocol(ds)
-    split = datasets.split(ds, protocol=protocol, seed=0)
+    split = Protocol().split_of(ds, 0)
+    protocol = split.protocol
     data = FitData.from_split(ds, split)
     print(
         f"perf train: {ds.name} ({ds.n_users:,} users x {ds.n_items:,} items, {split.train.nnz:,} training "

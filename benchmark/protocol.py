@@ -1,8 +1,9 @@
 """The evaluation protocol: one frozen object holding what every run of an invocation shares
-(validation metric and stopping rule, test-time masking, metrics and cutoffs, the epoch bound)
-with the project's defaults defined once here, and `model_params`, the one place where
-protocol-level settings reach a model. The split rule (`datasets.default_protocol`) and the
-seeds travel with each job (`benchmark.parallel.Job`, `benchmark.pipeline.Plan`)."""
+(split rule, seeds, validation metric and stopping rule, test-time masking, metrics and
+cutoffs, the epoch bound) with the project's defaults defined once here, `split_rule`, the one
+place where "the dataset's own split if its source has one, else random" is applied, and
+`model_params`, the one place where protocol-level settings reach a model. It is passed whole
+(to jobs, the tuner, every run), never unpacked into keyword lists."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from baselines import get_model_class
+from datasets import MultimodalDataset, Split, default_protocol
+from datasets import split as make_split
+from datasets.errors import FusebenchError
 
 from .evaluate import DEFAULT_METRICS
 from .metrics import PRIMARY_METRIC
 
 DEFAULT_KS = (10, 20, 50)
+DEFAULT_SEEDS = (0, 1, 2)
 # the protocol-level maximum of epochs of every iterative model (MMRec uses 1000 too): large
 # enough never to bind in practice, so patience on validation is what stops training
 MAX_EPOCHS = 1000
@@ -51,6 +56,10 @@ class Protocol:
     # (`--epochs`); a model's own `epochs` default is not a cap under the benchmark's protocols
     epochs: int = MAX_EPOCHS
     name: str = "fusebench"  # which evaluation protocol these settings make up
+    # the split rule: a `datasets.PROTOCOLS` name, or None for each dataset's own default
+    # (`split_rule`); a job carries it resolved for its dataset
+    split: str | None = None
+    seeds: tuple[int, ...] = DEFAULT_SEEDS  # the seed runs of every configuration
 
     @classmethod
     def mmrec(cls, **overrides) -> Protocol:
@@ -67,9 +76,24 @@ class Protocol:
                 "mask_valid_at_test": False,
                 "epochs": MAX_EPOCHS,
                 "name": "mmrec",
+                "split": "given",
                 **overrides,
             }
         )
+
+    def split_rule(self, dataset: MultimodalDataset) -> str:
+        """The split `dataset` is evaluated on: the protocol's, else the dataset's own default
+        (`datasets.default_protocol`: its source's split when it has one, else random 8:1:1).
+        A given split asked of a dataset without one is a user error."""
+        rule = self.split or default_protocol(dataset)
+        if rule == "given" and dataset.given_split is None:
+            how = f"--protocol {self.name}" if self.name != "fusebench" else "--protocol given"
+            raise FusebenchError(f"dataset {dataset.name!r} has no split of its own; {how} needs one")
+        return rule
+
+    def split_of(self, dataset: MultimodalDataset, seed: int) -> Split:
+        """The split of `dataset` under this protocol's rule with `seed`."""
+        return make_split(dataset, protocol=self.split_rule(dataset), seed=seed)
 
     def stopping(self) -> dict[str, Any]:
         """The stopping rule's settings, as `benchmark.training.train` takes them."""

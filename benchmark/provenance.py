@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 REVISION_ENV = "FUSEBENCH_GIT_REVISION"  # set in `run`'s workers: the revision at the run's start
-# set in the workers of `run --jobs N` (benchmark.parallel): how the run shared the machine
+# set in the workers of `run --jobs N` (benchmark.jobs): how the run shared the machine
 WORKERS_ENV = "FUSEBENCH_PARALLEL_RUNS"
 
 PACKAGES = ("fusebench", "numpy", "scipy", "pandas", "scikit-learn", "numba", "torch", "optuna", "recbole")

@@ -10,7 +10,7 @@ shipped ones for the schema): ``[paper]`` (source, commit, table, citation, rela
 (label, the ``params`` we run, what the source ``stated``) and ``[results.<dataset>]``
 (``<model> = { "<metric>@<k>" = value }``: the published numbers).
 
-`reproduce` runs every (dataset, model, seed) of a table through `benchmark.runner.run_one`
+`reproduce` runs every (dataset, model, seed) of a table through `benchmark.seed_run.run_one`
 (records in ``<results>/runs/``, so a rerun resumes) and writes
 ``<results>/reproductions/<name>.md``.
 
@@ -52,7 +52,7 @@ from datasets.errors import FusebenchError
 from .metrics import PRIMARY_METRIC, RANK_METRICS
 from .protocol import Protocol
 from .records import RecordStore
-from .runner import run_one
+from .seed_run import run_one
 from .stats import bootstrap_ci, seed_average
 
 PAPERS_DIR = Path(__file__).resolve().parent / "papers"
@@ -315,18 +315,9 @@ class Cell:
 
 def _parse_overrides(items: Sequence[str], models: Sequence[str]) -> dict[str, Any]:
     """``NAME=VALUE`` applied to every model of the run that has parameter NAME."""
-    from .options import UsageError, coerce
+    from .options import shared_params
 
-    out: dict[str, Any] = {}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        if not sep or not name:
-            raise UsageError(f"--param expects NAME=VALUE, got {item!r}")
-        owners = [m for m in models if name in get_model_class(m).defaults()]
-        if not owners:
-            raise UsageError(f"--param {name}: none of {', '.join(models)} has that parameter")
-        out[name] = coerce(name, raw, get_model_class(owners[0]).defaults()[name])
-    return out
+    return shared_params(models, items)
 
 
 def reproduce(

@@ -428,7 +428,7 @@ def external_record(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """An ordinary run record (and its per-user arrays) for an external system's run file."""
     from .records import record_key
-    from .runner import data_identity, describe_data
+    from .seed_run import data_identity, describe_data
 
     training = {"protocol": protocol_name, "mask_valid_at_test": mask_valid}
     identity = {
@@ -563,9 +563,10 @@ def split_of(dataset, protocol: str | None, seed: int | None, allow_mmrec: bool 
     known = (*datasets.PROTOCOLS, "mmrec") if allow_mmrec else datasets.PROTOCOLS
     if protocol is not None and protocol not in known:
         raise UsageError(f"unknown protocol {protocol!r}; available: {', '.join(known)}")
-    if protocol == "mmrec":
-        return datasets.split(dataset, "given", seed=seed), "mmrec", False
-    return datasets.split(dataset, protocol or datasets.default_protocol(dataset), seed=seed), "fusebench", True
+    from .protocol import Protocol
+
+    cfg = Protocol.mmrec() if protocol == "mmrec" else Protocol(split=protocol)
+    return cfg.split_of(dataset, seed), cfg.name, cfg.mask_valid_at_test
 
 
 def _warn(notes: list[str]) -> None:

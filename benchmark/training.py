@@ -6,7 +6,7 @@ stops after `patience` evaluations without improvement. One-shot models fit once
 
 The stopping rule is the same for every iterative model: patience on validation, bounded by
 the model's `epochs`, which the benchmark's protocols set to one protocol-level maximum
-(`runner.MAX_EPOCHS`) that never binds in practice, not to the model's own default. Every
+(`protocol.MAX_EPOCHS`) that never binds in practice, not to the model's own default. Every
 outcome says why training stopped (`stopped_by`), so a run cut short by the maximum is
 never presented as converged.
 """

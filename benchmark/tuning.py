@@ -140,6 +140,26 @@ class Budget:
         return f"{self.trials} trials" if self.trials is not None else f"{self.seconds:g} s"
 
 
+@dataclass(frozen=True)
+class TuningPlan:
+    """How every model of a run is tuned: the budget (None: not tuned), the pruner, where the
+    studies live (None: the SQLite file results/tuning.db; a server storage also shares the
+    seed runs, `benchmark.shared_runs`) and the TPE sampler's seed. Passed whole."""
+
+    budget: Budget | None = None
+    pruner: str = "median"
+    storage: str | None = None
+    sampler_seed: int = SAMPLER_SEED
+
+    def __post_init__(self):
+        if self.pruner not in PRUNERS:
+            raise FusebenchError(f"unknown pruner {self.pruner!r}; available: {', '.join(PRUNERS)}")
+
+    def url(self, results: str | Path) -> str:
+        """The storage URL the studies are in."""
+        return self.storage or default_storage(results)
+
+
 @dataclass
 class TuningResult:
     study: str
@@ -278,32 +298,33 @@ def _duration(t) -> float:
 def tune(
     data: TuningData,
     model_name: str,
-    budget: Budget,
+    plan: TuningPlan | Budget,
     cfg: Protocol | None = None,
     *,
-    storage: str | None = None,
     results: str | Path = "results",
     study: str | None = None,
     fixed_params: dict[str, Any] | None = None,
-    pruner: str = "median",
-    seed: int = SAMPLER_SEED,
     poll_s: float = 2.0,
     progress: Callable[[str], None] | None = None,
 ) -> TuningResult:
-    """Tune `model_name` on `data.valid` within `budget`; resumes the study if it exists.
+    """Tune `model_name` on `data.valid` within `plan.budget` (a bare `Budget`: the default
+    plan with that budget); resumes the study if it exists.
 
     `fixed_params` are held fixed (they override what the space samples). Returns the best
     finished configuration (the model's defaults when nothing is tunable or nothing finished).
     """
     if not isinstance(data, TuningData):
         raise TypeError(f"tune() takes TuningData (train and valid only), not {type(data).__name__}")
+    plan = plan if isinstance(plan, TuningPlan) else TuningPlan(plan)
+    if plan.budget is None:
+        raise FusebenchError("tune() needs a tuning plan with a budget")
+    budget, pruner, seed = plan.budget, plan.pruner, plan.sampler_seed
     cfg = cfg or Protocol()
     metric_name, metric_k = parse_metric(cfg.metric)
     cls = get_model_class(model_name)
     fixed = dict(fixed_params or {})
     make_model(model_name, fixed)  # unknown or invalid fixed parameters: a user error, now
-    make_pruner(pruner)
-    url = storage or default_storage(results)
+    url = plan.url(results)
     kind = storage_kind(url)
     name = study or study_name(data, model_name, cfg, budget, fixed, pruner, seed)
     base = dict(
@@ -437,7 +458,7 @@ def _full_length_choice(st, data: TuningData, model_name: str, cfg: Protocol, tr
 class Trained:
     """A configuration the full-length check trained to convergence on the tuning split: the
     very training the seed run on that split would repeat (same matrices, seed, protocol), so
-    that run takes it instead of training again (`runner.run_one(trained=...)`)."""
+    that run takes it instead of training again (`seed_run.run_one(trained=...)`)."""
 
     model: Any
     outcome: Any  # training.TrainOutcome

@@ -46,17 +46,23 @@ def parse_raw_spec(spec: str, available: list[str]) -> list[str]:
     return names
 
 
+# the towers' settings: the defaults of `e2e-attention`'s constructor, and what a strategy that
+# takes the mixin without these parameters trains with (`Recommender.param`)
+TOWER = {
+    "freeze": False,
+    "text_init": "minilm",
+    "text_pooling": "mean",
+    "encoder_lr": 1.0,
+    "max_tokens": 64,
+    "image_size": 32,
+    "audio_steps": 32,
+    "video_frames": 8,
+}
+
+
 class EndToEnd:
     """Mixin (before a `FusionRecommender` strategy in the bases): raw inputs and trainable towers."""
 
-    freeze: bool = False
-    text_init: str = "minilm"
-    text_pooling: str = "mean"
-    encoder_lr: float = 1.0
-    max_tokens: int = 64
-    image_size: int = 32
-    audio_steps: int = 32
-    video_frames: int = 8
     _parameter_constraints = {
         "loss": [Options(*E2E_LOSSES)],
         "modalities": [str],
@@ -78,12 +84,17 @@ class EndToEnd:
         super().validate()
         parse_raw_spec(self.modalities, list(RAW_MODALITIES))
 
+    def tower(self, name: str):
+        """A tower setting: the model's parameter, else `TOWER`'s value."""
+        return self.param(name, TOWER[name])
+
     def input_settings(self, modality: str) -> dict:
+        size = int(self.tower("image_size"))
         return {
-            "text": {"max_tokens": int(self.max_tokens)},
-            "image": {"size": int(self.image_size)},
-            "audio": {"steps": int(self.audio_steps)},
-            "video": {"frames": int(self.video_frames), "size": int(self.image_size)},
+            "text": {"max_tokens": int(self.tower("max_tokens"))},
+            "image": {"size": size},
+            "audio": {"steps": int(self.tower("audio_steps"))},
+            "video": {"frames": int(self.tower("video_frames")), "size": size},
         }[modality]
 
     def select_inputs(self, data: FitData) -> list[str]:
@@ -97,9 +108,9 @@ class EndToEnd:
         return ContentEncoders(
             self._inputs,
             dim,
-            freeze=bool(self.freeze),
-            text_init=self.text_init,
-            text_pooling=self.text_pooling,
+            freeze=bool(self.tower("freeze")),
+            text_init=self.tower("text_init"),
+            text_pooling=self.tower("text_pooling"),
             width=int(self.embedding_size),
         )
 
@@ -107,7 +118,7 @@ class EndToEnd:
         towers = {id(p) for p in self.module_.encoders.bodies.parameters()}  # empty when frozen
         groups = [{"params": [p for p in self.module_.parameters() if id(p) not in towers]}]
         if towers:
-            lr = self.learning_rate * float(self.encoder_lr)
+            lr = self.learning_rate * float(self.tower("encoder_lr"))
             groups.append({"params": list(self.module_.encoders.bodies.parameters()), "lr": lr})
         return groups
 
@@ -206,14 +217,14 @@ class E2EAttention(EndToEnd, AttentionFusion):
         loss: str = "bpr",
         id_dropout: float = 0.0,
         modalities: str = "all",
-        freeze: bool = False,
-        text_init: str = "minilm",
-        text_pooling: str = "mean",
-        encoder_lr: float = 1.0,
-        max_tokens: int = 64,
-        image_size: int = 32,
-        audio_steps: int = 32,
-        video_frames: int = 8,
+        freeze: bool = TOWER["freeze"],
+        text_init: str = TOWER["text_init"],
+        text_pooling: str = TOWER["text_pooling"],
+        encoder_lr: float = TOWER["encoder_lr"],
+        max_tokens: int = TOWER["max_tokens"],
+        image_size: int = TOWER["image_size"],
+        audio_steps: int = TOWER["audio_steps"],
+        video_frames: int = TOWER["video_frames"],
     ):
         self.embedding_size = embedding_size
         self.learning_rate = learning_rate

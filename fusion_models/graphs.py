@@ -40,6 +40,7 @@ import torch
 from baselines.lightgcn import normalized_adjacency, propagate
 from baselines.modalities import feature_mask
 from baselines.params import NON_NEGATIVE
+from baselines.torch_base import CachedScoring
 from datasets.memory import require
 
 from .layers import FusionRecommender
@@ -339,7 +340,7 @@ def feature_table(x: np.ndarray, trainable: bool, device) -> torch.nn.Parameter:
     )
 
 
-class GraphFusion(FusionRecommender):
+class GraphFusion(CachedScoring, FusionRecommender):
     """Base of LATTICE, FREEDOM and BM3: raw features by default (MMRec reads the .npy files
     as they are), presence masks per selected modality, and a scoring cache of the final user
     and item embeddings (the full-graph propagation runs once per evaluation, not once per
@@ -349,36 +350,13 @@ class GraphFusion(FusionRecommender):
     for scoring (under no_grad), besides `build` and `batch_loss`.
     """
 
-    normalize_features: bool = False
-    train_features: bool = True
     _parameter_constraints = {"train_features": [bool], "reg_weight": [NON_NEGATIVE]}
-
-    def init(self, data) -> None:
-        self._cache = None
-        super().init(data)
 
     def presence(self, data) -> list[torch.Tensor | None]:
         """Per selected modality: bool (n_items,) on the device (True = present) or None."""
         masks = [feature_mask(getattr(data, "feature_masks", None), name, data.n_items) for name in self._features]
         return [None if m is None else torch.from_numpy(m).to(self.device_) for m in masks]
 
-    def final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
-
     def n_parameters(self) -> int:
         """Learned scalars: frozen features (`train_features=False`) are input data."""
         return int(sum(p.numel() for p in self.module_.parameters() if p.requires_grad))
-
-    def train_epoch(self) -> float:
-        self._cache = None
-        return super().train_epoch()
-
-    def set_state(self, state) -> None:
-        super().set_state(state)
-        self._cache = None
-
-    def score_tensor(self, users):
-        if self._cache is None:
-            self._cache = tuple(t.detach() for t in self.final_embeddings())
-        u, i = self._cache
-        return u[users] @ i.T

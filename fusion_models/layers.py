@@ -13,6 +13,8 @@ scoring shared by the models whose item vector does not depend on the user.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -195,14 +197,10 @@ class FusionRecommender(TorchRecommender):
     """
 
     family = "fusion"
-    # items without training interactions keep an all-zero id embedding (see freeze_cold_ids);
-    # off for the published models, which follow their reference code
-    zero_cold_ids: bool = False
-    loss: str = "bpr"  # or "softmax", "sampled": a constructor parameter of the models that offer them
-    id_dropout: float = 0.0  # see ItemIds
-    modalities: str = "all"
-    normalize_features: bool = True
-    embedding_size: int = 64
+    # items without training interactions keep an all-zero id embedding (see freeze_cold_ids):
+    # a property of the model, not a hyper-parameter; off for the published models, which
+    # follow their reference code
+    zero_cold_ids: ClassVar[bool] = False
     _parameter_constraints = {
         "loss": [Options(*LOSSES)],
         "id_dropout": [DROPOUT],
@@ -222,7 +220,7 @@ class FusionRecommender(TorchRecommender):
         if self.zero_cold_ids:
             freeze_cold_ids(self.module_, data.train)
         if isinstance(getattr(self.module_, "item", None), ItemIds):
-            self.module_.item.id_dropout = float(self.id_dropout)
+            self.module_.item.id_dropout = float(self.param("id_dropout", 0.0))
         counts = np.asarray(data.train.getnnz(axis=0), dtype=np.float64)
         self._pop = torch.from_numpy(counts / max(counts.sum(), 1.0)).float().to(self.device_)
 
@@ -245,11 +243,17 @@ class FusionRecommender(TorchRecommender):
         """BPR over (user, positive, sampled negative) triples; with `loss="softmax"` the full
         softmax cross-entropy of each positive against every item (negatives unused); with
         `loss="sampled"` the sampled softmax (`sampled_softmax_loss`)."""
-        if self.loss == "softmax":
+        loss = self.training_loss()
+        if loss == "softmax":
             return self.softmax_loss(users, pos)
-        if self.loss == "sampled":
+        if loss == "sampled":
             return self.sampled_softmax_loss(users, pos, neg)
         return self.pair_loss(users, pos, neg)
+
+    def training_loss(self) -> str:
+        """The `loss` parameter; BPR for a model without one (the published models train with
+        BPR, as their reference code does)."""
+        return self.param("loss", "bpr")
 
     def pair_loss(self, users, pos, neg) -> torch.Tensor:
         raise NotImplementedError
@@ -257,7 +261,7 @@ class FusionRecommender(TorchRecommender):
     def pair_objective(self, pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
         """The loss of aligned (positive, sampled negative) scores: BPR, or with `loss="bce"`
         the sigmoid cross-entropy of each score against its label (1 positive, 0 negative)."""
-        if self.loss == "bce":
+        if self.training_loss() == "bce":
             return (F.softplus(-pos_scores) + F.softplus(neg_scores)).mean()
         return bpr_loss(pos_scores, neg_scores)
 

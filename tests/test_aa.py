@@ -8,7 +8,7 @@ import datasets
 from benchmark import aa
 from benchmark.cli import main
 from benchmark.records import RecordStore
-from benchmark.runner import run_one
+from benchmark.seed_run import run_one
 from tests.test_placebo import clustered_dataset
 
 

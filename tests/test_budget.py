@@ -11,11 +11,11 @@ import pytest
 import datasets
 from benchmark import budget
 from benchmark.leaderboard import write_leaderboard
-from benchmark.pipeline import Plan, run_model
+from benchmark.model_plan import Plan, run_model
 from benchmark.protocol import Protocol
 from benchmark.records import RecordStore
 from benchmark.storage import default_storage
-from benchmark.tuning import Budget
+from benchmark.tuning import Budget, TuningPlan
 from tests.test_placebo import clustered_dataset
 
 MODELS = ("itemknn", "ease", "content-knn", "bpr")
@@ -26,9 +26,17 @@ def tuned(tmp_path_factory):
     root = tmp_path_factory.mktemp("budget")
     ds = clustered_dataset(True)
     store = RecordStore(root)
-    plan = Plan(seeds=[0], budget=Budget(trials=4, epoch_cap=3), results=root)
+    plan = Plan(tuning=TuningPlan(Budget(trials=4, epoch_cap=3)), results=root)
     for m in MODELS:
-        run_model(store, ds, m, {}, Protocol(epochs=5, patience=2), plan, lambda seed: datasets.split(ds, seed=seed))
+        run_model(
+            store,
+            ds,
+            m,
+            {},
+            Protocol(epochs=5, patience=2, seeds=(0,)),
+            plan,
+            lambda seed: datasets.split(ds, seed=seed),
+        )
     write_leaderboard(root)
     return root
 

@@ -263,7 +263,7 @@ def test_lightgcn_propagation_equals_dense_computation(tiny_dataset):
         layers.append(norm @ layers[-1])
     final = np.mean(layers, axis=0)
     with torch.no_grad():
-        users, items = m.propagate()
+        users, items = m.final_embeddings()
     np.testing.assert_allclose(users.numpy(), final[:5], atol=1e-6)
     np.testing.assert_allclose(items.numpy(), final[5:], atol=1e-6)
     np.testing.assert_allclose(m.score(np.arange(5)), final[:5] @ final[5:].T, atol=1e-5)
@@ -299,7 +299,7 @@ def test_lightgcn_loss_follows_recbole():
         m.init(FitData(train=x, seed=1))
         users, pos, neg = (torch.as_tensor(b) for b in next(iter(m.epoch_batches())))
         ours = m.batch_loss(users, pos, neg)
-        ua, ia = m.propagate()
+        ua, ia = m.final_embeddings()
         mf = loss_mod.BPRLoss()((ua[users] * ia[pos]).sum(1), (ua[users] * ia[neg]).sum(1))
         reg = loss_mod.EmbLoss()(
             m.module_.user(users), m.module_.item(pos), m.module_.item(neg), require_pow=require_pow

@@ -30,7 +30,7 @@ def results(ml100k, tmp_path_factory):
     import datasets
     import fusion_models  # noqa: F401
     from benchmark.protocol import Protocol
-    from benchmark.runner import run_one
+    from benchmark.seed_run import run_one
 
     root = tmp_path_factory.mktemp("lb") / "results"
     store = RecordStore(root)

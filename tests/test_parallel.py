@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.parallel import Job, auto_jobs, longest_first, run_parallel
-from benchmark.pipeline import Plan
+from benchmark.jobs import Job, auto_jobs, longest_first, run_parallel
+from benchmark.model_plan import Plan
 from benchmark.protocol import Protocol
 from datasets.errors import FusebenchError
 
@@ -83,10 +83,9 @@ def test_an_error_in_a_worker_stops_the_run(tmp_path):
         "",
         None,
         None,
-        "random",
         "pop",
         {},
-        Protocol(),
+        Protocol(split="random"),
         Plan(results=str(tmp_path)),
     )
     done = []
@@ -108,7 +107,7 @@ def test_longest_jobs_start_first_per_dataset():
     from baselines.base import get_model_class
 
     def job(ds, model):
-        return Job(ds, ds, "", None, None, "random", model, {}, Protocol(), Plan())
+        return Job(ds, ds, "", None, None, model, {}, Protocol(split="random"), Plan())
 
     jobs = [job(d, m) for d in ("a", "b") for m in ("ease", "bpr", "pop", "vbpr", "itemknn")]
     order = [(j.dataset, j.model) for j in longest_first(jobs, lambda m: get_model_class(m).iterative)]

@@ -12,10 +12,10 @@ import datasets
 import fusion_models  # noqa: F401  (registers the fusion models)
 from baselines import FitData
 from benchmark.leaderboard import write_leaderboard
-from benchmark.pipeline import Plan, run_model
+from benchmark.model_plan import Plan, run_model
 from benchmark.protocol import Protocol
 from benchmark.records import RecordStore
-from benchmark.runner import run_one
+from benchmark.seed_run import run_one
 from benchmark.tables import build_tables, leaderboard_data
 from datasets import MultimodalDataset
 from datasets.errors import FusebenchError
@@ -149,8 +149,8 @@ def test_cli_placebo_option(tmp_path, capsys):
 
 def _campaign(tmp_path, ds, models, seeds=(0, 1)):
     store = RecordStore(tmp_path)
-    plan = Plan(seeds=list(seeds), results=tmp_path, placebos=("shuffle", "noise"))
-    cfg = Protocol(epochs=60, patience=10)
+    plan = Plan(results=tmp_path, placebos=("shuffle", "noise"))
+    cfg = Protocol(epochs=60, patience=10, seeds=tuple(seeds))
     for m in models:
         run_model(store, ds, m, {}, cfg, plan, lambda seed: datasets.split(ds, seed=seed))
     return store
@@ -212,8 +212,8 @@ def test_a_table_without_placebo_runs_is_unchanged(tmp_path):
             ds,
             m,
             {},
-            Protocol(),
-            Plan(seeds=[0, 1], results=tmp_path),
+            Protocol(seeds=(0, 1)),
+            Plan(results=tmp_path),
             lambda seed: datasets.split(ds, seed=seed),
         )
     page = write_leaderboard(tmp_path).read_text()

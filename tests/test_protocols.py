@@ -11,7 +11,7 @@ from benchmark.cli import main
 from benchmark.evaluate import evaluate
 from benchmark.protocol import Protocol
 from benchmark.records import RecordStore
-from benchmark.runner import run_one
+from benchmark.seed_run import run_one
 from datasets import split
 
 

@@ -265,7 +265,7 @@ def external(ml100k, tmp_path_factory):
     from baselines import FitData, make_model
     from benchmark.protocol import Protocol
     from benchmark.records import RecordStore
-    from benchmark.runner import run_one
+    from benchmark.seed_run import run_one
 
     root = tmp_path_factory.mktemp("score")
     results = root / "results"

@@ -15,11 +15,11 @@ from baselines import base as registry
 from baselines.base import Recommender, get_model_class, make_model, model_names
 from baselines.bpr import BPRMF as BPR
 from benchmark.leaderboard import CAPPED, render
-from benchmark.pipeline import Plan, run_model
+from benchmark.model_plan import Plan, run_model
 from benchmark.protocol import MAX_EPOCHS, Protocol
 from benchmark.records import RecordStore, RunRecord
-from benchmark.runner import run_one
-from benchmark.tuning import Budget
+from benchmark.seed_run import run_one
+from benchmark.tuning import Budget, TuningPlan
 from conftest import ValidationBlend, synthetic_dataset
 
 ITERATIVE = [m for m in model_names() if get_model_class(m).iterative]
@@ -151,8 +151,8 @@ def test_the_seed_run_that_reuses_the_full_length_training_is_bit_identical(monk
         return splits[seed]
 
     params = {"embedding_size": 8, "batch_size": 256}
-    cfg = Protocol(patience=3, epochs=60)
-    plan = Plan(seeds=[0, 1], budget=Budget(trials=2, epoch_cap=3), results=tmp_path)
+    cfg = Protocol(patience=3, epochs=60, seeds=(0, 1))
+    plan = Plan(tuning=TuningPlan(Budget(trials=2, epoch_cap=3)), results=tmp_path)
     store = RecordStore(tmp_path)
     result, outs = run_model(store, ds, FastBPR.name, params, cfg, plan, get_split)
     assert result.full_length is not None and result.trained is not None  # the check ran here
@@ -200,7 +200,7 @@ def test_seeds_of_a_seed_free_model_on_a_given_split_are_the_first_seeds_bit_for
     records and per-user arrays."""
     ds = datasets.load("lfm2k")
     get_split = lambda seed: datasets.split(ds, "given", seed=seed)  # noqa: E731
-    cfg, plan = Protocol(), Plan(seeds=[0, 1, 2], results=tmp_path / "fast")
+    cfg, plan = Protocol(seeds=(0, 1, 2)), Plan(results=tmp_path / "fast")
     _, outs = run_model(RecordStore(tmp_path / "fast"), ds, model, {}, cfg, plan, get_split)
     assert [o.status for o in outs] == ["done"] * 3
     assert [o.record.get("same_as") for o in outs] == [None, outs[0].key, outs[0].key]
@@ -217,8 +217,8 @@ def test_seeds_of_a_seed_free_model_on_a_given_split_are_the_first_seeds_bit_for
 
 def test_a_seeded_model_or_a_split_that_moves_with_the_seed_trains_every_seed(tmp_path):
     ds = datasets.load("lfm2k")
-    cfg = Protocol(patience=1, epochs=2)
-    plan = Plan(seeds=[0, 1], results=tmp_path)
+    cfg = Protocol(patience=1, epochs=2, seeds=(0, 1))
+    plan = Plan(results=tmp_path)
     given = lambda seed: datasets.split(ds, "given", seed=seed)  # noqa: E731
     _, outs = run_model(RecordStore(tmp_path), ds, "bpr", {}, cfg, plan, given)  # seeded: BPR samples
     assert all("same_as" not in o.record for o in outs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import optuna
@@ -12,11 +13,11 @@ import datasets
 from baselines import base as registry
 from baselines.base import Recommender
 from benchmark.cli import main
-from benchmark.pipeline import Plan, run_model, tuning_data
+from benchmark.model_plan import Plan, run_model, tuning_data
 from benchmark.protocol import Protocol
 from benchmark.records import RecordStore
 from benchmark.storage import storage_kind
-from benchmark.tuning import Budget, TuningData, tune
+from benchmark.tuning import Budget, TuningData, TuningPlan, tune
 from conftest import ValidationBlend
 from conftest import synthetic_dataset as _synthetic
 from datasets.errors import FusebenchError
@@ -150,8 +151,8 @@ def test_a_model_perfect_on_leaked_test_data_does_not_win_tuning(tmp_path, fake_
     ds = _synthetic()
     get_split = _get_split(ds)
     store = RecordStore(tmp_path / "results")
-    plan = Plan(seeds=[0, 1], budget=Budget(trials=6), results=tmp_path / "results")
-    res, outs = run_model(store, ds, "test-oracle", {}, Protocol(), plan, get_split)
+    plan = Plan(tuning=TuningPlan(Budget(trials=6)), results=tmp_path / "results")
+    res, outs = run_model(store, ds, "test-oracle", {}, Protocol(seeds=(0, 1)), plan, get_split)
     study = optuna.load_study(study_name=res.study, storage=f"sqlite:///{tmp_path / 'results' / 'tuning.db'}")
     tried = {t.user_attrs["params"]["target"] for t in study.trials}
     assert study.trials[0].user_attrs["params"] == {"target": "test"}  # trial 0: the defaults
@@ -162,7 +163,7 @@ def test_a_model_perfect_on_leaked_test_data_does_not_win_tuning(tmp_path, fake_
         assert out.record["test"]["recall@20"] < 0.5  # the honest (poor) test score
         assert out.record["tuning"]["best_params"] == {"target": "valid"}
     # the configuration tuning rejected is the one that is perfect on test
-    cheat, _ = run_model(store, ds, "test-oracle", {"target": "test"}, Protocol(), Plan(seeds=[0]), get_split)
+    cheat, _ = run_model(store, ds, "test-oracle", {"target": "test"}, Protocol(seeds=(0,)), Plan(), get_split)
     rec = next(r for r in store.records() if r["model"]["params"]["target"] == "test")
     assert cheat is None and rec["test"]["recall@20"] == pytest.approx(1.0)
 
@@ -214,21 +215,22 @@ def test_records_carry_tuning_and_budget_is_part_of_the_key(tmp_path):
     ds = _synthetic()
     get_split = _get_split(ds)
     store = RecordStore(tmp_path / "results")
-    plan = Plan(seeds=[0, 1], budget=Budget(trials=2), results=tmp_path / "results")
-    res, outs = run_model(store, ds, "itemknn", {"shrink": 0.0}, Protocol(), plan, get_split)
+    plan = Plan(tuning=TuningPlan(Budget(trials=2)), results=tmp_path / "results")
+    cfg = Protocol(seeds=(0, 1))
+    res, outs = run_model(store, ds, "itemknn", {"shrink": 0.0}, cfg, plan, get_split)
     assert [o.status for o in outs] == ["done", "done"]
     t = outs[0].record["tuning"]
     assert t["trials"] == 2 and t["budget"] == "2 trials" and t["storage"] == "sqlite"
     assert t["best_params"]["shrink"] == 0.0  # fixed parameters stay fixed
     assert set(t) >= {"best_valid", "study", "epoch_cap", "pruner", "sampler", "timeout"}
     assert outs[0].record["model"]["params"]["k"] == t["best_params"]["k"]
-    _, again = run_model(store, ds, "itemknn", {"shrink": 0.0}, Protocol(), plan, get_split)
+    _, again = run_model(store, ds, "itemknn", {"shrink": 0.0}, cfg, plan, get_split)
     assert [o.status for o in again] == ["skipped", "skipped"]
-    plan.budget = Budget(trials=3)
-    _, more = run_model(store, ds, "itemknn", {"shrink": 0.0}, Protocol(), plan, get_split)
+    plan = replace(plan, tuning=TuningPlan(Budget(trials=3)))
+    _, more = run_model(store, ds, "itemknn", {"shrink": 0.0}, cfg, plan, get_split)
     assert [o.status for o in more] == ["done", "done"] and more[0].key != outs[0].key
     # nothing to tune: a plain run, the same record as --no-tune
-    res, pop = run_model(store, ds, "pop", {}, Protocol(), plan, get_split)
+    res, pop = run_model(store, ds, "pop", {}, cfg, plan, get_split)
     assert res.trials == 0 and "tuning" not in pop[0].record
 
 

@@ -21,9 +21,13 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .provenance import REVISION_ENV, WORKERS_ENV, git_revision  # light: the standard library only
+
+if TYPE_CHECKING:
+    from .model_plan import Plan
+    from .protocol import Protocol
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 MAX_AUTO_JOBS = 4
@@ -49,18 +53,18 @@ class Job:
     `dataset` is the canonical spec the dataset was loaded from (``meta["spec"]``: a folder's
     absolute path, never its short name, which two folders can share or a registered dataset
     can hold), `name` its short name for messages, `fingerprint` its content as the parent
-    loaded it: a worker that loads different content (the files changed meanwhile) stops."""
+    loaded it: a worker that loads different content (the files changed meanwhile) stops.
+    `cfg` is the run's protocol with its split rule resolved for this dataset."""
 
     dataset: str
     name: str
     fingerprint: str
     data_dir: str | None
     rating_threshold: float | None
-    protocol: str
     model: str
     params: dict[str, Any]
-    cfg: Any  # Protocol
-    plan: Any  # Plan
+    cfg: Protocol
+    plan: Plan
     # a model from outside the package (baselines.model_source): a worker imports that code
     # again and stops if it is not the code the run started with
     model_source: dict[str, Any] | None = None
@@ -80,10 +84,9 @@ def longest_first(jobs: list[Job], iterative: Callable[[str], bool]) -> list[Job
 
 def execute(job: Job, dataset=None, *, on_tuned=None, on_run=None, progress=None):
     """Tune and run one job (loading its dataset unless given). Returns (tuning, outcomes)."""
-    import datasets
     import fusion_models  # noqa: F401  (registers the fusion models in a fresh worker)
 
-    from .pipeline import run_model
+    from .model_plan import run_model
     from .records import RecordStore
 
     if job.model_source is not None:
@@ -91,14 +94,15 @@ def execute(job: Job, dataset=None, *, on_tuned=None, on_run=None, progress=None
 
         load_source(job.model_source)
     ds = dataset if dataset is not None else _load(job)
-    held = _SPLITS.get((id(ds), job.protocol))
+    rule = job.cfg.split_rule(ds)
+    held = _SPLITS.get((id(ds), rule))
     if held is None or held[0] is not ds:  # the entry holds its dataset, so the id is not reused
-        held = _SPLITS[(id(ds), job.protocol)] = (ds, {})
+        held = _SPLITS[(id(ds), rule)] = (ds, {})
     splits: dict[int, Any] = held[1]
 
     def get_split(seed):
         if seed not in splits:
-            splits[seed] = datasets.split(ds, protocol=job.protocol, seed=seed)
+            splits[seed] = job.cfg.split_of(ds, seed)
         return splits[seed]
 
     return run_model(

@@ -9,7 +9,7 @@ Tuning only ever receives `tuning_data(dataset, split)`: train and valid, never 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,9 +18,9 @@ from datasets import MultimodalDataset, Split
 
 from .protocol import Protocol
 from .records import RecordStore
-from .runner import RunOutcome, run_one
+from .seed_run import RunOutcome, run_one
 from .shared_runs import open_shared
-from .tuning import TUNING_SPLIT_SEED, Budget, TuningData, TuningResult, tune
+from .tuning import TUNING_SPLIT_SEED, TuningData, TuningPlan, TuningResult, tune
 
 
 def tuning_data(dataset: MultimodalDataset, split: Split) -> TuningData:
@@ -34,15 +34,13 @@ def tuning_data(dataset: MultimodalDataset, split: Split) -> TuningData:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
-    """How `run` treats every (dataset, model): tuning budget (None: no tuning), seeds, storage."""
+    """How `run` treats every (dataset, model) besides the protocol: how it is tuned, where
+    the records go, whether existing ones are redone, and the placebo controls."""
 
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    budget: Budget | None = None
-    storage: str | None = None  # None: SQLite results/tuning.db
+    tuning: TuningPlan = TuningPlan()  # its budget None: no tuning
     results: str | Path = "results"
-    pruner: str = "median"
     force: bool = False
     # placebo controls (datasets.placebo) run after the real seeds of every model that reads
     # item content: the same configuration and seeds on placebo content, no tuning of their own
@@ -63,20 +61,18 @@ def run_model(
     progress: Callable[[str], None] | None = None,
 ) -> tuple[TuningResult | None, list[RunOutcome]]:
     """Tune `model` on `dataset` (split seed TUNING_SPLIT_SEED) with `params` held fixed, then
-    run the chosen configuration once per seed, then once per seed and placebo control
+    run the chosen configuration once per seed of `cfg`, then once per seed and placebo control
     (`plan.placebos`) if the model reads item content. Returns the tuning result and the
     outcomes (real runs first)."""
     result, tuning, final = None, None, dict(params)
-    if plan.budget is not None:
+    if plan.tuning.budget is not None:
         result = tune(
             tuning_data(dataset, get_split(TUNING_SPLIT_SEED)),
             model,
-            plan.budget,
+            plan.tuning,
             cfg,
-            storage=plan.storage,
             results=plan.results,
             fixed_params=params,
-            pruner=plan.pruner,
             progress=progress,
         )
         if on_tuned is not None:
@@ -84,13 +80,13 @@ def run_model(
         if result.trials > 0:  # nothing tunable: a plain run, shared with --no-tune
             final = {**result.best_params, **params}
             tuning = result.as_record()
-    shared = open_shared(plan.storage)  # a server storage shares the seed runs (benchmark.shared_runs)
+    shared = open_shared(plan.tuning.storage)  # a server storage shares the seed runs (benchmark.shared_runs)
     outcomes = []
     first: tuple[Split, RunOutcome] | None = None  # the first seed's split and run
-    for seed in plan.seeds:
+    for seed in cfg.seeds:
         split = get_split(seed)
         # a model whose fit ignores the seed, on a split that does not change with it (a given
-        # split), gives every seed the first seed's results: taken, not retrained (runner.reseeded)
+        # split), gives every seed the first seed's results: taken, not retrained (seed_run.reseeded)
         same_as = first[1] if first is not None and first[0].same_interactions(split) else None
         # the full-length check already trained the chosen configuration on the tuning split:
         # the seed run on that split takes it (the same training, so the same record)
@@ -118,7 +114,7 @@ def run_model(
         if on_run is not None:
             on_run(seed, out)
     for kind in plan.placebos if reads_content(get_model_class(model)) else ():
-        for seed in plan.seeds:
+        for seed in cfg.seeds:
             out = run_one(
                 store,
                 dataset,
