@@ -24,8 +24,8 @@ candidate set, so the draw lives here; its membership test is reused to reject p
 When every item has a training interaction this is plain uniform sampling.
 
 Defaults: embedding 64, Adam lr 1e-3, batch 2048, no weight decay (as `bpr`), and 50 epochs
-(the benchmark early-stops on validation; 50 keeps a default run within the time budget of
-`run --all`, see docs/models.md).
+for a plain `fit` (under the benchmark's protocols patience on validation stops it, up to the
+protocol's maximum; see docs/models.md).
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ mean (no sampling) of the user's training row.
 
 Two defaults depart from the paper for the benchmark's datasets and time budget: batches of
 100 users (the paper's 500 was for 100k+ users; with 600-2,000 users it means two updates an
-epoch), and a cap of 30 epochs (the paper ran 200 on ML-20M) to bound a run's time; the
-benchmark's early stopping picks the epoch. The measurements behind both are in docs/models.md.
+epoch), and 30 epochs for a plain `fit` (the paper ran 200 on ML-20M); under the benchmark's
+protocols patience on validation stops it, up to the protocol's maximum. The measurements
+behind both are in docs/models.md.
 """
 
 from __future__ import annotations

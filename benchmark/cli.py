@@ -489,20 +489,6 @@ def cmd_reproduce(args) -> int:
     return reproduce_cmd(args)
 
 
-def cmd_perf(args, rest: list[str]) -> int:
-    if args.what == "train":
-        from .perf_train import main_train
-
-        return main_train(rest)
-    if args.what == "scale":
-        from .perf_scale import main_scale
-
-        return main_scale(rest)
-    from . import perf
-
-    return perf.main_metrics(rest)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m benchmark", description="fusebench: multimodal recommender benchmark")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -662,14 +648,60 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--no-cache", action="store_true", help="recompute even if the encoder cache has it")
     fe.set_defaults(func=cmd_features)
 
-    pf = sub.add_parser(
-        "perf",
-        help="speed scripts (metrics: metric core vs RecBole, ranx, numpy; "
-        "train: seconds per epoch and validation per model, vs RecBole's BPR and LightGCN; "
-        "scale: the same and peak memory on a synthetic folder of Amazon's size)",
+    pf = sub.add_parser("perf", help="speed scripts: metrics, train, scale")
+    pfs = pf.add_subparsers(dest="what", required=True, metavar="{metrics,train,scale}")
+    pm = pfs.add_parser(
+        "metrics",
+        help="the metric core against RecBole, ranx, numpy and the memory-read floor on synthetic top-K lists",
     )
-    pf.add_argument("what", choices=["metrics", "train", "scale"])
-    pf.set_defaults(func=None)
+    pm.add_argument("--users", type=int, default=100_000)
+    pm.add_argument("--items", type=int, default=20_000)
+    pm.add_argument("--k", type=int, default=100)
+    pm.add_argument("--seed", type=int, default=0)
+    pm.add_argument("--repeat", type=int, default=3)
+    pm.add_argument("--no-compile-timing", action="store_true", help="skip the fresh-process compile measurements")
+    pm.set_defaults(func=_perf("perf", "run_metrics"))
+    pt = pfs.add_parser("train", help="seconds per training epoch and per validation pass, per model")
+    pt.add_argument("--dataset", default="ml-100k")
+    pt.add_argument("--models", help="comma-separated iterative models (default: every registered one)")
+    pt.add_argument("--epochs", type=int, default=4, help="epochs timed per model (default 4; the first apart)")
+    _shared_param_arg(pt)
+    pt.add_argument("--no-reference", action="store_true", help="skip RecBole's BPR and LightGCN")
+    pt.add_argument("--data-dir")
+    pt.set_defaults(func=_perf("perf_train", "run_train"))
+    ps = pfs.add_parser(
+        "scale",
+        help="seconds per epoch, per validation and test pass, and peak memory of every model on a "
+        "synthetic folder of a large dataset's shape (default: Amazon Sports)",
+    )
+    from .perf_scale import SHAPES
+
+    ps.add_argument("--shape", choices=sorted(SHAPES), default="sports", help="a standard shape (default sports)")
+    ps.add_argument("--users", type=int)
+    ps.add_argument("--items", type=int)
+    ps.add_argument("--interactions", type=int)
+    ps.add_argument("--text-dim", type=int, default=384)
+    ps.add_argument("--image-dim", type=int, default=4096)
+    ps.add_argument("--models", help="comma-separated models (default: every registered one)")
+    ps.add_argument("--epochs", type=int, default=2, help="epochs timed per iterative model (the first apart)")
+    ps.add_argument("--no-reference", action="store_true", help="skip RecBole's BPR and LightGCN")
+    ps.add_argument("--no-floor", action="store_true", help="skip the epoch floors (one more epoch each)")
+    ps.add_argument("--out", help="where the synthetic folder is written and kept (default: the cache)")
+    _shared_param_arg(ps)
+    ps.set_defaults(func=_perf("perf_scale", "run_scale"))
+
+    from .parity import PAIRS
+
+    pa = sub.add_parser("parity", help="ours against RecBole's own BPR and LightGCN on the same splits and seeds")
+    pa.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
+    pa.add_argument("--dataset", default="ml-100k")
+    pa.add_argument("--models", default="bpr,lightgcn", help=f"comma-separated, from {sorted(PAIRS)}")
+    pa.add_argument("--epochs", type=int, default=None, help="max epochs for both sides (default: 300)")
+    pa.add_argument("--learning-rate", type=float, default=None, help="learning rate for both sides (default 1e-3)")
+    pa.add_argument("--patience", type=int, default=10)
+    pa.add_argument("--metric", default=PRIMARY_METRIC, help="validation metric for early stopping")
+    pa.add_argument("--device", default="cpu")
+    pa.set_defaults(func=_perf("parity", "run_parity"))
 
     rp = sub.add_parser(
         "reproduce",
@@ -699,10 +731,64 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.set_defaults(func=cmd_reproduce)
 
-    from .score import add_parser as add_score_parser
-
-    add_score_parser(sub)
+    _score_parser(sub)
     return p
+
+
+def _perf(module: str, function: str):
+    """A command whose code is imported when it runs (the speed scripts load RecBole, ranx)."""
+
+    def run(args) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.{module}"), function)(args)
+
+    return run
+
+
+def _shared_param_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="hyper-parameter for every model that has it (e.g. batch_size=4096)",
+    )
+
+
+def _score_parser(sub) -> argparse.ArgumentParser:
+    """`score`'s sub-parser."""
+    from .score import CONVENTIONS, FILE_KS, cmd_score
+
+    s = sub.add_parser(
+        "score",
+        help="score recommendations made elsewhere: a TREC run file against TREC qrels, "
+        "or against a dataset's split (writes a run record, family external)",
+    )
+    s.add_argument("--run", required=True, help="TREC run file: user Q0 item rank score tag (whitespace separated)")
+    s.add_argument("--qrels", help="TREC qrels: user 0 item rel (rel > 0 is relevant)")
+    s.add_argument(
+        "--convention",
+        choices=CONVENTIONS,
+        default="recbole",
+        help="with --qrels: recbole (fusebench's, default) or trec (trec_eval's); see docs/metrics.md",
+    )
+    s.add_argument("--ks", help=f"with --qrels: cutoffs (default {','.join(map(str, FILE_KS))})")
+    s.add_argument("--per-user", metavar="OUT.csv", help="write one row per scored user, a column per metric@k")
+    s.add_argument("--dataset", help="score against this dataset's split instead (raw ids; writes a run record)")
+    s.add_argument(
+        "--protocol",
+        help="with --dataset: split protocol (default: the source's split if it has one, "
+        "else random 8:1:1); mmrec = the given split with only train items masked",
+    )
+    s.add_argument("--seed", type=int, help="with --dataset: split seed (default 0)")
+    s.add_argument("--name", help="with --dataset: the external system's name on the leaderboard")
+    s.add_argument("--rating-threshold", type=float, help="with --dataset: as for run")
+    s.add_argument("--data-dir", help="offline mirror folder holding dataset files")
+    s.add_argument("--results", default="results", help="with --dataset: results folder (default ./results)")
+    s.add_argument("--force", action="store_true", help="with --dataset: rewrite a record that already exists")
+    s.set_defaults(func=cmd_score)
+    return s
 
 
 def _run_io_args(p: argparse.ArgumentParser) -> None:
@@ -735,8 +821,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     try:
-        if args.command == "perf":
-            return cmd_perf(args, rest)
         if args.command == "datasets" and args.out is None and len(rest) == 1 and not rest[0].startswith("-"):
             # argparse cannot take the OUT positional after `--format F`; accept it there too
             args.out = rest.pop()

@@ -1,6 +1,6 @@
 """Parity check: our models against RecBole's, on the same split, seeds and protocol.
 
-    python -m benchmark.parity --seeds 3 --dataset ml-100k --models bpr,lightgcn
+    python -m benchmark parity --seeds 3 --dataset ml-100k --models bpr,lightgcn
 
 For each seed s (split = per-user random 8:1:1 with seed s, model seed s) and each model,
 ours (``bpr``, ``lightgcn``) and RecBole's (``recbole:BPR``, ``recbole:LightGCN``, through
@@ -17,7 +17,6 @@ not registered is skipped with a note.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 
@@ -38,17 +37,8 @@ def _fmt(values: list[float]) -> str:
     return f"{a.mean():.4f} ± {sd:.4f}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmark.parity", description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
-    p.add_argument("--dataset", default="ml-100k")
-    p.add_argument("--models", default="bpr,lightgcn", help=f"comma-separated, from {sorted(PAIRS)}")
-    p.add_argument("--epochs", type=int, default=None, help="max epochs for both sides (default: 300)")
-    p.add_argument("--learning-rate", type=float, default=None, help="learning rate for both sides (default 1e-3)")
-    p.add_argument("--patience", type=int, default=10)
-    p.add_argument("--metric", default=PRIMARY_METRIC, help="validation metric for early stopping")
-    p.add_argument("--device", default="cpu")
-    args = p.parse_args(argv)
+def run_parity(args) -> int:
+    """`parity` (options in `benchmark.cli`)."""
 
     import baselines
     import datasets
@@ -113,5 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m benchmark.parity` is `python -m benchmark parity`
+    from .cli import main
+
+    sys.exit(main(["parity", *sys.argv[1:]]))

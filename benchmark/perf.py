@@ -15,7 +15,6 @@ RecBole and ranx are imported lazily and skipped with a note when absent.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import subprocess
@@ -30,6 +29,7 @@ import scipy.sparse as sp
 from numba import njit, prange
 
 from benchmark import metrics as M
+from datasets.errors import FusebenchError
 
 KS = (10, 20, 50, 100)
 
@@ -304,21 +304,10 @@ def _max_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray], keys) -> float
     return d
 
 
-def main_metrics(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmark perf metrics",
-        description="Time benchmark.metrics.rank_metrics against RecBole, ranx, numpy and the "
-        "memory-read floor on synthetic top-K lists.",
-    )
-    p.add_argument("--users", type=int, default=100_000)
-    p.add_argument("--items", type=int, default=20_000)
-    p.add_argument("--k", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--no-compile-timing", action="store_true", help="skip the fresh-process compile measurements")
-    args = p.parse_args(argv)
+def run_metrics(args) -> int:
+    """`perf metrics` (options in `benchmark.cli`)."""
     if args.users < 1 or args.items < 1 or args.k < 1 or args.k > args.items:
-        p.error("need users >= 1, items >= 1 and 1 <= k <= items")
+        raise FusebenchError("need users >= 1, items >= 1 and 1 <= k <= items")
     ks = tuple(k for k in KS if k <= args.k) or (args.k,)
     if ks[-1] != args.k:
         ks = ks + (args.k,)
@@ -476,4 +465,6 @@ def main_metrics(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main_metrics(sys.argv[1:]))
+    from .cli import main
+
+    raise SystemExit(main(["perf", "metrics", *sys.argv[1:]]))

@@ -25,12 +25,12 @@ estimate, before anything is allocated.
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import statistics
 import time
 from pathlib import Path
+from queue import Empty
 
 import numpy as np
 
@@ -198,15 +198,21 @@ def run_child(spec: str, name: str, params: dict, epochs: int, floor: bool) -> d
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(queue, spec, name, params, epochs, floor))
     proc.start()
+    result = None
     try:
-        result = queue.get()
+        while result is None:
+            try:
+                result = queue.get(timeout=1.0)
+            except Empty:
+                if not proc.is_alive():  # killed (OOM) or crashed (a segfault) before it reported
+                    break
     except BaseException:
         proc.terminate()
         raise
     finally:
         proc.join(timeout=60)
-    if proc.exitcode not in (0, None) and "error" not in result:
-        result["error"] = f"the process ended with code {proc.exitcode}"
+    if result is None:
+        result = {"name": name, "error": f"the process ended with code {proc.exitcode} before reporting"}
     return result
 
 
@@ -214,25 +220,8 @@ def _gib(b: float) -> str:
     return f"{b / 1024**3:.2f}"
 
 
-def main_scale(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmark perf scale",
-        description="seconds per epoch, per validation and test pass, and peak memory of every model on "
-        "a synthetic folder of a large dataset's shape (default: Amazon Sports)",
-    )
-    p.add_argument("--shape", choices=sorted(SHAPES), default="sports", help="a standard shape (default sports)")
-    p.add_argument("--users", type=int)
-    p.add_argument("--items", type=int)
-    p.add_argument("--interactions", type=int)
-    p.add_argument("--text-dim", type=int, default=384)
-    p.add_argument("--image-dim", type=int, default=4096)
-    p.add_argument("--models", help="comma-separated models (default: every registered one)")
-    p.add_argument("--epochs", type=int, default=2, help="epochs timed per iterative model (the first apart)")
-    p.add_argument("--no-reference", action="store_true", help="skip RecBole's BPR and LightGCN")
-    p.add_argument("--no-floor", action="store_true", help="skip the epoch floors (one more epoch each)")
-    p.add_argument("--out", help="where the synthetic folder is written and kept (default: the cache)")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="for every model that has it")
-    args = p.parse_args(argv)
+def run_scale(args) -> int:
+    """`perf scale` (options in `benchmark.cli`)."""
     users, items, interactions = SHAPES[args.shape]
     users, items = args.users or users, args.items or items
     interactions = args.interactions or interactions

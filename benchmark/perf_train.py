@@ -22,7 +22,6 @@ or memory, not by overhead; far above it, by per-operation overhead.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
@@ -115,24 +114,8 @@ def time_model(name: str, params: dict, data: FitData, valid, epochs: int, rates
     }
 
 
-def main_train(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmark perf train",
-        description="seconds per training epoch and per validation pass, per model",
-    )
-    p.add_argument("--dataset", default="ml-100k")
-    p.add_argument("--models", help="comma-separated iterative models (default: every registered one)")
-    p.add_argument("--epochs", type=int, default=4, help="epochs timed per model (default 4; the first apart)")
-    p.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="hyper-parameter for every model that has it (e.g. batch_size=4096)",
-    )
-    p.add_argument("--no-reference", action="store_true", help="skip RecBole's BPR and LightGCN")
-    p.add_argument("--data-dir")
-    args = p.parse_args(argv)
+def run_train(args) -> int:
+    """`perf train` (options in `benchmark.cli`)."""
     if args.epochs < 2:
         raise FusebenchError("--epochs must be >= 2 (the first epoch is reported apart)")
     import torch

@@ -18,7 +18,6 @@ order and trec_eval's MAP normaliser, whose relation to ours is tested in tests/
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
@@ -494,39 +493,6 @@ def write_per_user(
 
 
 # --------------------------------------------------------------------------- command line
-
-
-def add_parser(sub) -> argparse.ArgumentParser:
-    """`score`'s sub-parser (cli.build_parser calls this)."""
-    s = sub.add_parser(
-        "score",
-        help="score recommendations made elsewhere: a TREC run file against TREC qrels, "
-        "or against a dataset's split (writes a run record, family external)",
-    )
-    s.add_argument("--run", required=True, help="TREC run file: user Q0 item rank score tag (whitespace separated)")
-    s.add_argument("--qrels", help="TREC qrels: user 0 item rel (rel > 0 is relevant)")
-    s.add_argument(
-        "--convention",
-        choices=CONVENTIONS,
-        default="recbole",
-        help="with --qrels: recbole (fusebench's, default) or trec (trec_eval's); see docs/metrics.md",
-    )
-    s.add_argument("--ks", help=f"with --qrels: cutoffs (default {','.join(map(str, FILE_KS))})")
-    s.add_argument("--per-user", metavar="OUT.csv", help="write one row per scored user, a column per metric@k")
-    s.add_argument("--dataset", help="score against this dataset's split instead (raw ids; writes a run record)")
-    s.add_argument(
-        "--protocol",
-        help="with --dataset: split protocol (default: the source's split if it has one, "
-        "else random 8:1:1); mmrec = the given split with only train items masked",
-    )
-    s.add_argument("--seed", type=int, help="with --dataset: split seed (default 0)")
-    s.add_argument("--name", help="with --dataset: the external system's name on the leaderboard")
-    s.add_argument("--rating-threshold", type=float, help="with --dataset: as for run")
-    s.add_argument("--data-dir", help="offline mirror folder holding dataset files")
-    s.add_argument("--results", default="results", help="with --dataset: results folder (default ./results)")
-    s.add_argument("--force", action="store_true", help="with --dataset: rewrite a record that already exists")
-    s.set_defaults(func=cmd_score)
-    return s
 
 
 def parse_ks(value: str | None, default: Sequence[int]) -> list[int]:

@@ -340,9 +340,14 @@ def test_warmup_runs():
 
 
 def test_perf_script_smoke(capsys):
-    from benchmark.perf import main_metrics
+    from benchmark.cli import main
 
-    assert main_metrics(["--users", "300", "--items", "200", "--k", "20", "--repeat", "1", "--no-compile-timing"]) == 0
+    assert (
+        main(
+            ["perf", "metrics", "--users", "300", "--items", "200", "--k", "20", "--repeat", "1", "--no-compile-timing"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "ours / floor" in out and "numpy numbers equal ours to 1e-9: yes" in out
     if "RecBole numbers" in out:
