@@ -14,10 +14,11 @@ sweep over users then items, and returns the loss above divided by the total con
 (implicit's `calculate_loss` normalisation).
 
 Defaults: 64 factors; alpha = 40 (Hu et al.); cg_steps = 3 and initial factors uniform in
-[0, 0.01) (`implicit`'s defaults); 15 sweeps (`implicit`'s default iteration count) for a plain `fit`; under the
-benchmark's protocols one sweep is one epoch and patience on validation stops it. Hu et al. give no value for the regularisation (they tune it);
-`implicit`'s 0.01 is far too weak at alpha = 40, so the default here, 100, was chosen on
-*validation* splits (the comparison is in docs/models.md).
+[0, 0.01) (`implicit`'s defaults); 15 sweeps (`implicit`'s default iteration count) for a
+plain `fit`; under the benchmark's protocols one sweep is one epoch and patience on validation
+stops it. Hu et al. give no value for the regularisation (they tune it); `implicit`'s 0.01
+is far too weak at alpha = 40, so the default here, 100, was chosen on *validation* splits
+(the comparison is in docs/models.md).
 """
 
 from __future__ import annotations
