@@ -34,23 +34,6 @@ def reads_content(cls) -> bool:
     return cls.family != "baseline/cf"
 
 
-def binary_csr(x) -> sp.csr_matrix:
-    """`x` as a canonical binary float32 CSR matrix (stored entries summed, zeros dropped, the
-    rest 1); `x` itself when it already is one."""
-    if (
-        isinstance(x, sp.csr_matrix)
-        and x.dtype == np.float32
-        and x.has_canonical_format
-        and bool((x.data == 1).all())
-    ):
-        return x
-    r = sp.csr_matrix(x, dtype=np.float32)
-    r.sum_duplicates()
-    r.eliminate_zeros()
-    r.data[:] = 1.0
-    return r
-
-
 @dataclass
 class FitData:
     """What a model sees: the training matrix, item content, a seed and a device.
@@ -71,9 +54,6 @@ class FitData:
     content: ItemContent | None = None
 
     def __post_init__(self):
-        # the contract's training matrix, made once here for every model: binary float32 CSR in
-        # canonical form (a split's matrices already are, and pass through as they are)
-        self.train = binary_csr(self.train)
         # data built by hand with item text has that text as raw content too
         if self.content is None and self.item_text is not None:
             self.content = ItemContent(self.train.shape[1], list(self.item_text))

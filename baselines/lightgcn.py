@@ -38,10 +38,12 @@ from .torch_base import CachedScoring, TorchRecommender
 
 
 def normalized_adjacency(train: sp.csr_matrix) -> sp.coo_matrix:
-    """D^-1/2 A D^-1/2 of the bipartite graph of the (binary, `FitData`) training matrix,
-    users first then items."""
+    """D^-1/2 A D^-1/2 of the binary bipartite graph, users first then items."""
     n_users, n_items = train.shape
-    a = sp.bmat([[None, train], [train.T, None]], format="csr", dtype=np.float32)
+    r = sp.csr_matrix(train, dtype=np.float32)
+    r.sum_duplicates()
+    r.data = np.ones_like(r.data)
+    a = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
     a = sp.csr_matrix(a, shape=(n_users + n_items, n_users + n_items))
     deg = np.asarray(a.sum(axis=1)).ravel() + 1e-7
     d = sp.diags(np.power(deg, -0.5).astype(np.float32))

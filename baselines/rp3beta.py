@@ -37,11 +37,12 @@ def rp3beta_similarity(
     x = sp.csr_matrix(x, dtype=np.float32)
     n_items = x.shape[1]
     p_ui = _row_l1(x)
-    x_t = x.T.tocsr()  # binary, as FitData's training matrix is
-    pop = np.asarray(x_t.sum(axis=1)).ravel()
+    x_bool = x.T.tocsr()
+    x_bool.data = np.ones_like(x_bool.data)
+    pop = np.asarray(x_bool.sum(axis=1)).ravel()
     degree = np.zeros(n_items, dtype=np.float32)
     degree[pop > 0] = np.power(pop[pop > 0], -beta)
-    p_iu = _row_l1(x_t)
+    p_iu = _row_l1(x_bool)
     if alpha != 1.0:  # elementwise on the stored transition probabilities (alpha = 0 too)
         p_ui.data **= alpha
         p_iu.data **= alpha

@@ -137,7 +137,8 @@ class TextProfile(Recommender):
         except ValueError as exc:  # e.g. "empty vocabulary; perhaps the documents only contain stop words"
             raise FusebenchError(f"text-profile: TF-IDF over item_text failed: {exc}") from None
         self.vocabulary_size_ = len(vec.vocabulary_)
-        train = data.train  # binary float32 CSR (FitData)
+        train = data.train.tocsr().astype(np.float32)
+        train.data[:] = 1.0
         pop = np.asarray(train.sum(axis=0)).ravel()
         w = np.where(pop > 0, np.maximum(pop, 1.0) ** -float(self.popularity_damping), 0.0).astype(np.float32)
         self._weighted = (train @ sp.diags(w)).tocsr()  # user x item weights of the profile mean

@@ -259,6 +259,13 @@ class SparseGraph:
 # --------------------------------------------------------------------------------------------
 # user-item graph
 # --------------------------------------------------------------------------------------------
+def _binary(train: sp.spmatrix) -> sp.csr_matrix:
+    r = sp.csr_matrix(train, dtype=np.float32)
+    r.sum_duplicates()
+    r.data = np.ones_like(r.data)
+    return r
+
+
 def ui_adjacency(train: sp.spmatrix, norm: str = "sym") -> sp.csr_matrix:
     """The (n_users + n_items)^2 bipartite adjacency of the binary training matrix, users first.
 
@@ -270,8 +277,9 @@ def ui_adjacency(train: sp.spmatrix, norm: str = "sym") -> sp.csr_matrix:
         return normalized_adjacency(train).tocsr()
     if norm != "rw_self_loop":
         raise ValueError(f"unknown normalisation {norm!r}")
-    n = train.shape[0] + train.shape[1]
-    a = sp.bmat([[None, train], [train.T, None]], format="csr", dtype=np.float32)
+    r = _binary(train)
+    n = r.shape[0] + r.shape[1]
+    a = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
     a = sp.csr_matrix(a, shape=(n, n)) + sp.eye(n, dtype=np.float32, format="csr")
     d = np.asarray(a.sum(axis=1)).ravel()
     return (sp.diags((1.0 / d).astype(np.float32)) @ a).tocsr()
