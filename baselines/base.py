@@ -34,6 +34,9 @@ def reads_content(cls) -> bool:
     return cls.family != "baseline/cf"
 
 
+_PARAM_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 @dataclass
 class FitData:
     """What a model sees: the training matrix, item content, a seed and a device.
@@ -121,7 +124,11 @@ class Recommender:
     # --- scikit-learn style parameter handling -------------------------------------------
     @classmethod
     def param_names(cls) -> list[str]:
-        return list(cls.defaults())
+        # read per training batch (`param`): the constructor's signature is inspected once per class
+        names = _PARAM_NAMES.get(cls)
+        if names is None:
+            names = _PARAM_NAMES[cls] = tuple(cls.defaults())
+        return list(names)
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
